@@ -1,0 +1,111 @@
+"""python -m export: load a real checkpoint, export it to ONNX, optimise, gate on parity, write the card."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from export.card import card_path_for
+
+log = logging.getLogger("export")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, required=True, help="output folder for <name>.onnx and <name>.card.json")
+    p.add_argument("--name", default="model", help="file stem of the exported model (default: model)")
+    p.add_argument("--no-optimize", action="store_true", help="skip onnxoptimizer (the card records it)")
+    p.add_argument("--threads", type=int, default=0, help="onnxruntime threads for the parity gate (0 = auto)")
+    p.add_argument("--force", action="store_true", help="re-export even when an up-to-date export exists")
+
+
+def cmd_deepspeech2(args: argparse.Namespace) -> int:
+    from export.models import deepspeech2
+    from export.models.ds_checkpoint import CheckpointError
+    from export.parity import ParityError
+    from export.pipeline import export_family, up_to_date
+    from export.recipe import sha256_file
+
+    static_frames = static_batch = None
+    if args.static_shape:
+        static_batch, static_frames = args.static_shape
+    options = {"static_frames": static_frames, "static_batch": static_batch, "optimize": not args.no_optimize}
+    onnx_path = args.out / f"{args.name}.onnx"
+    ckpt = Path(args.checkpoint)
+    if not ckpt.is_file():
+        log.error("checkpoint not found: %s (expected a deepspeech.pytorch V3.0 .ckpt file)", ckpt)
+        return 2
+    if not args.force and up_to_date(onnx_path, sha256_file(ckpt), options):
+        log.info("%s is up to date (same checkpoint and options, parity passed); --force to redo", onnx_path)
+        return 0
+    try:
+        model = deepspeech2.load(ckpt, static_frames=static_frames, static_batch=static_batch)
+    except CheckpointError as exc:
+        log.error("%s", exc)
+        return 2
+    log.info("loaded %s: %s, %d parameters", ckpt, model.card_facts["architecture"]["rnn_type"],
+             model.card_facts["architecture"]["parameters"])
+    try:
+        card = export_family(model, args.out, name=args.name, optimize_graph=not args.no_optimize,
+                             options=options, threads=args.threads)
+    except ParityError:
+        return 3
+    par = card["parity"]["outputs"]
+    opt = card["optimization"]
+    log.info("wrote %s and %s", onnx_path, card_path_for(onnx_path))
+    log.info("parity passed: %s", ", ".join(f"{k} max abs {v['max_abs']:.2e}" for k, v in par.items()))
+    if opt.get("applied"):
+        log.info("onnxoptimizer: %d -> %d nodes", opt["nodes_before"], opt["nodes_after"])
+    return 0
+
+
+def _static_shape(text: str) -> tuple[int, int]:
+    """'1,621' or the Ascend guide's full '1,1,161,621' -> (batch, frames)."""
+    parts = [int(x) for x in text.split(",")]
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    if len(parts) == 4:
+        return parts[0], parts[3]
+    raise argparse.ArgumentTypeError("expected BATCH,FRAMES or B,1,161,FRAMES, e.g. 1,1,161,621")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from export.train_deepspeech2 import main as train_main
+
+    return train_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m export",
+        description="Export a speech model to ONNX with dynamic batch/time axes, optimise it with onnxoptimizer, "
+                    "check it against PyTorch over batch sizes and lengths (the parity gate), and write a model "
+                    "card beside it. Nothing is written as a usable model unless the gate passes.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("deepspeech2", help="a deepspeech.pytorch V3.0 checkpoint (.ckpt)",
+                       description="Export a deepspeech.pytorch V3.0 Lightning checkpoint. Inputs: spect (B,1,161,T) "
+                                   "float32 and lengths (B,) int32; outputs: probs (B,T',29) and output_lengths.")
+    p.add_argument("--checkpoint", required=True, help="path of the V3.0 .ckpt file")
+    p.add_argument("--static-shape", type=_static_shape, metavar="B,1,161,T",
+                   help="fix batch and frames, e.g. 1,1,161,621 as the Ascend guide does (default: dynamic)")
+    _common(p)
+    p.set_defaults(func=cmd_deepspeech2)
+
+    from export.train_deepspeech2 import add_arguments as add_train_args
+
+    t = sub.add_parser("train", help="train the small demo DeepSpeech2 on an AN4-layout corpus",
+                       description="Train a small DeepSpeech2 of the V3.0 architecture with a fixed seed and save it "
+                                   "as a V3.0 checkpoint (the embedded demo model).")
+    add_train_args(t)
+    t.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,18 @@
+"""Model families: one recipe module each, registered here by the `family` name cards carry.
+
+A family module provides `load(artifact_path, **options) -> export.recipe.LoadedModel`.
+"""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+FAMILIES: dict[str, str] = {
+    "deepspeech2": "export.models.deepspeech2",
+}
+
+
+def family_module(family: str) -> ModuleType:
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; known: {sorted(FAMILIES)}")
+    return importlib.import_module(FAMILIES[family])

@@ -1,0 +1,88 @@
+"""export -> optimise -> parity gate -> card, for any family's LoadedModel."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from export.card import CARD_VERSION, METADATA_KEYS, card_path_for, read_card, versions, write_card
+from export.onnx_export import export_onnx, save_atomic, set_metadata
+from export.optimize import optimize
+from export.parity import ParityError, run_parity
+from export.recipe import LoadedModel, sha256_file
+
+log = logging.getLogger("export")
+
+
+def up_to_date(onnx_path: Path, source_sha256: str, options: dict[str, Any]) -> bool:
+    """True when a passed export of the same source with the same options is already in place."""
+    card_path = card_path_for(onnx_path)
+    if not (onnx_path.is_file() and card_path.is_file()):
+        return False
+    try:
+        card = read_card(card_path)
+    except ValueError:
+        return False
+    return (card.get("source", {}).get("sha256") == source_sha256
+            and card.get("export_options") == options
+            and card.get("parity", {}).get("passed") is True
+            and card.get("onnx_sha256") == sha256_file(onnx_path))
+
+
+def export_family(model: LoadedModel, out_dir: Path, *, name: str = "model", optimize_graph: bool = True,
+                  options: dict[str, Any] | None = None, threads: int = 0) -> dict[str, Any]:
+    """Write `<out_dir>/<name>.onnx` and its card; the ONNX file appears only if the parity gate passes."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / f"{name}.onnx"
+    options = dict(options or {})
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp_name:
+        tmp = Path(tmp_name)
+        t0 = time.perf_counter()
+        proto = export_onnx(model, tmp / "raw.onnx")
+        export_s = time.perf_counter() - t0
+        opt_report: dict[str, Any] = {"applied": False}
+        if optimize_graph:
+            proto, opt_report = optimize(proto)
+            opt_report["applied"] = True
+        candidate = tmp / f"{name}.onnx"
+        onnx.save(proto, str(candidate))
+        t0 = time.perf_counter()
+        try:
+            parity = run_parity(model, candidate, threads=threads)
+        except ParityError as exc:
+            failed = out_dir / f"{name}.parity_failed.json"
+            failed.write_text(json.dumps(exc.report, indent=2) + "\n")
+            log.error("%s\nfull report: %s", exc, failed)
+            raise
+        parity_s = time.perf_counter() - t0
+        card: dict[str, Any] = {
+            "card_version": CARD_VERSION,
+            "family": model.family,
+            "onnx": onnx_path.name,
+            "precision": "fp32",
+            "made_by": "torch.onnx.export (TorchScript-based, dynamo=False)",
+            "opset": model.opset,
+            "inputs": [s.to_dict() for s in model.inputs],
+            "outputs": [s.to_dict() for s in model.outputs],
+            **model.card_facts,
+            "source": model.source,
+            "export_options": options,
+            "optimization": opt_report,
+            "parity": parity,
+            "timings_s": {"export": round(export_s, 3), "parity": round(parity_s, 3)},
+            "versions": versions(),
+        }
+        set_metadata(proto, {k: card[k] for k in METADATA_KEYS if k in card})
+        save_atomic(proto, candidate)
+        card["onnx_sha256"] = sha256_file(candidate)
+        # The card goes first: a model file without a card is unusable, but never a card naming a
+        # model that is not there yet.
+        write_card(card, card_path_for(onnx_path))
+        shutil.move(str(candidate), str(onnx_path))
+    return card

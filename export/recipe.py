@@ -1,0 +1,82 @@
+"""What a model family declares so that export, parity and the later stages stay generic.
+
+A recipe is the only per-family code the pipeline has: how to load the real artifact into a PyTorch
+reference, what its inputs and outputs are (names, dtypes, symbolic shapes, which axis is time, which
+output carries lengths), how to make example inputs for export and parity, and the facts that go into
+the model card. Export, optimisation, the parity gate, the runners and postprocess read only these.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output. `shape` holds ints and symbolic names ("batch", "time", "frames")."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...]
+    role: str  # features | lengths | probabilities | logits | log_probs
+    time_axis: int | None = None
+    # For outputs with a time axis: the name of the output (or rule) that holds each row's valid length.
+    lengths_from: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "shape": list(self.shape), "role": self.role}
+        if self.time_axis is not None:
+            d["time_axis"] = self.time_axis
+        if self.lengths_from is not None:
+            d["lengths_from"] = self.lengths_from
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TensorSpec":
+        return cls(name=d["name"], dtype=d["dtype"], shape=tuple(d["shape"]), role=d["role"],
+                   time_axis=d.get("time_axis"), lengths_from=d.get("lengths_from"))
+
+
+@dataclass
+class LoadedModel:
+    """A family's PyTorch reference, ready for export, with what the card needs to know about it."""
+
+    family: str
+    module: torch.nn.Module
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    # Builds one batch of example inputs (name -> tensor) for the given per-row input lengths.
+    make_inputs: Callable[[list[int], int | None], dict[str, torch.Tensor]]
+    card_facts: dict[str, Any]
+    source: dict[str, Any]
+    opset: int = 17
+    # Lengths (in input frames/samples) the parity gate sweeps; batches mix them.
+    parity_lengths: list[int] = field(default_factory=list)
+    # Tolerance for fp32 parity of float outputs.
+    atol: float = 1e-4
+    rtol: float = 1e-3
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+NUMPY_DTYPES: dict[str, np.dtype] = {
+    "float32": np.dtype("float32"),
+    "float16": np.dtype("float16"),
+    "int32": np.dtype("int32"),
+    "int64": np.dtype("int64"),
+}

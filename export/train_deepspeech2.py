@@ -1,0 +1,207 @@
+"""Train the embedded demo DeepSpeech2 (V3.0 architecture, small RNN width) with a fixed seed.
+
+The result is saved as a deepspeech.pytorch V3.0 checkpoint, so the pipeline loads it through exactly
+the path a real `an4_pretrained_v3.ckpt` takes. A validation slice of the training speakers picks the
+best epoch; the test split is never looked at here.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from export.models.deepspeech2 import DeepSpeechConfig, build_model, feature_config, parameter_count
+from export.models.ds_checkpoint import save_deepspeech_checkpoint
+from postprocess.ctc import greedy_decode_batch
+from postprocess.metrics import corpus_scores
+from preprocess.audio import load_audio
+from preprocess.datasets import read_an4_raw
+from preprocess.features import extract
+from preprocess.text import to_labels
+
+log = logging.getLogger("train")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("family", choices=["deepspeech2"], help="model family to train")
+    p.add_argument("--an4-root", type=Path, required=True, help="AN4 raw layout with an4_train.* (the demo corpus)")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint to write (.ckpt, V3.0 structure)")
+    p.add_argument("--rnn-type", default="lstm", choices=["lstm", "gru", "rnn"])
+    p.add_argument("--hidden-size", type=int, default=160)
+    p.add_argument("--hidden-layers", type=int, default=2)
+    p.add_argument("--unidirectional", action="store_true", help="unidirectional RNNs + lookahead (streamable)")
+    p.add_argument("--lookahead-context", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--val-fraction", type=float, default=0.05, help="training utterances held out to pick the epoch")
+    p.add_argument("--limit", type=int, help="use only the first N training utterances (tests)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    p.add_argument("--spec-augment", type=int, default=1, help="1: mask a few time/freq bands per utterance")
+    p.add_argument("--force", action="store_true", help="retrain even if --out exists")
+
+
+def _encode(text: str, labels: list[str]) -> list[int]:
+    index = {c: i for i, c in enumerate(labels)}
+    return [index[c] for c in text if c in index and index[c] != 0]
+
+
+def _spec_augment(x: torch.Tensor, lengths: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Zero one frequency band and one time band per utterance (cheap robustness to unseen voices)."""
+    x = x.clone()
+    b, _, f, _ = x.shape
+    for i in range(b):
+        fw = int(torch.randint(0, 16, (1,), generator=gen))
+        f0 = int(torch.randint(0, max(1, f - fw), (1,), generator=gen))
+        x[i, :, f0:f0 + fw, :] = 0
+        n = int(lengths[i])
+        tw = int(torch.randint(0, max(1, min(12, n // 8)), (1,), generator=gen))
+        t0 = int(torch.randint(0, max(1, n - tw), (1,), generator=gen))
+        x[i, :, :, t0:t0 + tw] = 0
+    return x
+
+
+def _collate(items: list[tuple[np.ndarray, list[int], str]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                        torch.Tensor, list[str]]:
+    frames = max(s.shape[1] for s, _, _ in items)
+    spect = torch.zeros(len(items), 1, items[0][0].shape[0], frames)
+    for i, (s, _, _) in enumerate(items):
+        spect[i, 0, :, : s.shape[1]] = torch.from_numpy(s)
+    lengths = torch.tensor([s.shape[1] for s, _, _ in items], dtype=torch.int32)
+    targets = torch.tensor([t for _, ts, _ in items for t in ts], dtype=torch.int64)
+    target_lengths = torch.tensor([len(ts) for _, ts, _ in items], dtype=torch.int64)
+    return spect, lengths, targets, target_lengths, [text for _, _, text in items]
+
+
+def _batches(items: list[Any], batch_size: int, rng: random.Random) -> list[list[Any]]:
+    """Length-sorted batches in shuffled order: little padding, yet a different order every epoch."""
+    ordered = sorted(items, key=lambda it: it[0].shape[1])
+    batches = [ordered[i: i + batch_size] for i in range(0, len(ordered), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def evaluate(model: torch.nn.Module, items: list[Any], labels: list[str], batch_size: int = 32) -> dict[str, Any]:
+    model.eval()
+    refs, hyps = [], []
+    with torch.inference_mode():
+        for i in range(0, len(items), batch_size):
+            spect, lengths, _, _, texts = _collate(items[i: i + batch_size])
+            probs, out_lens = model(spect, lengths)
+            hyps += greedy_decode_batch(probs.numpy(), out_lens.numpy(), labels, 0)
+            refs += texts
+    return corpus_scores(refs, hyps, convention="deepspeech")
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = DeepSpeechConfig(rnn_type=args.rnn_type, hidden_size=args.hidden_size, hidden_layers=args.hidden_layers,
+                           bidirectional=not args.unidirectional,
+                           lookahead_context=args.lookahead_context if args.unidirectional else None)
+    feat_cfg = feature_config(cfg)
+    utts = read_an4_raw(args.an4_root, "train")
+    if args.limit:
+        utts = utts[: args.limit]
+    items = []
+    for u in tqdm(utts, desc="features", unit="utt"):
+        text, _ = to_labels(u.transcript, cfg.labels, blank="_")
+        items.append((extract(load_audio(u.audio), feat_cfg), _encode(text, cfg.labels), text))
+    order = list(range(len(items)))
+    rng.shuffle(order)
+    n_val = max(1, int(len(items) * args.val_fraction)) if len(items) > 4 else 0
+    val = [items[i] for i in order[:n_val]]
+    train_items = [items[i] for i in order[n_val:]]
+
+    model = build_model(cfg)
+    log.info("DeepSpeech2 %s x%d hidden %d: %d parameters; %d train / %d val utterances", cfg.rnn_type,
+             cfg.hidden_layers, cfg.hidden_size, parameter_count(model), len(train_items), len(val))
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-5)
+    steps_per_epoch = math.ceil(len(train_items) / args.batch_size)
+    total = max(1, steps_per_epoch * args.epochs)
+    warm = max(1, total // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
+    ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
+    gen = torch.Generator().manual_seed(args.seed)
+    history: list[dict[str, Any]] = []
+    best: tuple[float, dict[str, torch.Tensor], int] | None = None
+    step = 0
+    t_start = time.perf_counter()
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        losses = []
+        for batch in tqdm(_batches(train_items, args.batch_size, rng), desc=f"epoch {epoch}/{args.epochs}",
+                          unit="batch", leave=False):
+            spect, lengths, targets, target_lengths, _ = _collate(batch)
+            if args.spec_augment:
+                spect = _spec_augment(spect, lengths, gen)
+            out, out_lens = model(spect, lengths)
+            log_probs = F.log_softmax(out, dim=-1).transpose(0, 1)
+            loss = ctc(log_probs, targets, out_lens.to(torch.int64), target_lengths)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            opt.step()
+            sched.step()
+            step += 1
+            losses.append(loss.item())
+        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "seconds": round(time.perf_counter() - t0, 1)}
+        if val:
+            scores = evaluate(model, val, cfg.labels)
+            row.update(val_wer=scores["wer"], val_cer=scores["cer"])
+            if best is None or scores["wer"] <= best[0]:
+                best = (scores["wer"], {k: v.detach().clone() for k, v in model.state_dict().items()}, epoch)
+        history.append(row)
+        log.info("epoch %d: loss %.3f%s (%.0f s)", epoch, row["train_loss"],
+                 f", val WER {row['val_wer']:.3f} CER {row['val_cer']:.3f}" if val else "", row["seconds"])
+    chosen_epoch = args.epochs
+    if best is not None:
+        model.load_state_dict(best[1])
+        chosen_epoch = best[2]
+    model.eval()
+    optim = {"learning_rate": args.lr, "learning_anneal": 1.0, "weight_decay": 1e-5, "max_norm": 10.0,
+             "eps": 1e-8, "betas": [0.9, 0.999]}
+    save_deepspeech_checkpoint(args.out, model.state_dict(), cfg.labels, cfg.model_dict(), cfg.spect_dict(),
+                               optim=optim, epoch=chosen_epoch, global_step=step)
+    summary = {
+        "family": "deepspeech2",
+        "checkpoint": str(args.out),
+        "config": cfg.model_dict(),
+        "parameters": parameter_count(model),
+        "seed": args.seed,
+        "train_utterances": len(train_items),
+        "val_utterances": len(val),
+        "epochs": args.epochs,
+        "chosen_epoch": chosen_epoch,
+        "history": history,
+        "train_seconds": round(time.perf_counter() - t_start, 1),
+        "threads": torch.get_num_threads(),
+    }
+    args.out.with_suffix(".train.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.out.is_file() and not args.force:
+        log.info("%s exists; not retraining (--force to retrain)", args.out)
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    summary = train(args)
+    log.info("saved %s (epoch %d of %d, %.0f s)", args.out, summary["chosen_epoch"], summary["epochs"],
+             summary["train_seconds"])
+    return 0

@@ -1,0 +1,116 @@
+"""python -m postprocess: decode runs, score them, and write the precision and throughput tables.
+
+    python -m postprocess score  --run RUN --dataset DS --card CARD [--modelzoo]
+    python -m postprocess report --dataset DS --card CARD --reference RUN --candidate RUN [...]
+                                 --throughput RUN [...] --out results/ --name deepspeech2_an4
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("postprocess")
+
+
+def _labelled(text: str) -> tuple[str, Path]:
+    """'LABEL=RUN_DIR' or just 'RUN_DIR' (labelled by its backend)."""
+    if "=" in text:
+        label, path = text.split("=", 1)
+        return label, Path(path)
+    return "", Path(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m postprocess",
+                                description="Greedy CTC decoding, corpus WER/CER with S/D/I, and the precision "
+                                            "and throughput tables (Markdown, CSV, JSON, PNG).")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("score", help="decode one run dir and write scores.json + transcripts.csv into it")
+    s.add_argument("--run", type=Path, required=True)
+    s.add_argument("--dataset", type=Path, required=True)
+    s.add_argument("--card", type=Path, required=True)
+    s.add_argument("--modelzoo", action="store_true",
+                   help="decode as the Ascend guide's postprocess does (floor(L/2) frames), to reproduce its numbers")
+
+    r = sub.add_parser("report", help="score runs and write the precision and throughput tables")
+    r.add_argument("--dataset", type=Path, required=True)
+    r.add_argument("--card", type=Path, required=True)
+    r.add_argument("--reference", required=True, help="[LABEL=]RUN of the reference (PyTorch) run")
+    r.add_argument("--candidate", action="append", default=[], help="[LABEL=]RUN to compare (repeatable)")
+    r.add_argument("--throughput", type=Path, nargs="*", default=[], help="run dirs for the throughput table")
+    r.add_argument("--out", type=Path, default=Path("results"))
+    r.add_argument("--name", required=True, help="file stem prefix, e.g. deepspeech2_an4")
+    r.add_argument("--title", default=None, help="table title (default: from --name)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    from export.card import CardError, read_card
+    from preprocess.dataset_dir import DatasetDir, DatasetDirError
+    from runners.base import RunError
+
+    try:
+        card = read_card(args.card)
+        dataset = DatasetDir.open(args.dataset)
+        if args.command == "score":
+            from postprocess.score import score_run
+
+            res = score_run(args.run, dataset, card, modelzoo=args.modelzoo)
+            log.info("%s: WER %.3f%% CER %.3f%% (%d utterances, %s)", args.run, 100 * res["wer"], 100 * res["cer"],
+                     res["utterances"], res["convention"])
+            return 0
+        return _report(args, card, dataset)
+    except (CardError, DatasetDirError, RunError, ValueError) as exc:
+        log.error("%s", exc)
+        return 2
+
+
+def _report(args: argparse.Namespace, card: dict, dataset) -> int:
+    from postprocess.plots import throughput_plot
+    from postprocess.score import decode_lengths, output_diff, score_run
+    from postprocess.tables import (CONVENTION_NOTES, context_of, machine_note, precision_rows, throughput_rows,
+                                    write_table)
+    from runners.base import open_run
+
+    ref_label, ref_dir = _labelled(args.reference)
+    ref_scores = score_run(ref_dir, dataset, card)
+    reference = {"label": ref_label or f"{ref_scores['backend']} (reference)", "scores": ref_scores}
+    lengths = decode_lengths(card, ref_dir, open_run(ref_dir), dataset, modelzoo=False)
+    candidates = []
+    for text in args.candidate:
+        label, run_dir = _labelled(text)
+        sc = score_run(run_dir, dataset, card)
+        candidates.append({"label": label or sc["backend"], "scores": sc,
+                           "diff": output_diff(run_dir, ref_dir, card, lengths)})
+    ctx = context_of(ref_dir, dataset, card)
+    title = args.title or args.name
+    convention = card.get("metrics_convention", "deepspeech")
+    notes = [
+        CONVENTION_NOTES.get(convention, convention),
+        "ΔWER is in absolute percentage points against the reference row; max |Δ output| is the largest "
+        f"difference of the model's {next(o['name'] for o in card['outputs'] if o['role'] in ('probabilities', 'logits'))} "
+        "output over every valid frame; argmax agreement is the share of frames whose best label is the same.",
+        f"Data: {len(dataset.samples)} utterances from {dataset.header.get('source', {}).get('kind')} "
+        f"({dataset.path.name}); greedy CTC decoding.",
+        machine_note(ctx),
+    ]
+    written = write_table(args.out, f"{args.name}_precision", f"Precision: {title}",
+                          precision_rows(reference, candidates), notes, ctx)
+    if args.throughput:
+        rows = throughput_rows(args.throughput)
+        tnotes = ["seq/s = utterances / summed model-execution time (batch assembly and file I/O excluded; "
+                  "warm-up batches excluded); batch latency is per batch; RTF = execution time / audio duration.",
+                  "Batches are formed after sorting by length, so padding is small.", machine_note(ctx)]
+        written += write_table(args.out, f"{args.name}_throughput", f"Throughput: {title}", rows, tnotes, ctx)
+        written.append(throughput_plot(rows, args.out / f"{args.name}_throughput.png", f"Throughput: {title}"))
+    for path in written:
+        log.info("wrote %s", path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Decode a run dir with the card's labels and score it against the dataset's transcripts."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from postprocess.ctc import greedy_decode
+from postprocess.metrics import corpus_scores, per_utterance
+from preprocess.dataset_dir import DatasetDir, atomic_write_bytes, atomic_write_json, read_bin
+from runners.base import RunError, open_run
+
+SCORES_JSON = "scores.json"
+TRANSCRIPTS_CSV = "transcripts.csv"
+
+
+def output_arrays(run_dir: Path, run: dict[str, Any], name: str) -> dict[str, np.ndarray]:
+    """key -> that sample's output `name`, read with the shape run.json records."""
+    spec = next((o for o in run["outputs"] if o["name"] == name), None)
+    if spec is None:
+        raise RunError(f"{run_dir}: the run has no output {name!r}")
+    return {s["key"]: read_bin(run_dir / name / f"{s['key']}.bin", spec["dtype"], tuple(s["shapes"][name]))
+            for s in run["samples"]}
+
+
+def decode_lengths(card: dict[str, Any], run_dir: Path, run: dict[str, Any], dataset: DatasetDir,
+                   modelzoo: bool) -> dict[str, int]:
+    """How many output frames of each sample to decode.
+
+    Default: the model's own length output (or the card's length rule). `modelzoo` reproduces the
+    Ascend guide's postprocess, which decodes input_length // 2 frames (the card names the rule).
+    """
+    scores = next(o for o in card["outputs"] if o["role"] in ("probabilities", "logits", "log_probs"))
+    if modelzoo:
+        rule = card.get("modelzoo", {}).get("decode_frames")
+        if rule != "input_length_floor_half":
+            raise RunError(f"the card of family {card['family']} defines no modelzoo decode rule")
+        lengths_input = next(i["name"] for i in card["inputs"] if i["role"] == "lengths")
+        return {s.key: int(dataset.load(s, lengths_input).reshape(-1)[0]) // 2 for s in dataset.samples}
+    if scores.get("lengths_from"):
+        arrays = output_arrays(run_dir, run, scores["lengths_from"])
+        return {k: int(np.asarray(v).reshape(-1)[0]) for k, v in arrays.items()}
+    raise RunError(f"card for {card['family']} has no lengths output and no length rule for decoding")
+
+
+def score_run(run_dir: Path, dataset: DatasetDir, card: dict[str, Any], *, modelzoo: bool = False,
+              write: bool = True) -> dict[str, Any]:
+    run = open_run(run_dir)
+    keys = [s.key for s in dataset.samples]
+    have = {s["key"] for s in run["samples"]}
+    missing = [k for k in keys if k not in have]
+    if missing:
+        raise RunError(f"{run_dir}: no outputs for {len(missing)} samples of {dataset.path} (e.g. {missing[:3]})")
+    scores_spec = next(o for o in card["outputs"] if o["role"] in ("probabilities", "logits", "log_probs"))
+    arrays = output_arrays(run_dir, run, scores_spec["name"])
+    lengths = decode_lengths(card, run_dir, run, dataset, modelzoo)
+    labels = card["labels"]
+    blank = int(card["blank_index"])
+    delimiter = card.get("word_delimiter")
+    delimiter = delimiter if delimiter and delimiter != " " else None
+    special = card.get("special_tokens", [])
+    hyps, refs = [], []
+    for s in dataset.samples:
+        out = arrays[s.key]
+        frames = min(lengths[s.key], out.shape[0])
+        hyps.append(greedy_decode(out, frames, labels, blank, word_delimiter=delimiter, special_tokens=special))
+        refs.append(s.transcript)
+    convention = card.get("metrics_convention", "deepspeech")
+    result = corpus_scores(refs, hyps, convention=convention)
+    result.update({
+        "run": str(run_dir), "backend": run["backend"], "batch_size": run["batch_size"],
+        "precision": run["model"].get("precision"), "decode": "greedy CTC",
+        "decode_lengths": "input_length // 2 (ModelZoo postprocess)" if modelzoo else "model output lengths",
+    })
+    if write:
+        atomic_write_json(run_dir / SCORES_JSON, result)
+        rows = per_utterance(refs, hyps, convention)
+        for row, s in zip(rows, dataset.samples):
+            row["key"], row["uid"] = s.key, s.uid
+        buf = _csv_text(rows)
+        atomic_write_bytes(run_dir / TRANSCRIPTS_CSV, buf.encode())
+    result["hypotheses"] = dict(zip(keys, hyps))
+    return result
+
+
+def _csv_text(rows: list[dict[str, Any]]) -> str:
+    import io
+
+    if not rows:
+        return ""
+    buf = io.StringIO()
+    fields = ["key", "uid"] + [k for k in rows[0] if k not in ("key", "uid")]
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def output_diff(run_a: Path, run_b: Path, card: dict[str, Any], lengths: dict[str, int]) -> dict[str, float]:
+    """Max |a - b| of the score output over the valid frames of every sample (tensor-level precision)."""
+    ra, rb = open_run(run_a), open_run(run_b)
+    spec = next(o for o in card["outputs"] if o["role"] in ("probabilities", "logits", "log_probs"))
+    a, b = output_arrays(run_a, ra, spec["name"]), output_arrays(run_b, rb, spec["name"])
+    max_abs = 0.0
+    agree = total = 0
+    for key, n in lengths.items():
+        x, y = a[key][:n].astype(np.float64), b[key][:n].astype(np.float64)
+        if x.size:
+            max_abs = max(max_abs, float(np.abs(x - y).max()))
+            agree += int((x.argmax(-1) == y.argmax(-1)).sum())
+            total += x.shape[0]
+    return {"max_abs": max_abs, "argmax_agreement": agree / total if total else 1.0, "frames": total}
+
+
+def load_scores(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / SCORES_JSON
+    if not path.is_file():
+        raise RunError(f"{run_dir} has not been scored yet (no {SCORES_JSON}); run `python -m postprocess score`")
+    return json.loads(path.read_text())

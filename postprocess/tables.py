@@ -1,0 +1,126 @@
+"""The precision-comparison and throughput tables, as Markdown, CSV and JSON with machine and versions."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from preprocess.dataset_dir import DatasetDir, atomic_write_bytes
+from runners.base import open_run
+
+CONVENTION_NOTES = {
+    "deepspeech": "deepspeech.pytorch convention: corpus-level WER = word edits / reference words; "
+                  "CER with spaces removed from both sides (as the Ascend DeepSpeech guide reports).",
+    "hf": "HF/jiwer convention: corpus-level WER; CER counts spaces as characters.",
+}
+
+
+def precision_rows(reference: dict[str, Any], candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per scored run; the reference row first. Each entry: {label, scores, diff (vs reference)}."""
+    ref_wer = reference["scores"]["wer"]
+    ref_hyps = reference["scores"]["hypotheses"]
+    rows = []
+    for entry in [reference, *candidates]:
+        s = entry["scores"]
+        same = sum(1 for k, h in s["hypotheses"].items() if ref_hyps.get(k) == h)
+        diff = entry.get("diff") or {}
+        rows.append({
+            "system": entry["label"],
+            "backend": s["backend"],
+            "precision": s.get("precision") or "fp32",
+            "batch": s["batch_size"],
+            "utterances": s["utterances"],
+            "WER %": round(100 * s["wer"], 3),
+            "CER %": round(100 * s["cer"], 3),
+            "S": s["word"]["s"], "D": s["word"]["d"], "I": s["word"]["i"], "N words": s["word"]["n"],
+            "ΔWER (points)": round(100 * (s["wer"] - ref_wer), 3),
+            "max |Δ output|": None if entry is reference else diff.get("max_abs"),
+            "argmax agreement": None if entry is reference else diff.get("argmax_agreement"),
+            "same transcripts": f"{same}/{len(ref_hyps)}",
+        })
+    return rows
+
+
+def throughput_rows(run_dirs: list[Path]) -> list[dict[str, Any]]:
+    rows = []
+    for d in run_dirs:
+        run = open_run(d)
+        info = run["backend_info"]
+        threads = info.get("intra_op_threads", info.get("threads"))
+        rows.append({
+            "backend": run["backend"],
+            "precision": run["model"].get("precision") or "fp32",
+            "batch": run["batch_size"],
+            "utterances": run["dataset"]["samples"],
+            "seq/s": round(run["seq_per_s"], 2),
+            "batch latency p50 ms": round(run["latency_ms"]["p50"], 2),
+            "batch latency p90 ms": round(run["latency_ms"]["p90"], 2),
+            "RTF": round(run["rtf"], 5) if run.get("rtf") is not None else None,
+            "threads": threads if threads else "default",
+        })
+    return sorted(rows, key=lambda r: (r["backend"], r["batch"]))
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e6):
+            return f"{v:.2e}"
+        return f"{v:.4g}" if abs(v) < 1 else f"{v:.2f}"
+    return str(v)
+
+
+def markdown(title: str, rows: list[dict[str, Any]], notes: list[str]) -> str:
+    if not rows:
+        return f"## {title}\n\n(no rows)\n"
+    cols = list(rows[0])
+    out = [f"## {title}", ""]
+    out.append("| " + " | ".join(cols) + " |")
+    out.append("|" + "|".join("---" for _ in cols) + "|")
+    for r in rows:
+        out.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
+    out.append("")
+    out += [f"- {n}" for n in notes]
+    return "\n".join(out) + "\n"
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return buf.getvalue()
+
+
+def write_table(out_dir: Path, stem: str, title: str, rows: list[dict[str, Any]], notes: list[str],
+                context: dict[str, Any]) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md, cs, js = out_dir / f"{stem}.md", out_dir / f"{stem}.csv", out_dir / f"{stem}.json"
+    atomic_write_bytes(md, markdown(title, rows, notes).encode())
+    atomic_write_bytes(cs, csv_text(rows).encode())
+    atomic_write_bytes(js, (json.dumps({"title": title, "rows": rows, "notes": notes, **context}, indent=2,
+                                       ensure_ascii=False) + "\n").encode())
+    return [md, cs, js]
+
+
+def context_of(run_dir: Path, dataset: DatasetDir, card: dict[str, Any]) -> dict[str, Any]:
+    run = open_run(run_dir)
+    return {
+        "machine": run["machine"],
+        "versions": card.get("versions", {}),
+        "dataset": {"path": str(dataset.path), "source": dataset.header.get("source"),
+                    "samples": len(dataset.samples), "layout": dataset.header.get("layout")},
+        "model": {"family": card["family"], "onnx_sha256": card.get("onnx_sha256"),
+                  "source_sha256": card.get("source", {}).get("sha256")},
+    }
+
+
+def machine_note(ctx: dict[str, Any]) -> str:
+    m = ctx["machine"]
+    v = ctx.get("versions", {})
+    return (f"Machine: {m['cpu']}, {m['usable_cores']} usable cores, {m['memory_gb']} GB, {m['os']}; "
+            f"torch {v.get('torch')}, onnxruntime {v.get('onnxruntime')}, python {v.get('python')}.")

@@ -1,0 +1,92 @@
+"""python -m preprocess: audio + transcripts -> a dataset dir of .bin inputs and a manifest.
+
+    python -m preprocess --card CARD --out DIR --an4-root ROOT [--split test]
+    python -m preprocess --card CARD --out DIR --manifest an4_test_manifest.json
+    python -m preprocess --card CARD --out DIR --librispeech LibriSpeech/test-clean
+    python -m preprocess synth --out DIR        (the embedded demo corpus; see --help there)
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("preprocess")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m preprocess",
+        description="Read a speech test set and write the model's inputs as raw .bin tensors (one folder per "
+                    "model input, as msame/ais_bench read them) plus manifest.jsonl, using the feature "
+                    "configuration in the model card. Rerunning the same command resumes an interrupted run. "
+                    "Use `python -m preprocess synth --help` for the demo corpus generator.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--an4-root", type=Path, help="AN4 raw release (the an4/ folder or its parent)")
+    src.add_argument("--manifest", type=Path, help="deepspeech.pytorch JSON manifest (root_path + samples)")
+    src.add_argument("--librispeech", type=Path, help="a LibriSpeech split folder, e.g. LibriSpeech/test-clean")
+    p.add_argument("--split", default="test", choices=["train", "test"], help="AN4 split (default: test)")
+    p.add_argument("--card", type=Path, required=True, help="model card (<model>.card.json) written by export")
+    p.add_argument("--out", type=Path, required=True, help="dataset dir to write")
+    p.add_argument("--modelzoo", action="store_true",
+                   help="reproduce the Ascend ModelZoo DeepSpeech layout and quirks: whole set sorted longest "
+                        "first, padded to the longest (or --pad-to), spect/data{i}.bin + sizes/data{i}.bin from 1, "
+                        "float32-rounded sizes, sizes.txt/targets.txt/target_sizes.txt")
+    p.add_argument("--pad-to", type=int, help="pad every input's time axis to this many frames (e.g. 621)")
+    p.add_argument("--raw-rate", type=int, default=None,
+                   help="sample rate of headerless .raw files (they cannot say; default: the card's rate)")
+    p.add_argument("--resample", action="store_true", help="resample audio at another rate instead of refusing it")
+    p.add_argument("--downmix", action="store_true", help="average multichannel audio instead of refusing it")
+    p.add_argument("--limit", type=int, help="only the first N utterances (in the dataset's order)")
+    p.add_argument("--force", action="store_true", help="overwrite a dataset dir made with other settings")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    if argv and argv[0] == "synth":
+        from preprocess import synth
+
+        sp = argparse.ArgumentParser(prog="python -m preprocess synth",
+                                     description=(synth.__doc__ or "").strip().splitlines()[0])
+        synth.add_arguments(sp)
+        return synth.main(sp.parse_args(argv[1:]))
+
+    from export.card import CardError, read_card
+    from preprocess.audio import AudioError
+    from preprocess.build import BuildOptions, build_dataset
+    from preprocess.dataset_dir import DatasetDirError
+    from preprocess.datasets import DatasetError, read_an4_raw, read_ds_manifest, read_librispeech
+
+    args = build_parser().parse_args(argv)
+    try:
+        card = read_card(args.card)
+        if args.an4_root:
+            utts = read_an4_raw(args.an4_root, args.split)
+            source = {"kind": "an4_raw", "root": str(args.an4_root.resolve()), "split": args.split}
+        elif args.manifest:
+            utts = read_ds_manifest(args.manifest)
+            source = {"kind": "deepspeech_manifest", "path": str(args.manifest.resolve())}
+        else:
+            utts = read_librispeech(args.librispeech)
+            source = {"kind": "librispeech", "root": str(args.librispeech.resolve())}
+        if args.limit:
+            utts = utts[: args.limit]
+            source["limit"] = args.limit
+        opts = BuildOptions(layout="modelzoo" if args.modelzoo else "default", pad_to=args.pad_to,
+                            sample_rate=int(card["feature"]["sample_rate"]), raw_rate=args.raw_rate,
+                            resample=args.resample, downmix=args.downmix)
+        out = build_dataset(utts, args.out, card, source, opts, card_path=args.card.resolve(), force=args.force,
+                            progress=not args.no_progress)
+    except (CardError, AudioError, DatasetError, DatasetDirError) as exc:
+        log.error("%s", exc)
+        return 2
+    log.info("dataset dir ready: %s (%d utterances)", out, len(utts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Turn utterances into a dataset dir for one model card (resumable, atomic per file)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from preprocess.audio import load_audio, num_samples
+from preprocess.dataset_dir import (FORMAT_VERSION, HEADER, MANIFEST, BinRef, DatasetDirError, Sample,
+                                    atomic_write_bytes, atomic_write_json, read_manifest, write_bin)
+from preprocess.datasets import Utterance
+from preprocess.features import extract, frames_for
+from preprocess.text import to_labels
+
+log = logging.getLogger("preprocess")
+
+
+@dataclass
+class BuildOptions:
+    layout: str = "default"  # default | modelzoo
+    pad_to: int | None = None  # pad every sample's time axis to this many frames
+    sample_rate: int = 16000
+    raw_rate: int | None = None
+    resample: bool = False
+    downmix: bool = False
+
+
+def _input_plan(card: dict[str, Any], layout: str) -> list[dict[str, Any]]:
+    """One entry per model input: its name, folder, dtype, role and time axis (batch axis included)."""
+    plan = []
+    for spec in card["inputs"]:
+        folder = spec["name"]
+        if layout == "modelzoo" and spec["role"] == "lengths":
+            folder = "sizes"  # the Ascend guide's folder name for the lengths input
+        plan.append({"name": spec["name"], "folder": folder, "dtype": spec["dtype"], "role": spec["role"],
+                     "time_axis": spec.get("time_axis"), "shape": spec["shape"]})
+    return plan
+
+
+def _config_hash(source: dict[str, Any], card: dict[str, Any], opts: BuildOptions, n: int) -> str:
+    blob = json.dumps({"source": source, "feature": card["feature"], "inputs": card["inputs"],
+                       "labels": card["labels"], "opts": opts.__dict__, "n": n}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _modelzoo_size(length: int, max_length: int) -> int:
+    """deepspeech.pytorch's collate stores length/max (a Python float) in a float32 tensor and the guide
+    multiplies back in float32 and truncates, so some utterances come out one frame short; reproduced
+    on purpose in modelzoo mode."""
+    pct = np.float32(length / max_length)
+    return int(np.float32(pct * np.float32(max_length)))
+
+
+def plan_keys(utts: list[Utterance], card: dict[str, Any], opts: BuildOptions) -> list[tuple[str, Utterance, int]]:
+    """(key, utterance, frames) in the order the runners will read them."""
+    feat = card["feature"]
+    frames = [frames_for(num_samples(u.audio, sample_rate=opts.sample_rate, raw_rate=opts.raw_rate), feat)
+              for u in utts]
+    if opts.layout == "modelzoo":
+        # The guide's collate sorts the whole set longest first (a stable sort) and numbers from 1.
+        order = sorted(range(len(utts)), key=lambda i: -frames[i])
+        return [(f"data{rank}", utts[i], frames[i]) for rank, i in enumerate(order, start=1)]
+    width = max(6, len(str(len(utts))))
+    return [(f"{i:0{width}d}", u, f) for i, (u, f) in enumerate(zip(utts, frames), start=1)]
+
+
+def build_dataset(utts: list[Utterance], out: Path, card: dict[str, Any], source: dict[str, Any],
+                  opts: BuildOptions, *, card_path: Path | None = None, force: bool = False,
+                  progress: bool = True) -> Path:
+    """Write the dataset dir; rerunning the same command resumes and skips what is already valid."""
+    if not utts:
+        raise DatasetDirError(f"no utterances to write into {out}")
+    out = Path(out)
+    plan = _input_plan(card, opts.layout)
+    keyed = plan_keys(utts, card, opts)
+    max_frames = max(f for _, _, f in keyed)
+    pad_to = opts.pad_to
+    if opts.layout == "modelzoo" and pad_to is None:
+        pad_to = max_frames
+    if pad_to is not None and max_frames > pad_to:
+        longest = max(keyed, key=lambda k: k[2])[1]
+        raise DatasetDirError(f"{longest.audio}: {max_frames} frames, longer than --pad-to {pad_to} "
+                              "(nothing is truncated: raise --pad-to or drop the file)")
+    config_hash = _config_hash(source, card, opts, len(utts))
+    header_path = out / HEADER
+    if header_path.is_file():
+        old = json.loads(header_path.read_text())
+        if old.get("config_hash") != config_hash:
+            if not force:
+                raise DatasetDirError(f"{out} holds a dataset made with other settings; use another --out or --force")
+            for p in [out / MANIFEST, header_path]:
+                p.unlink(missing_ok=True)
+        elif old.get("complete"):
+            log.info("%s is complete (%d samples); nothing to do", out, old.get("num_samples", 0))
+            return out
+    out.mkdir(parents=True, exist_ok=True)
+    for p in plan:
+        (out / p["folder"]).mkdir(exist_ok=True)
+    header: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "complete": False,
+        "config_hash": config_hash,
+        "source": source,
+        "layout": opts.layout,
+        "pad_to": pad_to,
+        "card": {"family": card["family"], "path": str(card_path) if card_path else None,
+                 "onnx_sha256": card.get("onnx_sha256")},
+        "feature": card["feature"],
+        "labels": card["labels"],
+        "blank_index": card["blank_index"],
+        "metrics_convention": card.get("metrics_convention"),
+        "inputs": [{k: p[k] for k in ("name", "folder", "dtype", "role", "time_axis")} for p in plan],
+        "num_samples": len(keyed),
+    }
+    atomic_write_json(header_path, header)
+
+    done = {s.key: s for s in read_manifest(out / MANIFEST)}
+    valid = {k for k, s in done.items() if all(
+        (out / _folder(plan, name) / ref.file).is_file()
+        and (out / _folder(plan, name) / ref.file).stat().st_size == ref.nbytes for name, ref in s.inputs.items())}
+    if len(valid) != len(done):
+        # Rewrite the manifest without the entries whose files are gone or damaged.
+        kept = "".join(done[k].to_json() + "\n" for k, _, _ in keyed if k in valid)
+        atomic_write_bytes(out / MANIFEST, kept.encode())
+    elif done:
+        _ensure_trailing_newline(out / MANIFEST)
+    if valid:
+        log.info("resuming %s: %d of %d samples already written", out, len(valid), len(keyed))
+
+    dropped: Counter = Counter()
+    blank = card["labels"][card["blank_index"]]
+    todo = [(k, u, f) for k, u, f in keyed if k not in valid]
+    with open(out / MANIFEST, "a") as manifest:
+        for key, utt, frames in tqdm(todo, desc=f"preprocess {out.name}", unit="utt", disable=not progress):
+            audio = load_audio(utt.audio, sample_rate=opts.sample_rate, raw_rate=opts.raw_rate,
+                               resample=opts.resample, downmix=opts.downmix)
+            feats = extract(audio, card["feature"])
+            length = int(feats.shape[-1])
+            target = pad_to or length
+            if length > target:
+                raise DatasetDirError(f"{utt.audio}: {length} frames, longer than the padded length {target}")
+            text, drops = to_labels(utt.transcript, card["labels"], blank=blank,
+                                    word_delimiter=card.get("word_delimiter", " "))
+            dropped.update(drops)
+            refs: dict[str, BinRef] = {}
+            stored_length = _modelzoo_size(length, target) if opts.layout == "modelzoo" else length
+            for p in plan:
+                if p["role"] == "lengths":
+                    arr = np.array([stored_length], dtype=p["dtype"])
+                else:
+                    arr = np.zeros((*feats.shape[:-1], target), dtype=np.float32)
+                    arr[..., :length] = feats
+                    arr = arr[None]  # batch axis: one file is one batch-1 model input
+                    if arr.ndim != len(p["shape"]):
+                        arr = arr.reshape((1,) * (len(p["shape"]) - arr.ndim) + arr.shape)
+                refs[p["name"]] = write_bin(out / p["folder"] / f"{key}.bin", arr, p["dtype"])
+            sample = Sample(key=key, uid=utt.uid, audio=str(utt.audio), transcript_raw=utt.transcript,
+                            transcript=text, num_samples=int(audio.size), length=length, padded_length=target,
+                            inputs=refs)
+            manifest.write(sample.to_json() + "\n")
+            manifest.flush()
+            os.fsync(manifest.fileno())
+    if dropped:
+        log.warning("dropped %d transcript characters outside the labels: %s", sum(dropped.values()),
+                    ", ".join(f"{c!r} x{n}" for c, n in dropped.most_common()))
+    if opts.layout == "modelzoo":
+        _write_modelzoo_extras(out, card, plan)
+    header["complete"] = True
+    header["dropped_chars"] = dict(dropped)
+    atomic_write_json(header_path, header)
+    return out
+
+
+def _folder(plan: list[dict[str, Any]], name: str) -> str:
+    return next(p["folder"] for p in plan if p["name"] == name)
+
+
+def _ensure_trailing_newline(path: Path) -> None:
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        # A torn final line from an interrupted run: drop it so appends start on a clean line.
+        atomic_write_bytes(path, data[: data.rfind(b"\n") + 1])
+
+
+def _write_modelzoo_extras(out: Path, card: dict[str, Any], plan: list[dict[str, Any]]) -> None:
+    """sizes.txt, targets.txt and target_sizes.txt as the guide's preprocess writes them."""
+    samples = sorted(read_manifest(out / MANIFEST), key=lambda s: int(s.key[4:]))
+    index = {lab: i for i, lab in enumerate(card["labels"])}
+    lengths_name = next((p["name"] for p in plan if p["role"] == "lengths"), None)
+    sizes = []
+    for s in samples:
+        if lengths_name:
+            ref = s.inputs[lengths_name]
+            sizes.append(int(np.fromfile(out / "sizes" / ref.file, dtype="<i4")[0]))
+    targets = [[index[ch] for ch in s.transcript if ch in index and index[ch] != card["blank_index"]] for s in samples]
+    if lengths_name:
+        atomic_write_bytes(out / "sizes" / "sizes.txt", "".join(f"{n} " for n in sizes).encode())
+    atomic_write_bytes(out / "targets.txt", "".join(f"{t} " for ts in targets for t in ts).encode())
+    atomic_write_bytes(out / "target_sizes.txt", "".join(f"{len(ts)} " for ts in targets).encode())

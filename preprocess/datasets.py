@@ -1,0 +1,106 @@
+"""Dataset readers: AN4 (raw release and deepspeech.pytorch JSON manifest) and LibriSpeech.
+
+Each reader yields Utterance records (id, audio path, raw transcript) in the dataset's own order and
+raises DatasetError, naming the file, when the layout is not what the real dataset has.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class DatasetError(ValueError):
+    """A dataset folder or manifest that does not have the expected layout."""
+
+
+@dataclass(frozen=True)
+class Utterance:
+    uid: str
+    audio: Path
+    transcript: str
+    speaker: str = ""
+
+
+# `<s> TEXT </s> (utt-id)`; real AN4 also has lines without the <s> markers, so they are optional.
+_AN4_LINE = re.compile(r"^\s*(?:<s>)?\s*(?P<text>.*?)\s*(?:</s>)?\s*\((?P<uid>[^()\s]+)\)\s*$")
+AN4_AUDIO_DIRS = {"train": "an4_clstk", "test": "an4test_clstk"}
+
+
+def read_an4_raw(root: Path, split: str = "test") -> list[Utterance]:
+    """AN4's raw release: `an4/etc/an4_<split>.{fileids,transcription}` + `an4/wav/<dir>/<fileid>.raw`.
+
+    `root` may be the `an4` folder itself or its parent.
+    """
+    root = Path(root)
+    if not (root / "etc").is_dir() and (root / "an4" / "etc").is_dir():
+        root = root / "an4"
+    if split not in AN4_AUDIO_DIRS:
+        raise DatasetError(f"AN4 split {split!r} is not one of {sorted(AN4_AUDIO_DIRS)}")
+    fileids = root / "etc" / f"an4_{split}.fileids"
+    trans = root / "etc" / f"an4_{split}.transcription"
+    for f in (fileids, trans):
+        if not f.is_file():
+            raise DatasetError(f"AN4 file not found: {f} (expected the raw AN4 release layout an4/etc, an4/wav)")
+    ids = [line.strip() for line in fileids.read_text().splitlines() if line.strip()]
+    lines = [line for line in trans.read_text().splitlines() if line.strip()]
+    if len(ids) != len(lines):
+        raise DatasetError(f"{fileids} lists {len(ids)} utterances but {trans} has {len(lines)} lines")
+    out: list[Utterance] = []
+    for lineno, (fid, line) in enumerate(zip(ids, lines), start=1):
+        m = _AN4_LINE.match(line)
+        if not m:
+            raise DatasetError(f"{trans}:{lineno}: expected '<s> TEXT </s> (utt-id)', got {line!r}")
+        uid = m.group("uid")
+        if Path(fid).name != uid:
+            raise DatasetError(f"{trans}:{lineno}: utterance {uid!r} does not match {fileids} entry {fid!r}")
+        audio = root / "wav" / AN4_AUDIO_DIRS[split] / f"{fid}.raw"
+        out.append(Utterance(uid=uid, audio=audio, transcript=m.group("text"), speaker=Path(fid).parent.name))
+    return out
+
+
+def read_ds_manifest(path: Path) -> list[Utterance]:
+    """deepspeech.pytorch's JSON manifest: {"root_path": ..., "samples": [{"wav_path", "transcript_path"}]}."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"manifest not found: {path}")
+    try:
+        manifest = json.loads(path.read_text())
+        root = Path(manifest["root_path"])
+        samples = manifest["samples"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DatasetError(f"{path}: expected a deepspeech.pytorch manifest "
+                           f'{{"root_path": ..., "samples": [{{"wav_path", "transcript_path"}}]}} ({exc})') from None
+    if not root.is_absolute():
+        root = (path.parent / root).resolve()
+    out: list[Utterance] = []
+    for i, sample in enumerate(samples):
+        try:
+            wav, txt = root / sample["wav_path"], root / sample["transcript_path"]
+        except (KeyError, TypeError):
+            raise DatasetError(f"{path}: sample {i} lacks wav_path/transcript_path") from None
+        if not txt.is_file():
+            raise DatasetError(f"{path}: sample {i}: transcript file not found: {txt}")
+        out.append(Utterance(uid=wav.stem, audio=wav, transcript=txt.read_text().replace("\n", " ").strip()))
+    return out
+
+
+def read_librispeech(split_dir: Path) -> list[Utterance]:
+    """`<split>/<spk>/<chapter>/<spk>-<chapter>.trans.txt` + `<spk>-<chapter>-<utt>.flac`, sorted by id."""
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        raise DatasetError(f"LibriSpeech split folder not found: {split_dir}")
+    out: list[Utterance] = []
+    for trans in sorted(split_dir.glob("*/*/*.trans.txt")):
+        for lineno, line in enumerate(trans.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            uid, _, text = line.strip().partition(" ")
+            audio = trans.parent / f"{uid}.flac"
+            if not audio.is_file():
+                raise DatasetError(f"{trans}:{lineno}: audio for {uid} not found: {audio}")
+            out.append(Utterance(uid=uid, audio=audio, transcript=text, speaker=uid.split("-")[0]))
+    if not out:
+        raise DatasetError(f"{split_dir}: no */*/*.trans.txt files (expected LibriSpeech/<split>/<spk>/<chapter>/)")
+    return sorted(out, key=lambda u: u.uid)

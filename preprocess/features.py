@@ -1,0 +1,61 @@
+"""Model input features, chosen by the `feature` entry of a model card.
+
+Each feature kind is one function from mono float32 audio to an array whose last axis is time, plus the
+rule that gives its frame count from the sample count (so a whole set can be ordered by length before
+any audio is decoded).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import librosa
+import numpy as np
+
+
+def deepspeech_spectrogram(audio: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
+    """(freq_bins, frames) float32: |STFT| -> log1p -> (x - mean) / std over the whole utterance.
+
+    This is deepspeech.pytorch V3.0's SpectrogramParser without augmentation: librosa's centred STFT
+    with n_fft = win_length (0.02 s at 16 kHz = 320), hop 160, a hamming window, then per-utterance
+    normalisation with the unbiased std (torch.std's default, hence ddof=1).
+    """
+    stft = librosa.stft(
+        audio.astype(np.float32),
+        n_fft=int(cfg["n_fft"]),
+        hop_length=int(cfg["hop_length"]),
+        win_length=int(cfg["win_length"]),
+        window=cfg["window"],
+        center=bool(cfg.get("center", True)),
+        pad_mode=cfg.get("pad_mode", "reflect"),
+    )
+    spect = np.log1p(np.abs(stft)).astype(np.float32)
+    if cfg.get("normalize") == "utterance_mean_std":
+        mean = spect.mean(dtype=np.float64)
+        std = spect.std(dtype=np.float64, ddof=int(cfg.get("std_ddof", 1)))
+        spect = ((spect - mean) / std).astype(np.float32)
+    return spect
+
+
+def deepspeech_frames(num_samples: int, cfg: dict[str, Any]) -> int:
+    if cfg.get("center", True):
+        return 1 + num_samples // int(cfg["hop_length"])
+    return 1 + (num_samples - int(cfg["n_fft"])) // int(cfg["hop_length"])
+
+
+EXTRACTORS: dict[str, Callable[[np.ndarray, dict[str, Any]], np.ndarray]] = {
+    "deepspeech_spectrogram": deepspeech_spectrogram,
+}
+FRAME_RULES: dict[str, Callable[[int, dict[str, Any]], int]] = {
+    "deepspeech_spectrogram": deepspeech_frames,
+}
+
+
+def extract(audio: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
+    kind = cfg.get("kind")
+    if kind not in EXTRACTORS:
+        raise ValueError(f"feature kind {kind!r} is not supported; known: {sorted(EXTRACTORS)}")
+    return EXTRACTORS[kind](audio, cfg)
+
+
+def frames_for(num_samples: int, cfg: dict[str, Any]) -> int:
+    return FRAME_RULES[cfg["kind"]](num_samples, cfg)

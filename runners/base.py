@@ -1,0 +1,170 @@
+"""One interface for every backend, and the run loop that turns a dataset dir into a run dir.
+
+A backend only maps a batch of named numpy inputs to named numpy outputs. Batching (padding each
+input's time axis per the card), warm-up, timing and the run dir are the same for all of them.
+
+Run dir::
+
+    <run>/run.json               backend, versions, threads, machine, batch size, latencies, seq/s
+    <run>/<output>/<key>.bin     one file per sample and model output: that sample's row, as produced
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from tqdm import tqdm
+
+from preprocess.dataset_dir import DatasetDir, Sample, atomic_write_json, write_bin
+from runners.machine import machine_info
+
+RUN_JSON = "run.json"
+
+
+class RunError(RuntimeError):
+    """A run that cannot proceed: wrong inputs for the model, a backend failure, a bad run dir."""
+
+
+class Backend(Protocol):
+    name: str
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch; inputs and outputs are keyed by the card's tensor names."""
+
+    def info(self) -> dict[str, Any]:
+        """Versions, threads, providers: whatever decides this backend's numbers."""
+
+
+@dataclass
+class RunOptions:
+    batch_size: int = 1
+    warmup: int = 2
+    sort_by_length: bool = True
+    progress: bool = True
+
+
+def make_batches(samples: list[Sample], batch_size: int, sort_by_length: bool) -> list[list[Sample]]:
+    """Batches of samples; sorting by length first keeps padding small, and is undone in the run dir."""
+    order = sorted(samples, key=lambda s: -s.length) if sort_by_length and batch_size > 1 else list(samples)
+    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def assemble(dataset: DatasetDir, card: dict[str, Any], batch: list[Sample],
+             batch_size: int | None = None) -> dict[str, np.ndarray]:
+    """Stack samples into model inputs, zero-padding each input's time axis to the batch's longest.
+
+    A model with a static batch dimension gets its last, partial batch filled up with copies of the
+    last sample; their outputs are discarded.
+    """
+    rows = list(batch)
+    if batch_size and len(rows) < batch_size:
+        rows += [rows[-1]] * (batch_size - len(rows))
+    inputs: dict[str, np.ndarray] = {}
+    for spec in card["inputs"]:
+        name = spec["name"]
+        arrays = [dataset.load(s, name) for s in rows]
+        axis = spec.get("time_axis")
+        if axis is not None:
+            fixed = spec["shape"][axis]
+            target = fixed if isinstance(fixed, int) else max(a.shape[axis] for a in arrays)
+            padded = []
+            for a, s in zip(arrays, rows):
+                if a.shape[axis] > target:
+                    raise RunError(f"sample {s.key}: input {name} has {a.shape[axis]} frames, the model takes {target}")
+                widths = [(0, 0)] * a.ndim
+                widths[axis] = (0, target - a.shape[axis])
+                padded.append(np.pad(a, widths))
+            arrays = padded
+        inputs[name] = np.concatenate(arrays, axis=0).astype(spec["dtype"], copy=False)
+    return inputs
+
+
+def static_batch(card: dict[str, Any]) -> int | None:
+    dim = card["inputs"][0]["shape"][0]
+    return dim if isinstance(dim, int) else None
+
+
+def run_dataset(backend: Backend, dataset: DatasetDir, card: dict[str, Any], out: Path, opts: RunOptions,
+                model_path: Path | None = None) -> dict[str, Any]:
+    """Run every sample through `backend`, write the run dir, return run.json's content."""
+    fixed = static_batch(card)
+    if fixed and opts.batch_size != fixed:
+        raise RunError(f"the model has a static batch of {fixed}; run it with --batch-size {fixed}")
+    batches = make_batches(dataset.samples, opts.batch_size, opts.sort_by_length)
+    if not batches:
+        raise RunError(f"{dataset.path}: no samples")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RUN_JSON).unlink(missing_ok=True)  # a run dir without run.json is never taken as finished
+    for spec in card["outputs"]:
+        (out / spec["name"]).mkdir(exist_ok=True)
+
+    warm = assemble(dataset, card, batches[0], fixed)
+    for _ in range(opts.warmup):
+        backend.infer(warm)
+
+    latencies_ms: list[float] = []
+    samples_meta: list[dict[str, Any]] = []
+    wall0 = time.perf_counter()
+    for batch_index, batch in enumerate(tqdm(batches, desc=f"{backend.name} bs{opts.batch_size}", unit="batch",
+                                             disable=not opts.progress)):
+        inputs = assemble(dataset, card, batch, fixed)
+        t0 = time.perf_counter()
+        outputs = backend.infer(inputs)
+        latencies_ms.append((time.perf_counter() - t0) * 1000.0)
+        for spec in card["outputs"]:
+            if spec["name"] not in outputs:
+                raise RunError(f"backend {backend.name} returned no output {spec['name']!r}")
+        for row, sample in enumerate(batch):
+            shapes = {}
+            for spec in card["outputs"]:
+                ref = write_bin(out / spec["name"] / f"{sample.key}.bin", outputs[spec["name"]][row], spec["dtype"])
+                shapes[spec["name"]] = list(ref.shape)
+            samples_meta.append({"key": sample.key, "batch": batch_index, "shapes": shapes})
+    wall_s = time.perf_counter() - wall0
+    n = len(dataset.samples)
+    audio_s = sum(s.num_samples for s in dataset.samples) / float(dataset.header["feature"]["sample_rate"])
+    compute_s = sum(latencies_ms) / 1000.0
+    per_sample = sorted(latencies_ms)
+    summary = {
+        "backend": backend.name,
+        "backend_info": backend.info(),
+        "model": {"path": str(model_path) if model_path else None, "family": card["family"],
+                  "precision": card.get("precision"), "onnx_sha256": card.get("onnx_sha256")},
+        "dataset": {"path": str(dataset.path), "samples": n, "layout": dataset.header.get("layout"),
+                    "audio_seconds": round(audio_s, 3)},
+        "batch_size": opts.batch_size,
+        "batches": len(batches),
+        "batching": "sorted by length" if opts.sort_by_length and opts.batch_size > 1 else "manifest order",
+        "warmup_batches": opts.warmup,
+        "batch_latency_ms": [round(x, 4) for x in latencies_ms],
+        "latency_ms": {
+            "p50": float(np.percentile(per_sample, 50)),
+            "p90": float(np.percentile(per_sample, 90)),
+            "mean": statistics.fmean(per_sample),
+            "per": "batch",
+        },
+        "compute_s": round(compute_s, 6),
+        "wall_s": round(wall_s, 6),
+        "seq_per_s": n / compute_s if compute_s > 0 else None,
+        "seq_per_s_wall": n / wall_s if wall_s > 0 else None,
+        "rtf": compute_s / audio_s if audio_s > 0 else None,
+        "outputs": [{"name": s["name"], "dtype": s["dtype"], "role": s["role"],
+                     "time_axis": s.get("time_axis"), "lengths_from": s.get("lengths_from")} for s in card["outputs"]],
+        "samples": samples_meta,
+        "machine": machine_info(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    atomic_write_json(out / RUN_JSON, summary)
+    return summary
+
+
+def open_run(path: Path) -> dict[str, Any]:
+    run_json = Path(path) / RUN_JSON
+    if not run_json.is_file():
+        raise RunError(f"not a finished run dir (no {RUN_JSON}): {path}")
+    return json.loads(run_json.read_text())

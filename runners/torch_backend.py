@@ -1,0 +1,34 @@
+"""The reference backend: the family's PyTorch model, loaded from the original checkpoint."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from export.models import family_module
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, checkpoint: Path, card: dict[str, Any], *, threads: int = 0) -> None:
+        if threads:
+            torch.set_num_threads(threads)
+        self.loaded = family_module(card["family"]).load(checkpoint)
+        self.module = self.loaded.module.eval()
+        self.input_names = [i["name"] for i in card["inputs"]]
+        self.output_names = [o["name"] for o in card["outputs"]]
+        self._info = {"torch": torch.__version__, "threads": torch.get_num_threads(), "mode": "eager, inference_mode",
+                      "checkpoint": str(checkpoint)}
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            result = self.module(*[torch.from_numpy(inputs[n]) for n in self.input_names])
+        if isinstance(result, torch.Tensor):
+            result = (result,)
+        return {n: t.numpy() for n, t in zip(self.output_names, result)}
+
+    def info(self) -> dict[str, Any]:
+        return dict(self._info)
