@@ -6,10 +6,14 @@ The parity gate (export/parity.py) is what proves the graph right, whichever exp
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
+import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import onnx
 import torch
@@ -26,6 +30,30 @@ def dynamic_axes(model: LoadedModel) -> dict[str, dict[int, str]]:
     return axes
 
 
+# Printed by the TorchScript exporter's C++ code for every pack/pad node; the parity gate is what
+# proves the shapes right, so these lines only bury real messages.
+BENIGN_STDERR = ("shape inference of prim::PackPadded", "shape inference of prim::PadPacked")
+
+
+@contextlib.contextmanager
+def quiet_known_stderr() -> Iterator[None]:
+    """Capture C-level stderr during export; pass on every line that is not a known benign warning."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines():
+                if line.strip() and not any(b in line for b in BENIGN_STDERR):
+                    print(line, file=sys.stderr)
+
+
 def export_onnx(model: LoadedModel, out_path: Path) -> onnx.ModelProto:
     """Trace `model` on example inputs and write the ONNX graph to `out_path` (temp name, then rename)."""
     lengths = model.parity_lengths[:2] if len(model.parity_lengths) >= 2 else model.parity_lengths
@@ -36,7 +64,7 @@ def export_onnx(model: LoadedModel, out_path: Path) -> onnx.ModelProto:
     args = tuple(example[spec.name] for spec in model.inputs)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".tmp")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_known_stderr():
         # The legacy exporter warns about itself and about PackPadded shape inference; both are expected.
         warnings.simplefilter("ignore")
         torch.onnx.export(

@@ -48,8 +48,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-fraction", type=float, default=0.05, help="training utterances held out to pick the epoch")
     p.add_argument("--limit", type=int, help="use only the first N training utterances (tests)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
-    p.add_argument("--spec-augment", type=int, default=1, help="1: mask a few time/freq bands per utterance")
+    p.add_argument("--spec-augment", type=int, default=0, help="1: mask a few time/freq bands per utterance")
+    p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                   help="bfloat16 autocast for the forward pass; auto = on when the CPU has native bf16 "
+                        "(avx512_bf16/amx), where it trains ~1.5x faster (weights stay fp32)")
     p.add_argument("--force", action="store_true", help="retrain even if --out exists")
+
+
+def cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _encode(text: str, labels: list[str]) -> list[int]:
@@ -136,6 +147,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
+    use_bf16 = args.bf16 == "on" or (args.bf16 == "auto" and cpu_has_native_bf16())
     gen = torch.Generator().manual_seed(args.seed)
     history: list[dict[str, Any]] = []
     best: tuple[float, dict[str, torch.Tensor], int] | None = None
@@ -150,8 +162,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             spect, lengths, targets, target_lengths, _ = _collate(batch)
             if args.spec_augment:
                 spect = _spec_augment(spect, lengths, gen)
-            out, out_lens = model(spect, lengths)
-            log_probs = F.log_softmax(out, dim=-1).transpose(0, 1)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+                out, out_lens = model(spect, lengths)
+            log_probs = F.log_softmax(out.float(), dim=-1).transpose(0, 1)
             loss = ctc(log_probs, targets, out_lens.to(torch.int64), target_lengths)
             opt.zero_grad()
             loss.backward()
@@ -191,6 +204,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "history": history,
         "train_seconds": round(time.perf_counter() - t_start, 1),
         "threads": torch.get_num_threads(),
+        "autocast": "bfloat16" if use_bf16 else "off",
+        "spec_augment": bool(args.spec_augment),
+        "lr": args.lr,
+        "batch_size": args.batch_size,
     }
     args.out.with_suffix(".train.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

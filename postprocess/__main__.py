@@ -39,10 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--card", type=Path, required=True)
     r.add_argument("--reference", required=True, help="[LABEL=]RUN of the reference (PyTorch) run")
     r.add_argument("--candidate", action="append", default=[], help="[LABEL=]RUN to compare (repeatable)")
+    r.add_argument("--modelzoo", metavar="[LABEL=]RUN",
+                   help="a run over a --modelzoo dataset dir, scored as the Ascend guide's postprocess does")
+    r.add_argument("--modelzoo-dataset", type=Path, help="the --modelzoo dataset dir of that run")
     r.add_argument("--throughput", type=Path, nargs="*", default=[], help="run dirs for the throughput table")
     r.add_argument("--out", type=Path, default=Path("results"))
     r.add_argument("--name", required=True, help="file stem prefix, e.g. deepspeech2_an4")
     r.add_argument("--title", default=None, help="table title (default: from --name)")
+    r.add_argument("--training", type=Path, help="the demo model's .train.json, summarised in <out>/README.md")
+    r.add_argument("--readme", action="store_true", help="also write <out>/README.md with the tables")
     return p
 
 
@@ -71,21 +76,29 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report(args: argparse.Namespace, card: dict, dataset) -> int:
     from postprocess.plots import throughput_plot
-    from postprocess.score import decode_lengths, output_diff, score_run
+    from postprocess.score import lengths_by_uid, output_diff, score_run
     from postprocess.tables import (CONVENTION_NOTES, context_of, machine_note, precision_rows, throughput_rows,
                                     write_table)
-    from runners.base import open_run
+    from preprocess.dataset_dir import DatasetDir
 
     ref_label, ref_dir = _labelled(args.reference)
     ref_scores = score_run(ref_dir, dataset, card)
     reference = {"label": ref_label or f"{ref_scores['backend']} (reference)", "scores": ref_scores}
-    lengths = decode_lengths(card, ref_dir, open_run(ref_dir), dataset, modelzoo=False)
+    lengths = lengths_by_uid(card, ref_dir, dataset)
     candidates = []
     for text in args.candidate:
         label, run_dir = _labelled(text)
         sc = score_run(run_dir, dataset, card)
         candidates.append({"label": label or sc["backend"], "scores": sc,
-                           "diff": output_diff(run_dir, ref_dir, card, lengths)})
+                           "diff": output_diff(run_dir, dataset, ref_dir, dataset, card, lengths)})
+    if args.modelzoo:
+        if not args.modelzoo_dataset:
+            raise ValueError("--modelzoo needs --modelzoo-dataset (the dataset dir that run read)")
+        label, run_dir = _labelled(args.modelzoo)
+        mz = DatasetDir.open(args.modelzoo_dataset)
+        sc = score_run(run_dir, mz, card, modelzoo=True)
+        candidates.append({"label": label or f"{sc['backend']} (ModelZoo mode)", "scores": sc,
+                           "diff": output_diff(run_dir, mz, ref_dir, dataset, card, lengths)})
     ctx = context_of(ref_dir, dataset, card)
     title = args.title or args.name
     convention = card.get("metrics_convention", "deepspeech")
@@ -107,6 +120,10 @@ def _report(args: argparse.Namespace, card: dict, dataset) -> int:
                   "Batches are formed after sorting by length, so padding is small.", machine_note(ctx)]
         written += write_table(args.out, f"{args.name}_throughput", f"Throughput: {title}", rows, tnotes, ctx)
         written.append(throughput_plot(rows, args.out / f"{args.name}_throughput.png", f"Throughput: {title}"))
+    if args.readme:
+        from postprocess.summary import write_results_readme
+
+        written.append(write_results_readme(args.out, args.name, args.training))
     for path in written:
         log.info("wrote %s", path)
     return 0

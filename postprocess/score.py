@@ -26,9 +26,15 @@ def output_arrays(run_dir: Path, run: dict[str, Any], name: str) -> dict[str, np
             for s in run["samples"]}
 
 
+def lengths_by_uid(card: dict[str, Any], run_dir: Path, dataset: DatasetDir) -> dict[str, int]:
+    """Utterance id -> valid output frames, from the model's own lengths."""
+    by_key = decode_lengths(card, run_dir, open_run(run_dir), dataset, False)
+    return {s.uid: by_key[s.key] for s in dataset.samples}
+
+
 def decode_lengths(card: dict[str, Any], run_dir: Path, run: dict[str, Any], dataset: DatasetDir,
                    modelzoo: bool) -> dict[str, int]:
-    """How many output frames of each sample to decode.
+    """Sample key -> how many output frames to decode.
 
     Default: the model's own length output (or the card's length rule). `modelzoo` reproduces the
     Ascend guide's postprocess, which decodes input_length // 2 frames (the card names the rule).
@@ -82,7 +88,8 @@ def score_run(run_dir: Path, dataset: DatasetDir, card: dict[str, Any], *, model
             row["key"], row["uid"] = s.key, s.uid
         buf = _csv_text(rows)
         atomic_write_bytes(run_dir / TRANSCRIPTS_CSV, buf.encode())
-    result["hypotheses"] = dict(zip(keys, hyps))
+    # Keyed by utterance id, so runs over differently laid out dataset dirs can be compared.
+    result["hypotheses"] = {s.uid: h for s, h in zip(dataset.samples, hyps)}
     return result
 
 
@@ -99,15 +106,26 @@ def _csv_text(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def output_diff(run_a: Path, run_b: Path, card: dict[str, Any], lengths: dict[str, int]) -> dict[str, float]:
-    """Max |a - b| of the score output over the valid frames of every sample (tensor-level precision)."""
+def output_diff(run_a: Path, dataset_a: DatasetDir, run_b: Path, dataset_b: DatasetDir, card: dict[str, Any],
+                lengths: dict[str, int]) -> dict[str, float]:
+    """Max |a - b| of the score output over the valid frames of every utterance (tensor-level precision).
+
+    Utterances are matched by their id, so runs over differently laid out dataset dirs (default vs
+    modelzoo) compare too; `lengths` maps utterance id to valid frames.
+    """
     ra, rb = open_run(run_a), open_run(run_b)
     spec = next(o for o in card["outputs"] if o["role"] in ("probabilities", "logits", "log_probs"))
     a, b = output_arrays(run_a, ra, spec["name"]), output_arrays(run_b, rb, spec["name"])
+    key_a = {s.uid: s.key for s in dataset_a.samples}
+    key_b = {s.uid: s.key for s in dataset_b.samples}
     max_abs = 0.0
     agree = total = 0
-    for key, n in lengths.items():
-        x, y = a[key][:n].astype(np.float64), b[key][:n].astype(np.float64)
+    for uid, n in lengths.items():
+        if uid not in key_a or uid not in key_b:
+            continue
+        x, y = a[key_a[uid]][:n].astype(np.float64), b[key_b[uid]][:n].astype(np.float64)
+        m = min(len(x), len(y))
+        x, y = x[:m], y[:m]
         if x.size:
             max_abs = max(max_abs, float(np.abs(x - y).max()))
             agree += int((x.argmax(-1) == y.argmax(-1)).sum())

@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnxruntime graph optimisation level")
     p.add_argument("--warmup", type=int, default=2, help="untimed warm-up batches (default 2)")
     p.add_argument("--keep-order", action="store_true", help="batch in manifest order instead of by length")
+    p.add_argument("--force", action="store_true", help="run again even if an identical finished run exists")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    from export.card import CardError, card_path_for, load_model_and_card, read_card
+    from export.card import CardError, load_model_and_card, read_card
     from preprocess.dataset_dir import DatasetDir, DatasetDirError
     from runners.base import RunError, RunOptions, run_dataset
 
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint = args.checkpoint or Path(card["source"]["path"])
             backend = TorchBackend(checkpoint, card, threads=args.threads)
         opts = RunOptions(batch_size=args.batch_size, warmup=args.warmup, sort_by_length=not args.keep_order,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, force=args.force)
         summary = run_dataset(backend, dataset, card, args.out, opts, model_path=args.model)
     except (CardError, DatasetDirError, RunError, FileNotFoundError, ValueError) as exc:
         log.error("%s", exc)

@@ -11,6 +11,7 @@ Run dir::
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 import time
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from preprocess.dataset_dir import DatasetDir, Sample, atomic_write_json, write_
 from runners.machine import machine_info
 
 RUN_JSON = "run.json"
+log = logging.getLogger("runners")
 
 
 class RunError(RuntimeError):
@@ -46,6 +48,7 @@ class RunOptions:
     warmup: int = 2
     sort_by_length: bool = True
     progress: bool = True
+    force: bool = False
 
 
 def make_batches(samples: list[Sample], batch_size: int, sort_by_length: bool) -> list[list[Sample]]:
@@ -92,6 +95,22 @@ def static_batch(card: dict[str, Any]) -> int | None:
 def run_dataset(backend: Backend, dataset: DatasetDir, card: dict[str, Any], out: Path, opts: RunOptions,
                 model_path: Path | None = None) -> dict[str, Any]:
     """Run every sample through `backend`, write the run dir, return run.json's content."""
+    config = {
+        "backend": backend.name,
+        "backend_info": backend.info(),
+        "model_sha256": card.get("onnx_sha256"),
+        "dataset": str(dataset.path.resolve()),
+        "dataset_hash": dataset.header.get("config_hash"),
+        "batch_size": opts.batch_size,
+        "warmup": opts.warmup,
+        "sort_by_length": opts.sort_by_length,
+    }
+    previous = out / RUN_JSON
+    if previous.is_file() and not opts.force:
+        old = json.loads(previous.read_text())
+        if old.get("config") == config:
+            log.info("%s is up to date (same model, dataset and settings); --force to run again", out)
+            return old
     fixed = static_batch(card)
     if fixed and opts.batch_size != fixed:
         raise RunError(f"the model has a static batch of {fixed}; run it with --batch-size {fixed}")
@@ -131,6 +150,7 @@ def run_dataset(backend: Backend, dataset: DatasetDir, card: dict[str, Any], out
     compute_s = sum(latencies_ms) / 1000.0
     per_sample = sorted(latencies_ms)
     summary = {
+        "config": config,
         "backend": backend.name,
         "backend_info": backend.info(),
         "model": {"path": str(model_path) if model_path else None, "family": card["family"],

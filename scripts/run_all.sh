@@ -68,12 +68,14 @@ if [ "$need_corpus" = "1" ]; then
     DEMO_AN4="$WORK_DIR/corpus/an4"
 fi
 
+training=()
 if [ -z "$DEEPSPEECH_CKPT" ]; then
     DEEPSPEECH_CKPT="$WORK_DIR/models/deepspeech2_demo.ckpt"
     step "demo DeepSpeech2 (fixed seed; cached) -> $DEEPSPEECH_CKPT"
     $PY -m export train deepspeech2 --an4-root "${AN4_ROOT:-$DEMO_AN4}" --out "$DEEPSPEECH_CKPT" \
         --threads "$THREADS" "${train_opts[@]}"
-    if [ "$QUICK" = "0" ]; then cp "${DEEPSPEECH_CKPT%.ckpt}.train.json" "$RESULTS_DIR/deepspeech2_demo_training.json"; fi
+    cp "${DEEPSPEECH_CKPT%.ckpt}.train.json" "$RESULTS_DIR/deepspeech2_demo_training.json"
+    training=(--training "$RESULTS_DIR/deepspeech2_demo_training.json")
 fi
 
 EXPORT_DIR="$WORK_DIR/export/deepspeech2"
@@ -103,6 +105,18 @@ for bs in $BATCH_SIZES; do
     done
 done
 
+# The Ascend ModelZoo flow on the same data: a static 1x1x161x621 export, the guide's preprocess layout
+# (sorted, padded to 621, data{i}.bin), and its postprocess (floor(L/2) frames decoded).
+MZ_EXPORT="$WORK_DIR/export/deepspeech2_static621"
+MZ_DATA="$WORK_DIR/data/deepspeech2_an4_test_modelzoo"
+step "ModelZoo flow: static export, --modelzoo preprocess, onnxruntime run"
+$PY -m export deepspeech2 --checkpoint "$DEEPSPEECH_CKPT" --out "$MZ_EXPORT" --static-shape 1,1,161,621 \
+    --threads "$THREADS"
+if [ -n "$AN4_MANIFEST" ]; then mz_src=(--manifest "$AN4_MANIFEST"); else mz_src=(--an4-root "${AN4_ROOT:-$DEMO_AN4}"); fi
+$PY -m preprocess "${mz_src[@]}" --card "$MZ_EXPORT/model.card.json" --out "$MZ_DATA" --modelzoo --pad-to 621
+$PY -m runners --backend onnxruntime --model "$MZ_EXPORT/model.onnx" --dataset "$MZ_DATA" \
+    --out "$RUNS/onnxruntime_static621_modelzoo" --keep-order --threads "$THREADS" --no-progress
+
 first_bs="${BATCH_SIZES%% *}"
 step "postprocess: precision and throughput tables -> $RESULTS_DIR"
 candidates=(--candidate "ONNX Runtime fp32 (bs $first_bs)=$RUNS/onnxruntime_bs${first_bs}")
@@ -115,7 +129,10 @@ done
 name="deepspeech2_an4"
 $PY -m postprocess report --dataset "$DATA" --card "$CARD" \
     --reference "PyTorch fp32 (reference, bs $first_bs)=$RUNS/torch_bs${first_bs}" "${candidates[@]}" \
-    --throughput "${throughput[@]}" --out "$RESULTS_DIR" --name "$name" --title "DeepSpeech2 on AN4 test"
+    --modelzoo "ONNX Runtime static 1x621, ModelZoo pre/postprocess=$RUNS/onnxruntime_static621_modelzoo" \
+    --modelzoo-dataset "$MZ_DATA" \
+    --throughput "${throughput[@]}" --out "$RESULTS_DIR" --name "$name" --title "DeepSpeech2 on AN4 test" \
+    --readme "${training[@]}"
 
 step "done in $(( $(date +%s) - start ))s"
 cat "$RESULTS_DIR/${name}_precision.md" "$RESULTS_DIR/${name}_throughput.md"

@@ -65,11 +65,12 @@ def test_backends_and_batch_sizes_agree(runs: dict[str, Path], dataset: Path, ti
     scored = {name: score_run(path, ds, card) for name, path in runs.items()}
     hyps = {name: s["hypotheses"] for name, s in scored.items()}
     assert hyps["ort1"] == hyps["torch1"] == hyps["ort3"] == hyps["torch4"]
-    from postprocess.score import decode_lengths, output_diff
-    from runners.base import open_run
+    from postprocess.score import lengths_by_uid, output_diff
 
-    lengths = decode_lengths(card, runs["torch1"], open_run(runs["torch1"]), ds, modelzoo=False)
-    assert output_diff(runs["ort3"], runs["torch1"], card, lengths)["max_abs"] < 1e-5
+    lengths = lengths_by_uid(card, runs["torch1"], ds)
+    diff = output_diff(runs["ort3"], ds, runs["torch1"], ds, card, lengths)
+    assert diff["max_abs"] < 1e-5 and diff["argmax_agreement"] == 1.0
+    assert diff["frames"] == sum(lengths.values())
     assert (runs["ort1"] / "scores.json").is_file() and (runs["ort1"] / "transcripts.csv").is_file()
 
 
@@ -80,8 +81,10 @@ def test_report_writes_tables_and_plot(tmp_path: Path, runs: dict[str, Path], da
     rc = main(["report", "--dataset", str(dataset), "--card", card, "--reference", f"PyTorch={runs['torch1']}",
                "--candidate", f"ORT bs1={runs['ort1']}", "--candidate", f"ORT bs3={runs['ort3']}",
                "--throughput", str(runs["ort1"]), str(runs["ort3"]), str(runs["torch1"]), str(runs["torch4"]),
-               "--out", str(tmp_path), "--name", "t"])
+               "--out", str(tmp_path), "--name", "t", "--readme"])
     assert rc == 0
+    readme = (tmp_path / "README.md").read_text()
+    assert "## Precision" in readme and "## Throughput" in readme and "t_throughput.png" in readme
     md = (tmp_path / "t_precision.md").read_text()
     assert "| PyTorch |" in md and "CER with spaces removed" in md and "Machine:" in md
     prec = json.loads((tmp_path / "t_precision.json").read_text())
