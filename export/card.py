@@ -129,3 +129,14 @@ def input_specs(card: dict[str, Any]) -> list[TensorSpec]:
 
 def output_specs(card: dict[str, Any]) -> list[TensorSpec]:
     return [TensorSpec.from_dict(d) for d in card["outputs"]]
+
+
+def output_frames(card: dict[str, Any], input_length: int) -> int:
+    """Valid output frames for an input of `input_length` steps, by the card's output-length rule."""
+    rule = card.get("output_length_rule") or {}
+    if rule.get("kind") != "conv":
+        raise CardError(f"card of {card.get('family')} has no usable output_length_rule ({rule!r})")
+    n = int(input_length)
+    for layer in rule["layers"]:
+        n = (n + 2 * layer.get("padding", 0) - layer.get("dilation", 1) * (layer["kernel"] - 1) - 1) // layer["stride"] + 1
+    return max(n, 0)

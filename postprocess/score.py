@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from export.card import output_frames
 from postprocess.ctc import greedy_decode
 from postprocess.metrics import corpus_scores, per_utterance
 from preprocess.dataset_dir import DatasetDir, atomic_write_bytes, atomic_write_json, read_bin
@@ -49,7 +50,7 @@ def decode_lengths(card: dict[str, Any], run_dir: Path, run: dict[str, Any], dat
     if scores.get("lengths_from"):
         arrays = output_arrays(run_dir, run, scores["lengths_from"])
         return {k: int(np.asarray(v).reshape(-1)[0]) for k, v in arrays.items()}
-    raise RunError(f"card for {card['family']} has no lengths output and no length rule for decoding")
+    return {s.key: output_frames(card, s.length) for s in dataset.samples}
 
 
 def score_run(run_dir: Path, dataset: DatasetDir, card: dict[str, Any], *, modelzoo: bool = False,

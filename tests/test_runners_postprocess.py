@@ -148,3 +148,14 @@ def test_modelzoo_decoding_reads_half_the_input_length(tmp_path: Path, tiny_corp
     out = score_run(tmp_path / "r", ds, card, modelzoo=True)
     assert out["decode_lengths"].startswith("input_length // 2")
     assert np.isfinite(out["wer"])
+
+
+def test_output_length_rule_matches_the_model(tiny_export: Path) -> None:
+    import torch
+
+    from export.card import output_frames
+    from export.models.deepspeech2 import conv_output_lengths
+
+    card = read_card(card_path_for(tiny_export))
+    for n in (1, 2, 37, 620, 621, 1000):
+        assert output_frames(card, n) == int(conv_output_lengths(torch.tensor([n]))[0])
