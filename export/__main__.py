@@ -19,32 +19,27 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="re-export even when an up-to-date export exists")
 
 
-def cmd_deepspeech2(args: argparse.Namespace) -> int:
-    from export.models import deepspeech2
-    from export.models.ds_checkpoint import CheckpointError
+def _export(args: argparse.Namespace, family: str, source: Path, what: str, load_kwargs: dict) -> int:
+    """Shared flow of every family: skip if up to date, load, export, gate, write the card."""
+    from export.models import family_module
     from export.parity import ParityError
     from export.pipeline import export_family, up_to_date
-    from export.recipe import sha256_file
 
-    static_frames = static_batch = None
-    if args.static_shape:
-        static_batch, static_frames = args.static_shape
-    options = {"static_frames": static_frames, "static_batch": static_batch, "optimize": not args.no_optimize}
+    options = {**load_kwargs, "optimize": not args.no_optimize}
     onnx_path = args.out / f"{args.name}.onnx"
-    ckpt = Path(args.checkpoint)
-    if not ckpt.is_file():
-        log.error("checkpoint not found: %s (expected a deepspeech.pytorch V3.0 .ckpt file)", ckpt)
+    if not source.exists():
+        log.error("%s not found: %s", what, source)
         return 2
-    if not args.force and up_to_date(onnx_path, sha256_file(ckpt), options):
-        log.info("%s is up to date (same checkpoint and options, parity passed); --force to redo", onnx_path)
-        return 0
+    module = family_module(family)
     try:
-        model = deepspeech2.load(ckpt, static_frames=static_frames, static_batch=static_batch)
-    except CheckpointError as exc:
+        model = module.load(source, **load_kwargs)
+    except ValueError as exc:  # CheckpointError, ModelDirError: the message names the file
         log.error("%s", exc)
         return 2
-    log.info("loaded %s: %s, %d parameters", ckpt, model.card_facts["architecture"]["rnn_type"],
-             model.card_facts["architecture"]["parameters"])
+    if not args.force and up_to_date(onnx_path, model.source["sha256"], options):
+        log.info("%s is up to date (same source and options, parity passed); --force to redo", onnx_path)
+        return 0
+    log.info("loaded %s (%s, %d parameters)", source, family, model.card_facts["architecture"]["parameters"])
     try:
         card = export_family(model, args.out, name=args.name, optimize_graph=not args.no_optimize,
                              options=options, threads=args.threads)
@@ -59,6 +54,18 @@ def cmd_deepspeech2(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deepspeech2(args: argparse.Namespace) -> int:
+    batch, frames = args.static_shape or (None, None)
+    return _export(args, "deepspeech2", Path(args.checkpoint), "checkpoint (a deepspeech.pytorch V3.0 .ckpt)",
+                   {"static_frames": frames, "static_batch": batch})
+
+
+def cmd_wav2vec2(args: argparse.Namespace) -> int:
+    batch, samples = args.static_shape or (None, None)
+    return _export(args, "wav2vec2", Path(args.model_dir), "model directory (Hugging Face wav2vec2 CTC)",
+                   {"static_samples": samples, "static_batch": batch})
+
+
 def _static_shape(text: str) -> tuple[int, int]:
     """'1,621' or the Ascend guide's full '1,1,161,621' -> (batch, frames)."""
     parts = [int(x) for x in text.split(",")]
@@ -67,6 +74,14 @@ def _static_shape(text: str) -> tuple[int, int]:
     if len(parts) == 4:
         return parts[0], parts[3]
     raise argparse.ArgumentTypeError("expected BATCH,FRAMES or B,1,161,FRAMES, e.g. 1,1,161,621")
+
+
+def _static_pair(text: str) -> tuple[int, int]:
+    try:
+        batch, n = (int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected BATCH,SAMPLES, e.g. 1,100000") from None
+    return batch, n
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -90,6 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fix batch and frames, e.g. 1,1,161,621 as the Ascend guide does (default: dynamic)")
     _common(p)
     p.set_defaults(func=cmd_deepspeech2)
+
+    w = sub.add_parser("wav2vec2", help="a Hugging Face wav2vec2 CTC model directory",
+                       description="Export a Hugging Face Wav2Vec2ForCTC directory (config.json, model.safetensors or "
+                                   "pytorch_model.bin, vocab.json, preprocessor_config.json), read from local files "
+                                   "only. Input: input_values (B,samples) float32; output: logits (B,frames,vocab).")
+    w.add_argument("--model-dir", required=True, help="the model directory")
+    w.add_argument("--static-shape", type=_static_pair, metavar="B,SAMPLES",
+                   help="fix batch and samples, e.g. 1,100000 as the Ascend guide does (default: dynamic)")
+    _common(w)
+    w.set_defaults(func=cmd_wav2vec2)
 
     from export.train_deepspeech2 import add_arguments as add_train_args
 

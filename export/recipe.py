@@ -59,6 +59,11 @@ class LoadedModel:
     # Tolerance for fp32 parity of float outputs.
     atol: float = 1e-4
     rtol: float = 1e-3
+    # Valid output frames for an input length, for families without a lengths output.
+    frames_for: Callable[[int], int] | None = None
+    # False where padding changes a row's result by design (wav2vec2-base takes no attention mask): the
+    # parity gate then records padded-batch-vs-batch-1 differences without failing on them.
+    padding_invariant: bool = True
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

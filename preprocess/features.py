@@ -42,11 +42,22 @@ def deepspeech_frames(num_samples: int, cfg: dict[str, Any]) -> int:
     return 1 + (num_samples - int(cfg["n_fft"])) // int(cfg["hop_length"])
 
 
+def wav2vec2_waveform(audio: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
+    """(samples,) float32: zero mean, unit variance over the utterance, as Wav2Vec2FeatureExtractor does
+    (population variance plus `norm_eps`, before any padding)."""
+    x = audio.astype(np.float32)
+    if cfg.get("do_normalize", True):
+        x = ((x - x.mean()) / np.sqrt(x.var() + float(cfg.get("norm_eps", 1e-7)))).astype(np.float32)
+    return x
+
+
 EXTRACTORS: dict[str, Callable[[np.ndarray, dict[str, Any]], np.ndarray]] = {
     "deepspeech_spectrogram": deepspeech_spectrogram,
+    "wav2vec2_waveform": wav2vec2_waveform,
 }
 FRAME_RULES: dict[str, Callable[[int, dict[str, Any]], int]] = {
     "deepspeech_spectrogram": deepspeech_frames,
+    "wav2vec2_waveform": lambda num_samples, cfg: num_samples,
 }
 
 

@@ -1,0 +1,119 @@
+"""wav2vec2 family: loading an HF directory from local files, export + parity, features, decoding."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from export.card import card_path_for, load_model_and_card, read_card
+from export.models import wav2vec2 as w2v
+
+VOCAB = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "'": 5, **{chr(65 + i): 6 + i for i in range(26)}}
+
+
+def make_tiny_model_dir(out: Path, seed: int = 0) -> Path:
+    """A random Wav2Vec2ForCTC saved as save_pretrained writes it, with processor files."""
+    from transformers import (Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC,
+                              Wav2Vec2Processor)
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vocab.json").write_text(json.dumps(VOCAB))
+    tok = Wav2Vec2CTCTokenizer(str(out / "vocab.json"), unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|")
+    fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                                  return_attention_mask=False)
+    Wav2Vec2Processor(feature_extractor=fe, tokenizer=tok).save_pretrained(out)
+    torch.manual_seed(seed)
+    cfg = Wav2Vec2Config(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, conv_dim=(16,) * 7, pad_token_id=0, num_conv_pos_embeddings=16,
+                         num_conv_pos_embedding_groups=4)
+    Wav2Vec2ForCTC(cfg).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_model_dir(tmp_path_factory.mktemp("w2v") / "model")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Path:
+    from export.__main__ import main
+
+    out = tmp_path_factory.mktemp("w2v_export")
+    assert main(["wav2vec2", "--model-dir", str(model_dir), "--out", str(out), "--threads", "1"]) == 0
+    return out / "model.onnx"
+
+
+def test_export_card(exported: Path) -> None:
+    proto, card = load_model_and_card(exported)
+    assert card["family"] == "wav2vec2" and card["metrics_convention"] == "hf"
+    assert card["labels"][:5] == ["<pad>", "<s>", "</s>", "<unk>", "|"] and card["blank_index"] == 0
+    assert card["special_tokens"] == [1, 2, 3] and card["word_delimiter"] == "|"
+    assert card["inputs"][0]["shape"] == ["batch", "samples"]
+    assert card["outputs"][0]["shape"] == ["batch", "frames", 32]
+    par = card["parity"]
+    assert par["passed"] and par["outputs"]["logits"]["max_abs"] < 1e-4
+    assert 100000 in {n for c in par["cases"] for n in c["lengths"]}
+    # No attention mask + group norm: padding changes a row's logits, and the gate records by how much.
+    assert par["padding_invariant"] is False
+    assert par["padded_batch_vs_batch1"]["logits"]["max_abs"] > 1e-4
+    assert w2v.frames_for(card["output_length_rule"], 100000) == 312
+
+
+def test_waveform_features_match_transformers() -> None:
+    from transformers import Wav2Vec2FeatureExtractor
+
+    from preprocess.features import extract
+
+    audio = (np.random.default_rng(0).standard_normal(12345) * 0.05).astype(np.float32)
+    fe = Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False)
+    ref = fe(audio, sampling_rate=16000, return_tensors="np").input_values[0]
+    cfg = {"kind": "wav2vec2_waveform", "do_normalize": True, "norm_eps": 1e-7}
+    np.testing.assert_allclose(extract(audio, cfg), ref, atol=1e-5)
+
+
+def test_incomplete_model_dir_is_named(tmp_path: Path, model_dir: Path) -> None:
+    broken = tmp_path / "m"
+    shutil.copytree(model_dir, broken)
+    (broken / "model.safetensors").unlink()
+    (broken / "vocab.json").unlink()
+    with pytest.raises(w2v.ModelDirError, match="missing vocab.json, model.safetensors or pytorch_model.bin"):
+        w2v.load(broken)
+
+
+def test_vocab_that_does_not_match_the_model(tmp_path: Path, model_dir: Path) -> None:
+    broken = tmp_path / "m"
+    shutil.copytree(model_dir, broken)
+    vocab = dict(VOCAB)
+    vocab["Ä"] = len(vocab)
+    (broken / "vocab.json").write_text(json.dumps(vocab))
+    with pytest.raises(w2v.ModelDirError, match="33 tokens but the model's output size .* is 32"):
+        w2v.load(broken)
+
+
+def test_librispeech_through_both_backends(tmp_path: Path, tiny_corpus: Path, model_dir: Path, exported: Path) -> None:
+    from postprocess.score import score_run
+    from preprocess.build import BuildOptions, build_dataset
+    from preprocess.dataset_dir import DatasetDir
+    from preprocess.datasets import read_librispeech
+    from runners.__main__ import main as run_main
+
+    card = read_card(card_path_for(exported))
+    utts = read_librispeech(next((tiny_corpus / "LibriSpeech").glob("test*")))
+    data = build_dataset(utts, tmp_path / "ds", card, {"kind": "librispeech"}, BuildOptions(), progress=False)
+    ds = DatasetDir.open(data)
+    x = ds.load(ds.samples[0], "input_values")
+    assert x.shape == (1, ds.samples[0].num_samples)
+    assert abs(float(x.mean())) < 1e-4 and abs(float(x.std()) - 1) < 1e-3
+    assert all(set(s.transcript) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZ' ") for s in ds.samples)
+    common = ["--dataset", str(data), "--threads", "1", "--no-progress", "--warmup", "0"]
+    assert run_main(["--backend", "onnxruntime", "--model", str(exported), "--out", str(tmp_path / "ort"), *common]) == 0
+    assert run_main(["--backend", "torch", "--card", str(card_path_for(exported)), "--checkpoint", str(model_dir),
+                     "--out", str(tmp_path / "pt"), *common]) == 0
+    a, b = score_run(tmp_path / "ort", ds, card), score_run(tmp_path / "pt", ds, card)
+    assert a["hypotheses"] == b["hypotheses"]
+    assert a["convention"] == "hf" and a["cer_spaces"] == "counted"
