@@ -25,7 +25,8 @@ def _export(args: argparse.Namespace, family: str, source: Path, what: str, load
     from export.parity import ParityError
     from export.pipeline import export_family, up_to_date
 
-    options = {**load_kwargs, "optimize": not args.no_optimize}
+    torchscript = bool(getattr(args, "torchscript", False))
+    options = {**load_kwargs, "optimize": not args.no_optimize, "torchscript": torchscript}
     onnx_path = args.out / f"{args.name}.onnx"
     if not source.exists():
         log.error("%s not found: %s", what, source)
@@ -42,7 +43,7 @@ def _export(args: argparse.Namespace, family: str, source: Path, what: str, load
     log.info("loaded %s (%s, %d parameters)", source, family, model.card_facts["architecture"]["parameters"])
     try:
         card = export_family(model, args.out, name=args.name, optimize_graph=not args.no_optimize,
-                             options=options, threads=args.threads)
+                             options=options, threads=args.threads, torchscript=torchscript)
     except ParityError:
         return 3
     par = card["parity"]["outputs"]
@@ -111,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "pytorch_model.bin, vocab.json, preprocessor_config.json), read from local files "
                                    "only. Input: input_values (B,samples) float32; output: logits (B,frames,vocab).")
     w.add_argument("--model-dir", required=True, help="the model directory")
+    w.add_argument("--torchscript", action="store_true",
+                   help="also write <name>.ts.pt, a TorchScript trace checked against eager (for torch_aie)")
     w.add_argument("--static-shape", type=_static_pair, metavar="B,SAMPLES",
                    help="fix batch and samples, e.g. 1,100000 as the Ascend guide does (default: dynamic)")
     _common(w)

@@ -36,7 +36,8 @@ def up_to_date(onnx_path: Path, source_sha256: str, options: dict[str, Any]) -> 
 
 
 def export_family(model: LoadedModel, out_dir: Path, *, name: str = "model", optimize_graph: bool = True,
-                  options: dict[str, Any] | None = None, threads: int = 0) -> dict[str, Any]:
+                  options: dict[str, Any] | None = None, threads: int = 0,
+                  torchscript: bool = False) -> dict[str, Any]:
     """Write `<out_dir>/<name>.onnx` and its card; the ONNX file appears only if the parity gate passes."""
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / f"{name}.onnx"
@@ -78,6 +79,10 @@ def export_family(model: LoadedModel, out_dir: Path, *, name: str = "model", opt
             "timings_s": {"export": round(export_s, 3), "parity": round(parity_s, 3)},
             "versions": versions(),
         }
+        if torchscript:
+            from export.torchscript import export_torchscript
+
+            card["torchscript"] = export_torchscript(model, out_dir / f"{name}.ts.pt")
         set_metadata(proto, {k: card[k] for k in METADATA_KEYS if k in card})
         save_atomic(proto, candidate)
         card["onnx_sha256"] = sha256_file(candidate)

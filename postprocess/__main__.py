@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
 def _report(args: argparse.Namespace, card: dict, dataset) -> int:
     from postprocess.plots import throughput_plot
     from postprocess.score import lengths_by_uid, output_diff, score_run
-    from postprocess.tables import (CONVENTION_NOTES, context_of, machine_note, precision_rows, throughput_rows,
-                                    write_table)
+    from postprocess.tables import (CONVENTION_NOTES, context_of, machine_note, precision_rows, speaker_rows,
+                                    throughput_rows, write_table)
     from preprocess.dataset_dir import DatasetDir
 
     ref_label, ref_dir = _labelled(args.reference)
@@ -113,6 +113,9 @@ def _report(args: argparse.Namespace, card: dict, dataset) -> int:
     ]
     written = write_table(args.out, f"{args.name}_precision", f"Precision: {title}",
                           precision_rows(reference, candidates), notes, ctx)
+    written += write_table(args.out, f"{args.name}_speakers", f"Per speaker: {title}, {reference['label']}",
+                           speaker_rows(ref_dir, dataset, convention),
+                           ["Worst first. " + CONVENTION_NOTES.get(convention, convention)], ctx)
     if args.throughput:
         rows = throughput_rows(args.throughput)
         tnotes = ["seq/s = utterances / summed model-execution time (batch assembly and file I/O excluded; "

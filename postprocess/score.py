@@ -82,6 +82,8 @@ def score_run(run_dir: Path, dataset: DatasetDir, card: dict[str, Any], *, model
         "precision": run["model"].get("precision"), "decode": "greedy CTC",
         "decode_lengths": "input_length // 2 (ModelZoo postprocess)" if modelzoo else "model output lengths",
     })
+    # Keyed by utterance id, so runs over differently laid out dataset dirs can be compared.
+    result["hypotheses"] = {s.uid: h for s, h in zip(dataset.samples, hyps)}
     if write:
         atomic_write_json(run_dir / SCORES_JSON, result)
         rows = per_utterance(refs, hyps, convention)
@@ -89,8 +91,6 @@ def score_run(run_dir: Path, dataset: DatasetDir, card: dict[str, Any], *, model
             row["key"], row["uid"] = s.key, s.uid
         buf = _csv_text(rows)
         atomic_write_bytes(run_dir / TRANSCRIPTS_CSV, buf.encode())
-    # Keyed by utterance id, so runs over differently laid out dataset dirs can be compared.
-    result["hypotheses"] = {s.uid: h for s, h in zip(dataset.samples, hyps)}
     return result
 
 

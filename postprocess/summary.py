@@ -37,7 +37,7 @@ def write_results_readme(results: Path, name: str, training: Path | None) -> Pat
              "this README; rerun the script to reproduce them on your machine.", ""]
     if demo:
         parts.append(training_section(json.loads(training.read_text())))
-    for stem in (f"{name}_precision", f"{name}_throughput"):
+    for stem in (f"{name}_precision", f"{name}_speakers", f"{name}_throughput"):
         md = results / f"{stem}.md"
         if md.is_file():
             parts.append(md.read_text())

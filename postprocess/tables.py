@@ -43,6 +43,24 @@ def precision_rows(reference: dict[str, Any], candidates: list[dict[str, Any]]) 
     return rows
 
 
+def speaker_rows(run_dir: Path, dataset: DatasetDir, convention: str) -> list[dict[str, Any]]:
+    """Per-speaker WER/CER of one scored run (as sclite's per-speaker report), worst first."""
+    from postprocess.metrics import corpus_scores
+
+    scores = json.loads((Path(run_dir) / "scores.json").read_text())
+    hyps = scores["hypotheses"]
+    by_speaker: dict[str, list[tuple[str, str]]] = {}
+    for s in dataset.samples:
+        by_speaker.setdefault(s.speaker or "(unknown)", []).append((s.transcript, hyps[s.uid]))
+    rows = []
+    for speaker, pairs in by_speaker.items():
+        sc = corpus_scores([r for r, _ in pairs], [h for _, h in pairs], convention=convention)
+        rows.append({"speaker": speaker, "utterances": len(pairs), "N words": sc["word"]["n"],
+                     "WER %": round(100 * sc["wer"], 2), "CER %": round(100 * sc["cer"], 2),
+                     "S": sc["word"]["s"], "D": sc["word"]["d"], "I": sc["word"]["i"]})
+    return sorted(rows, key=lambda r: -r["WER %"])
+
+
 def throughput_rows(run_dirs: list[Path]) -> list[dict[str, Any]]:
     rows = []
     for d in run_dirs:

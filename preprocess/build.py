@@ -164,7 +164,7 @@ def build_dataset(utts: list[Utterance], out: Path, card: dict[str, Any], source
                 refs[p["name"]] = write_bin(out / p["folder"] / f"{key}.bin", arr, p["dtype"])
             sample = Sample(key=key, uid=utt.uid, audio=str(utt.audio), transcript_raw=utt.transcript,
                             transcript=text, num_samples=int(audio.size), length=length, padded_length=target,
-                            inputs=refs)
+                            inputs=refs, speaker=utt.speaker)
             manifest.write(sample.to_json() + "\n")
             manifest.flush()
             os.fsync(manifest.fileno())

@@ -53,11 +53,12 @@ class Sample:
     length: int
     padded_length: int
     inputs: dict[str, BinRef]
+    speaker: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         d = {
-            "key": self.key, "uid": self.uid, "audio": self.audio, "transcript_raw": self.transcript_raw,
+            "key": self.key, "uid": self.uid, "speaker": self.speaker, "audio": self.audio, "transcript_raw": self.transcript_raw,
             "transcript": self.transcript, "num_samples": self.num_samples, "length": self.length,
             "padded_length": self.padded_length,
             "inputs": {k: {"file": v.file, "dtype": v.dtype, "shape": list(v.shape)} for k, v in self.inputs.items()},
@@ -73,6 +74,7 @@ class Sample:
             transcript=d["transcript"], num_samples=int(d["num_samples"]), length=int(d["length"]),
             padded_length=int(d["padded_length"]),
             inputs={k: BinRef(v["file"], v["dtype"], tuple(int(x) for x in v["shape"])) for k, v in d["inputs"].items()},
+            speaker=d.get("speaker", ""),
             extra=d.get("extra", {}),
         )
 

@@ -85,6 +85,9 @@ def test_report_writes_tables_and_plot(tmp_path: Path, runs: dict[str, Path], da
     assert rc == 0
     readme = (tmp_path / "README.md").read_text()
     assert "## Precision" in readme and "## Throughput" in readme and "t_throughput.png" in readme
+    speakers = json.loads((tmp_path / "t_speakers.json").read_text())["rows"]
+    assert sum(r["utterances"] for r in speakers) == len(DatasetDir.open(dataset).samples)
+    assert all(r["speaker"] != "(unknown)" for r in speakers)
     md = (tmp_path / "t_precision.md").read_text()
     assert "| PyTorch |" in md and "CER with spaces removed" in md and "Machine:" in md
     prec = json.loads((tmp_path / "t_precision.json").read_text())

@@ -117,3 +117,17 @@ def test_librispeech_through_both_backends(tmp_path: Path, tiny_corpus: Path, mo
     a, b = score_run(tmp_path / "ort", ds, card), score_run(tmp_path / "pt", ds, card)
     assert a["hypotheses"] == b["hypotheses"]
     assert a["convention"] == "hf" and a["cer_spaces"] == "counted"
+
+
+def test_torchscript_trace_is_checked(tmp_path: Path, model_dir: Path) -> None:
+    from export.__main__ import main
+
+    out = tmp_path / "ts"
+    assert main(["wav2vec2", "--model-dir", str(model_dir), "--out", str(out), "--torchscript", "--threads", "1"]) == 0
+    card = read_card(card_path_for(out / "model.onnx"))
+    ts = card["torchscript"]
+    assert ts["passed"] and ts["max_abs"] < 1e-4 and {c["length"] for c in ts["cases"]} == {16000, 40000, 100000}
+    traced = torch.jit.load(str(out / "model.ts.pt"))
+    x = w2v.make_example_inputs([23456])["input_values"]
+    with torch.no_grad():
+        assert traced(x).shape[1] == w2v.frames_for(card["output_length_rule"], 23456)
