@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -85,10 +86,20 @@ def _static_pair(text: str) -> tuple[int, int]:
     return batch, n
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from export.train_deepspeech2 import main as train_main
+TRAIN_FAMILIES = {"deepspeech2": "export.train_deepspeech2", "wav2vec2": "export.train_wav2vec2"}
 
-    return train_main(args)
+
+def train_parser(family: str) -> argparse.ArgumentParser:
+    """The family's own trainer options (its module's add_arguments, which takes the family positional)."""
+    module = importlib.import_module(TRAIN_FAMILIES[family])
+    p = argparse.ArgumentParser(prog="python -m export train", description=(module.__doc__ or "").split("\n\n")[0])
+    module.add_arguments(p)
+    return p
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    module = importlib.import_module(TRAIN_FAMILIES[args.family])
+    return module.main(train_parser(args.family).parse_args([args.family, *args.options]))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,12 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(w)
     w.set_defaults(func=cmd_wav2vec2)
 
-    from export.train_deepspeech2 import add_arguments as add_train_args
-
-    t = sub.add_parser("train", help="train the small demo DeepSpeech2 on an AN4-layout corpus",
-                       description="Train a small DeepSpeech2 of the V3.0 architecture with a fixed seed and save it "
-                                   "as a V3.0 checkpoint (the embedded demo model).")
-    add_train_args(t)
+    t = sub.add_parser("train", help="train a small demo model (deepspeech2 on AN4, wav2vec2 on LibriSpeech)",
+                       usage="python -m export train {deepspeech2,wav2vec2} [options]",
+                       description="Train an embedded demo model with a fixed seed: deepspeech2 (V3.0 architecture, "
+                                   "saved as a V3.0 checkpoint, from an AN4-layout corpus) or wav2vec2 (a small "
+                                   "Wav2Vec2ForCTC, saved as a Hugging Face model directory, from a LibriSpeech "
+                                   "split). `python -m export train FAMILY --help` lists the family's options.")
+    t.add_argument("family", choices=sorted(TRAIN_FAMILIES), help="model family to train")
+    t.add_argument("options", nargs=argparse.REMAINDER, help="the family's options (see FAMILY --help)")
     t.set_defaults(func=cmd_train)
     return parser
 

@@ -134,6 +134,17 @@ def output_diff(run_a: Path, dataset_a: DatasetDir, run_b: Path, dataset_b: Data
     return {"max_abs": max_abs, "argmax_agreement": agree / total if total else 1.0, "frames": total}
 
 
+def final_frame_emissions(run_dir: Path, dataset: DatasetDir, card: dict[str, Any]) -> int:
+    """How many samples have a non-blank best label in their last valid output frame (what a decoder
+    that reads one frame short, like the Ascend guide's floor(L/2), loses)."""
+    run = open_run(run_dir)
+    spec = next(o for o in card["outputs"] if o["role"] in ("probabilities", "logits", "log_probs"))
+    arrays = output_arrays(run_dir, run, spec["name"])
+    lengths = decode_lengths(card, run_dir, run, dataset, False)
+    blank = int(card["blank_index"])
+    return sum(1 for k, n in lengths.items() if n > 0 and int(arrays[k][n - 1].argmax()) != blank)
+
+
 def load_scores(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / SCORES_JSON
     if not path.is_file():

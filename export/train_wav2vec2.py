@@ -1,0 +1,305 @@
+"""Train the embedded demo wav2vec2 (a small, base-like Wav2Vec2ForCTC) from scratch with a fixed seed.
+
+The result is a Hugging Face model directory as `save_pretrained` writes it (config.json,
+model.safetensors) with the processor files of wav2vec2-base-960h's layout (vocab.json with `<pad>` = 0
+as CTC blank, `<s>`, `</s>`, `<unk>`, `|` as word delimiter, `'`, A..Z; a feature extractor that
+normalises each utterance and returns no attention mask), so the pipeline loads it through exactly the
+path a real wav2vec2-base-960h directory takes. The config keeps what matters for the pipeline base-like:
+group norm in the feature encoder, post-layer-norm transformer, no attention mask (zero padding changes
+the outputs). A validation slice of the training split picks the best epoch; the test split is never
+looked at here. Training happens in a temporary folder beside --out, renamed into place at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from export.models.wav2vec2 import ModelDirError, check_model_dir, frames_for, output_length_rule
+from export.train_deepspeech2 import cpu_has_native_bf16
+from postprocess.ctc import greedy_decode_batch
+from postprocess.metrics import corpus_scores
+from preprocess.audio import load_audio
+from preprocess.datasets import read_librispeech
+from preprocess.features import wav2vec2_waveform
+from preprocess.text import to_labels
+
+log = logging.getLogger("train")
+
+# wav2vec2-base-960h's vocabulary layout: pad (= CTC blank) first, then the specials, word delimiter, letters.
+VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", "'", *(chr(ord("A") + i) for i in range(26))]
+BLANK = 0
+WORD_DELIMITER = "|"
+SPECIAL_TOKENS = (1, 2, 3)
+FEATURE_CFG = {"kind": "wav2vec2_waveform", "do_normalize": True, "norm_eps": 1e-7}
+# The feature encoder of wav2vec2-base: 7 convs, 320 samples per frame (20 ms at 16 kHz).
+CONV_KERNEL = (10, 3, 3, 3, 3, 2, 2)
+CONV_STRIDE = (5, 2, 2, 2, 2, 2, 2)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("family", choices=["wav2vec2"], help="model family to train")
+    p.add_argument("--librispeech", type=Path, required=True,
+                   help="LibriSpeech split folder to train on (the demo corpus's train-demo)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="model directory to write (save_pretrained layout + processor files)")
+    p.add_argument("--conv-dim", type=int, default=64, help="channels of each of the 7 feature-encoder convs")
+    p.add_argument("--hidden-size", type=int, default=144)
+    p.add_argument("--layers", type=int, default=3, help="transformer layers")
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--intermediate-size", type=int, default=384)
+    p.add_argument("--pos-conv-kernel", type=int, default=32, help="num_conv_pos_embeddings (base: 128)")
+    p.add_argument("--pos-conv-groups", type=int, default=8, help="num_conv_pos_embedding_groups (base: 16)")
+    p.add_argument("--dropout", type=float, default=0.05, help="hidden/attention/activation/final dropout")
+    p.add_argument("--mask-time-prob", type=float, default=0.0, help="SpecAugment time masking (0 = off)")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup", type=float, default=0.1, help="fraction of the steps spent warming up the LR")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--max-norm", type=float, default=1.0, help="gradient clipping norm")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--val-fraction", type=float, default=0.05, help="training utterances held out to pick the epoch")
+    p.add_argument("--limit", type=int, help="use only the first N training utterances (tests)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                   help="bfloat16 autocast for the forward pass; auto = on when the CPU has native bf16 "
+                        "(avx512_bf16/amx) (weights stay fp32)")
+    p.add_argument("--force", action="store_true", help="retrain even if --out already holds a model")
+
+
+def encode_transcript(text: str) -> tuple[str, list[int]]:
+    """Upper-case, drop what the vocabulary cannot spell; ids with spaces as the word delimiter."""
+    text, _ = to_labels(text, VOCAB, blank=VOCAB[BLANK], word_delimiter=WORD_DELIMITER)
+    index = {c: i for i, c in enumerate(VOCAB)}
+    return text, [index[WORD_DELIMITER if c == " " else c] for c in text]
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    from transformers import Wav2Vec2Config
+
+    return Wav2Vec2Config(
+        vocab_size=len(VOCAB), pad_token_id=BLANK, bos_token_id=1, eos_token_id=2,
+        hidden_size=args.hidden_size, num_hidden_layers=args.layers, num_attention_heads=args.heads,
+        intermediate_size=args.intermediate_size, hidden_act="gelu",
+        conv_dim=(args.conv_dim,) * len(CONV_KERNEL), conv_kernel=CONV_KERNEL, conv_stride=CONV_STRIDE,
+        conv_bias=False, feat_extract_norm="group", do_stable_layer_norm=False,
+        num_conv_pos_embeddings=args.pos_conv_kernel, num_conv_pos_embedding_groups=args.pos_conv_groups,
+        hidden_dropout=args.dropout, attention_dropout=args.dropout, activation_dropout=args.dropout,
+        final_dropout=args.dropout, feat_proj_dropout=0.0, layerdrop=0.0,
+        apply_spec_augment=args.mask_time_prob > 0, mask_time_prob=args.mask_time_prob, mask_time_length=5,
+        mask_feature_prob=0.0, ctc_loss_reduction="mean", ctc_zero_infinity=True,
+        architectures=["Wav2Vec2ForCTC"],
+    )
+
+
+def save_processor(out: Path) -> None:
+    """vocab.json + tokenizer and feature-extractor files, as wav2vec2-base-960h has them."""
+    from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2Processor
+
+    vocab = out / "vocab.json"
+    vocab.write_text(json.dumps({tok: i for i, tok in enumerate(VOCAB)}) + "\n")
+    tok = Wav2Vec2CTCTokenizer(str(vocab), bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                               pad_token="<pad>", word_delimiter_token=WORD_DELIMITER, do_lower_case=False)
+    fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                                  return_attention_mask=False)
+    Wav2Vec2Processor(feature_extractor=fe, tokenizer=tok).save_pretrained(str(out))
+
+
+def _collate(items: list[tuple[np.ndarray, list[int], str]]) -> tuple[torch.Tensor, list[int], torch.Tensor,
+                                                                        torch.Tensor, list[str]]:
+    """Zero-padded waveforms (as the runners pad them), true lengths, concatenated targets."""
+    n = max(w.shape[0] for w, _, _ in items)
+    x = torch.zeros(len(items), n)
+    for i, (w, _, _) in enumerate(items):
+        x[i, : w.shape[0]] = torch.from_numpy(w)
+    targets = torch.tensor([t for _, ts, _ in items for t in ts], dtype=torch.int64)
+    target_lengths = torch.tensor([len(ts) for _, ts, _ in items], dtype=torch.int64)
+    return x, [w.shape[0] for w, _, _ in items], targets, target_lengths, [text for _, _, text in items]
+
+
+def _batches(items: list[Any], batch_size: int, rng: random.Random) -> list[list[Any]]:
+    """Length-sorted batches in shuffled order: little padding, yet a different order every epoch."""
+    ordered = sorted(items, key=lambda it: it[0].shape[0])
+    batches = [ordered[i: i + batch_size] for i in range(0, len(ordered), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def evaluate(model: torch.nn.Module, items: list[Any]) -> dict[str, Any]:
+    """Greedy CTC over each utterance alone (batch 1, no padding: how the pipeline scores the model)."""
+    model.eval()
+    refs, hyps = [], []
+    with torch.inference_mode():
+        for wave, _, text in items:
+            logits = model(torch.from_numpy(wave)[None]).logits
+            hyps += greedy_decode_batch(logits.float().numpy(), None, VOCAB, BLANK, WORD_DELIMITER, SPECIAL_TOKENS)
+            refs.append(text)
+    return corpus_scores(refs, hyps, convention="hf")
+
+
+def train(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """Train and write the model directory into `out` (a fresh folder); returns the train.json summary."""
+    from transformers import Wav2Vec2ForCTC
+
+    t_total = time.perf_counter()
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)  # transformers draws its SpecAugment masks from numpy's global RNG
+    rng = random.Random(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    utts = read_librispeech(args.librispeech)
+    if args.limit:
+        utts = utts[: args.limit]
+    items = []
+    for u in tqdm(utts, desc="audio", unit="utt"):
+        text, ids = encode_transcript(u.transcript)
+        if ids:
+            items.append((wav2vec2_waveform(load_audio(u.audio), FEATURE_CFG), ids, text))
+    order = list(range(len(items)))
+    rng.shuffle(order)
+    n_val = max(1, round(len(items) * args.val_fraction)) if len(items) > 2 and args.val_fraction > 0 else 0
+    val = [items[i] for i in order[:n_val]]
+    train_items = [items[i] for i in order[n_val:]]
+
+    cfg = build_config(args)
+    model = Wav2Vec2ForCTC(cfg)
+    rule = output_length_rule(cfg)
+    n_params = sum(p.numel() for p in model.parameters())
+    hours = sum(w.shape[0] for w, _, _ in train_items) / 16000 / 3600
+    log.info("wav2vec2 conv %d x7, %d layers x %d hidden: %d parameters; %d train (%.2f h) / %d val utterances",
+             args.conv_dim, args.layers, args.hidden_size, n_params, len(train_items), hours, len(val))
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "norm" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "norm" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
+    total = max(1, math.ceil(len(train_items) / args.batch_size) * args.epochs)
+    warm = max(1, round(total * args.warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    ctc = torch.nn.CTCLoss(blank=BLANK, reduction="mean", zero_infinity=True)
+    use_bf16 = args.bf16 == "on" or (args.bf16 == "auto" and cpu_has_native_bf16())
+    history: list[dict[str, Any]] = []
+    best: tuple[float, float, dict[str, torch.Tensor], int] | None = None
+    step = 0
+    t_start = time.perf_counter()
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        losses = []
+        for batch in tqdm(_batches(train_items, args.batch_size, rng), desc=f"epoch {epoch}/{args.epochs}",
+                          unit="batch", leave=False):
+            x, n_samples, targets, target_lengths, _ = _collate(batch)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+                logits = model(x).logits
+            log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)
+            out_lens = torch.tensor([frames_for(rule, n) for n in n_samples], dtype=torch.int64)
+            loss = ctc(log_probs, targets, out_lens, target_lengths)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_norm)
+            opt.step()
+            sched.step()
+            step += 1
+            losses.append(loss.item())
+        row: dict[str, Any] = {"epoch": epoch, "train_loss": float(np.mean(losses)),
+                               "seconds": round(time.perf_counter() - t0, 1)}
+        if val:
+            scores = evaluate(model, val)
+            row.update(val_wer=scores["wer"], val_cer=scores["cer"])
+            # Lowest CER, then WER: from scratch, WER stays near 1 for a while when CER already moves.
+            key = (scores["cer"], scores["wer"])
+            if best is None or key <= best[:2]:
+                best = (*key, {k: v.detach().clone() for k, v in model.state_dict().items()}, epoch)
+        history.append(row)
+        log.info("epoch %d: loss %.3f%s (%.0f s)", epoch, row["train_loss"],
+                 f", val WER {row['val_wer']:.3f} CER {row['val_cer']:.3f}" if val else "", row["seconds"])
+    train_seconds = time.perf_counter() - t_start
+    chosen_epoch = args.epochs
+    if best is not None:
+        model.load_state_dict(best[2])
+        chosen_epoch = best[3]
+    model.eval()
+    model.save_pretrained(str(out))
+    save_processor(out)
+    summary = {
+        "family": "wav2vec2",
+        "model_dir": str(args.out),
+        "config": {"conv_dim": list(cfg.conv_dim), "conv_kernel": list(cfg.conv_kernel),
+                   "conv_stride": list(cfg.conv_stride), "hidden_size": cfg.hidden_size,
+                   "num_hidden_layers": cfg.num_hidden_layers, "num_attention_heads": cfg.num_attention_heads,
+                   "intermediate_size": cfg.intermediate_size, "num_conv_pos_embeddings": cfg.num_conv_pos_embeddings,
+                   "num_conv_pos_embedding_groups": cfg.num_conv_pos_embedding_groups,
+                   "feat_extract_norm": cfg.feat_extract_norm, "do_stable_layer_norm": cfg.do_stable_layer_norm,
+                   "dropout": args.dropout, "mask_time_prob": cfg.mask_time_prob, "vocab": VOCAB},
+        "feature": FEATURE_CFG,
+        "parameters": n_params,
+        "seed": args.seed,
+        "train_utterances": len(train_items),
+        "train_hours": round(hours, 3),
+        "val_utterances": len(val),
+        "epochs": args.epochs,
+        "chosen_epoch": chosen_epoch,
+        "selected_by": "lowest validation CER, then WER",
+        "history": history,
+        "train_seconds": round(train_seconds, 1),
+        "total_seconds": round(time.perf_counter() - t_total, 1),
+        "threads": torch.get_num_threads(),
+        "autocast": "bfloat16" if use_bf16 else "off",
+        "lr": args.lr,
+        "warmup": args.warmup,
+        "weight_decay": args.weight_decay,
+        "max_norm": args.max_norm,
+        "batch_size": args.batch_size,
+        "steps": step,
+    }
+    (out / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _holds_model(path: Path) -> bool:
+    try:
+        check_model_dir(path)
+    except ModelDirError:
+        return False
+    return True
+
+
+def main(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    if _holds_model(out) and not args.force:
+        log.info("%s already holds a model; not retraining (--force to retrain)", out)
+        return 0
+    if out.exists() and not out.is_dir():
+        log.error("--out %s exists and is not a directory", out)
+        return 2
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.parent / f".{out.name}.partial"  # the same name every run: a leftover is cleared here
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    try:
+        summary = train(args, partial)
+        if out.exists():
+            old = out.parent / f".{out.name}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            partial.rename(out)
+            shutil.rmtree(old)
+        else:
+            partial.rename(out)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    log.info("saved %s (epoch %d of %d, %.0f s training)", out, summary["chosen_epoch"], summary["epochs"],
+             summary["train_seconds"])
+    return 0

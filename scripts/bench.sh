@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The benchmark (not a test): torch eager vs onnxruntime measured side by side in one run.
+#   bash scripts/bench.sh                 # demo DeepSpeech2 (if trained) + wav2vec2-base architecture
+#   bash scripts/bench.sh --threads 2 --repeats 20 --batch-sizes 1 8
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+NEED_ESPEAK=0 bash scripts/setup_env.sh
+source env.sh
+extra=()
+ckpt="${DEEPSPEECH_CKPT:-work/models/deepspeech2_demo.ckpt}"
+if [ -f "$ckpt" ]; then extra+=(--deepspeech2-ckpt "$ckpt"); fi
+if [ -d "${WAV2VEC2_DIR:-work/models/wav2vec2_demo}" ]; then extra+=(--wav2vec2-dir "${WAV2VEC2_DIR:-work/models/wav2vec2_demo}"); fi
+exec .venv/bin/python -m postprocess bench --wav2vec2-base --out results/bench.json "${extra[@]}" "$@"

@@ -1,0 +1,26 @@
+"""The benchmark runs on tiny inputs and prints its rows (its timings are never asserted)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+def test_bench_prints_rows(tmp_path: Path, tiny_ckpt: Path, capsys: pytest.CaptureFixture) -> None:
+    from postprocess.__main__ import main
+    from tests.test_wav2vec2 import make_tiny_model_dir
+
+    w2v = make_tiny_model_dir(tmp_path / "w2v")
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--deepspeech2-ckpt", str(tiny_ckpt), "--wav2vec2-dir", str(w2v), "--threads", "1",
+                 "--repeats", "2", "--warmup", "1", "--batch-sizes", "1", "2", "--frames", "60", "--samples", "4000",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "matmul peak" in printed and "ORT/torch" in printed
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["model"], r["batch"]) for r in rows] == [("DeepSpeech2 (demo)", 1), ("DeepSpeech2 (demo)", 2),
+                                                        ("wav2vec2 (given dir)", 1), ("wav2vec2 (given dir)", 2)]
+    for r in rows:
+        assert r["gflop_per_forward"] > 0 and r["ort_over_torch"] > 0
+        assert r["torch_ms"]["min"] <= r["torch_ms"]["median"] <= r["torch_ms"]["max"]
