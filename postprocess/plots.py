@@ -21,8 +21,11 @@ def throughput_plot(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
         xs = [r["batch"] for r in rs]
         ax1.plot(xs, [r["seq/s"] for r in rs], marker="o", label=label)
         ax2.plot(xs, [r["batch latency p50 ms"] for r in rs], marker="o", label=label)
+    batches = sorted({r["batch"] for r in rows})
     for ax, ylabel in ((ax1, "sequences / s"), (ax2, "batch latency p50 (ms)")):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(batches, [str(b) for b in batches])
+        ax.set_ylim(bottom=0)
         ax.set_xlabel("batch size")
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
