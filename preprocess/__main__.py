@@ -30,9 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--card", type=Path, required=True, help="model card (<model>.card.json) written by export")
     p.add_argument("--out", type=Path, required=True, help="dataset dir to write")
     p.add_argument("--modelzoo", action="store_true",
-                   help="reproduce the Ascend ModelZoo DeepSpeech layout and quirks: whole set sorted longest "
-                        "first, padded to the longest (or --pad-to), spect/data{i}.bin + sizes/data{i}.bin from 1, "
-                        "float32-rounded sizes, sizes.txt/targets.txt/target_sizes.txt")
+                   help="reproduce the Ascend ModelZoo guide of the card's family. DeepSpeech2: whole set sorted "
+                        "longest first, padded to the longest (or --pad-to), spect/data{i}.bin + sizes/data{i}.bin "
+                        "from 1, float32-rounded sizes, sizes.txt/targets.txt/target_sizes.txt. wav2vec2: clips over "
+                        "100000 samples skipped, eps 1e-5 normalisation, zero-padded to 100000, batch_{k}.bin of "
+                        "--batch-size clips, batch_i_filename_map_bs{N}.json, ground_truth_texts.txt")
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="--modelzoo for wav2vec2: clips per batch_{k}.bin file, as the guide's --batch_size")
     p.add_argument("--pad-to", type=int, help="pad every input's time axis to this many frames (e.g. 621)")
     p.add_argument("--raw-rate", type=int, default=None,
                    help="sample rate of headerless .raw files (they cannot say; default: the card's rate)")
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             source["limit"] = args.limit
         opts = BuildOptions(layout="modelzoo" if args.modelzoo else "default", pad_to=args.pad_to,
                             sample_rate=int(card["feature"]["sample_rate"]), raw_rate=args.raw_rate,
-                            resample=args.resample, downmix=args.downmix)
+                            resample=args.resample, downmix=args.downmix, batch_size=args.batch_size)
         out = build_dataset(utts, args.out, card, source, opts, card_path=args.card.resolve(), force=args.force,
                             progress=not args.no_progress)
     except (CardError, AudioError, DatasetError, DatasetDirError) as exc:

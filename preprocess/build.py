@@ -31,6 +31,7 @@ class BuildOptions:
     raw_rate: int | None = None
     resample: bool = False
     downmix: bool = False
+    batch_size: int = 1  # batch files per the card's modelzoo entry (wav2vec2 guide)
 
 
 def _input_plan(card: dict[str, Any], layout: str) -> list[dict[str, Any]]:
@@ -79,8 +80,13 @@ def build_dataset(utts: list[Utterance], out: Path, card: dict[str, Any], source
     if not utts:
         raise DatasetDirError(f"no utterances to write into {out}")
     out = Path(out)
+    batched = opts.layout == "modelzoo" and bool(card.get("modelzoo", {}).get("batch_files"))
+    if opts.layout == "modelzoo" and "modelzoo" not in card:
+        raise DatasetDirError(f"the {card['family']} card declares no ModelZoo layout; drop --modelzoo")
     plan = _input_plan(card, opts.layout)
-    keyed = plan_keys(utts, card, opts)
+    keyed = [] if batched else plan_keys(utts, card, opts)
+    if batched:
+        return _build_batched(utts, out, card, source, opts, card_path, force, progress)
     max_frames = max(f for _, _, f in keyed)
     pad_to = opts.pad_to
     if opts.layout == "modelzoo" and pad_to is None:
@@ -104,22 +110,12 @@ def build_dataset(utts: list[Utterance], out: Path, card: dict[str, Any], source
     out.mkdir(parents=True, exist_ok=True)
     for p in plan:
         (out / p["folder"]).mkdir(exist_ok=True)
-    header: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
-        "complete": False,
-        "config_hash": config_hash,
-        "source": source,
-        "layout": opts.layout,
+    header = _header(card, source, opts, config_hash, card_path)
+    header.update({
         "pad_to": pad_to,
-        "card": {"family": card["family"], "path": str(card_path) if card_path else None,
-                 "onnx_sha256": card.get("onnx_sha256")},
-        "feature": card["feature"],
-        "labels": card["labels"],
-        "blank_index": card["blank_index"],
-        "metrics_convention": card.get("metrics_convention"),
         "inputs": [{k: p[k] for k in ("name", "folder", "dtype", "role", "time_axis")} for p in plan],
         "num_samples": len(keyed),
-    }
+    })
     atomic_write_json(header_path, header)
 
     done = {s.key: s for s in read_manifest(out / MANIFEST)}
@@ -177,6 +173,43 @@ def build_dataset(utts: list[Utterance], out: Path, card: dict[str, Any], source
     header["dropped_chars"] = dict(dropped)
     atomic_write_json(header_path, header)
     return out
+
+
+def _header(card: dict[str, Any], source: dict[str, Any], opts: BuildOptions, config_hash: str,
+            card_path: Path | None) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "complete": False,
+        "config_hash": config_hash,
+        "source": source,
+        "layout": opts.layout,
+        "card": {"family": card["family"], "path": str(card_path) if card_path else None,
+                 "onnx_sha256": card.get("onnx_sha256")},
+        "feature": card["feature"],
+        "labels": card["labels"],
+        "blank_index": card["blank_index"],
+        "metrics_convention": card.get("metrics_convention"),
+    }
+
+
+def _build_batched(utts: list[Utterance], out: Path, card: dict[str, Any], source: dict[str, Any],
+                   opts: BuildOptions, card_path: Path | None, force: bool, progress: bool) -> Path:
+    from preprocess.modelzoo_batched import build_batched
+
+    config_hash = _config_hash(source, card, opts, len(utts))
+    if (out / HEADER).is_file():
+        old = json.loads((out / HEADER).read_text())
+        if old.get("config_hash") != config_hash:
+            if not force:
+                raise DatasetDirError(f"{out} holds a dataset made with other settings; use another --out or --force")
+            (out / MANIFEST).unlink(missing_ok=True)
+        elif old.get("complete"):
+            log.info("%s is complete (%d samples); nothing to do", out, old.get("num_samples", 0))
+            return out
+    out.mkdir(parents=True, exist_ok=True)
+    return build_batched(utts, out, card, _header(card, source, opts, config_hash, card_path), opts.batch_size,
+                         sample_rate=opts.sample_rate, raw_rate=opts.raw_rate, resample=opts.resample,
+                         progress=progress)
 
 
 def _folder(plan: list[dict[str, Any]], name: str) -> str:

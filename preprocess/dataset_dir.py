@@ -33,9 +33,12 @@ class DatasetDirError(ValueError):
 
 @dataclass(frozen=True)
 class BinRef:
+    """Where one sample's input lives: a whole file, or row `row` of a batch file of `shape`."""
+
     file: str
     dtype: str
     shape: tuple[int, ...]
+    row: int | None = None
 
     @property
     def nbytes(self) -> int:
@@ -61,7 +64,7 @@ class Sample:
             "key": self.key, "uid": self.uid, "speaker": self.speaker, "audio": self.audio, "transcript_raw": self.transcript_raw,
             "transcript": self.transcript, "num_samples": self.num_samples, "length": self.length,
             "padded_length": self.padded_length,
-            "inputs": {k: {"file": v.file, "dtype": v.dtype, "shape": list(v.shape)} for k, v in self.inputs.items()},
+            "inputs": {k: _ref_json(v) for k, v in self.inputs.items()},
         }
         if self.extra:
             d["extra"] = self.extra
@@ -73,10 +76,18 @@ class Sample:
             key=d["key"], uid=d["uid"], audio=d["audio"], transcript_raw=d["transcript_raw"],
             transcript=d["transcript"], num_samples=int(d["num_samples"]), length=int(d["length"]),
             padded_length=int(d["padded_length"]),
-            inputs={k: BinRef(v["file"], v["dtype"], tuple(int(x) for x in v["shape"])) for k, v in d["inputs"].items()},
+            inputs={k: BinRef(v["file"], v["dtype"], tuple(int(x) for x in v["shape"]), v.get("row"))
+                    for k, v in d["inputs"].items()},
             speaker=d.get("speaker", ""),
             extra=d.get("extra", {}),
         )
+
+
+def _ref_json(ref: BinRef) -> dict[str, Any]:
+    d: dict[str, Any] = {"file": ref.file, "dtype": ref.dtype, "shape": list(ref.shape)}
+    if ref.row is not None:
+        d["row"] = ref.row
+    return d
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -117,6 +128,7 @@ class DatasetDir:
         self.path = path
         self.header = header
         self.samples = samples
+        self._batch_cache: tuple[Path, np.ndarray] | None = None
 
     @classmethod
     def open(cls, path: Path, *, require_complete: bool = True) -> "DatasetDir":
@@ -145,8 +157,14 @@ class DatasetDir:
         raise DatasetDirError(f"{self.path}: no input named {name!r} (has {[s['name'] for s in self.header['inputs']]})")
 
     def load(self, sample: Sample, name: str) -> np.ndarray:
+        """The sample's input as a batch-1 array (a row of a batch file keeps its batch axis)."""
         ref = sample.inputs[name]
-        return read_bin(self.input_path(sample, name), ref.dtype, ref.shape)
+        path = self.input_path(sample, name)
+        if ref.row is None:
+            return read_bin(path, ref.dtype, ref.shape)
+        if self._batch_cache is None or self._batch_cache[0] != path:
+            self._batch_cache = (path, read_bin(path, ref.dtype, ref.shape))
+        return self._batch_cache[1][ref.row: ref.row + 1]
 
 
 def natural_key(key: str) -> tuple[Any, ...]:

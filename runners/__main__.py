@@ -53,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise CardError("give --model (ONNX + card beside it) or --card")
         dataset = DatasetDir.open(args.dataset)
-        if dataset.header.get("feature") != card["feature"]:
+        expected = card["feature"]
+        if dataset.header.get("layout") == "modelzoo":
+            expected = {**expected, **card.get("modelzoo", {}).get("feature_overrides", {})}
+        if dataset.header.get("feature") != expected:
             raise RunError(f"{args.dataset} was made with another feature config than {card.get('onnx')}'s card; "
                            "preprocess it again with this card")
         if args.backend == "onnxruntime":

@@ -131,3 +131,37 @@ def test_torchscript_trace_is_checked(tmp_path: Path, model_dir: Path) -> None:
     x = w2v.make_example_inputs([23456])["input_values"]
     with torch.no_grad():
         assert traced(x).shape[1] == w2v.frames_for(card["output_length_rule"], 23456)
+
+
+def test_modelzoo_batched_layout(tmp_path: Path, tiny_corpus: Path, exported: Path) -> None:
+    """The wav2vec2 guide's layout: batch_{k}.bin of (bs,1,100000), the map (with the unscored partial
+    batch), ground_truth_texts.txt, eps 1e-5; and the runner reassembles the same batches."""
+    from postprocess.score import score_run
+    from preprocess.__main__ import main as pre_main
+    from preprocess.dataset_dir import DatasetDir
+    from runners.__main__ import main as run_main
+
+    split = next((tiny_corpus / "LibriSpeech").glob("train*"))
+    card = card_path_for(exported)
+    out = tmp_path / "mz"
+    assert pre_main(["--librispeech", str(split), "--card", str(card), "--out", str(out), "--modelzoo",
+                     "--batch-size", "3", "--no-progress"]) == 0
+    ds = DatasetDir.open(out)
+    batch_map = json.loads((out / "batch_i_filename_map_bs3.json").read_text())
+    n = sum(len(v) for v in batch_map.values())
+    full = n // 3
+    assert sorted(p.name for p in (out / "input_values").iterdir()) == sorted(f"batch_{k}.bin" for k in range(full))
+    assert (out / "input_values" / "batch_0.bin").stat().st_size == 3 * 100000 * 4
+    assert len(ds.samples) == full * 3 and ds.header["unscored_partial_batch"] == batch_map.get(f"batch_{full}", [])
+    assert ds.header["feature"]["norm_eps"] == 1e-5
+    truth = (out / "ground_truth_texts.txt").read_text().splitlines()
+    assert len(truth) == n and all(" " in line for line in truth)
+    raw = np.fromfile(out / "input_values" / "batch_0.bin", dtype="<f4").reshape(3, 1, 100000)
+    first = ds.samples[0]
+    np.testing.assert_array_equal(ds.load(first, "input_values")[0], raw[0, 0])
+    x = raw[0, 0, : first.num_samples]
+    assert abs(float(x.mean())) < 1e-4 and not np.any(raw[0, 0, first.num_samples:])
+    assert run_main(["--backend", "onnxruntime", "--model", str(exported), "--dataset", str(out), "--out",
+                     str(tmp_path / "run"), "--batch-size", "3", "--keep-order", "--threads", "1", "--no-progress"]) == 0
+    scored = score_run(tmp_path / "run", ds, read_card(card))
+    assert scored["utterances"] == full * 3

@@ -271,6 +271,9 @@ def expected_frames(num_samples: int, hop_length: int) -> int:
 # Recipe: from a V3.0 checkpoint to a LoadedModel the generic export and parity code understand.
 
 FAMILY = "deepspeech2"
+# The Ascend DeepSpeech guide's layout (preprocess --modelzoo); its postprocess decodes floor(L/2) frames
+# of the ceil(L/2) the model emits.
+MODELZOO = {"decode_frames": "input_length_floor_half", "layout": "spect/data{i}.bin, sizes/data{i}.bin"}
 INPUT_FREQ_AXIS = 2
 INPUT_TIME_AXIS = 3
 
@@ -358,8 +361,7 @@ def load(checkpoint: str | "Path", static_frames: int | None = None, static_batc
         "feature": feature_config(cfg),
         "output_length_rule": output_length_rule(),
         "metrics_convention": "deepspeech",
-        # The Ascend guide's postprocess decodes floor(L/2) frames of the ceil(L/2) the model emits.
-        "modelzoo": {"decode_frames": "input_length_floor_half", "layout": "spect/data{i}.bin, sizes/data{i}.bin"},
+        "modelzoo": MODELZOO,
         "static_shape": {"frames": static_frames, "batch": static_batch} if static_frames or static_batch else None,
     }
     source = {

@@ -158,6 +158,10 @@ def load(model_dir: str | Path, static_samples: int | None = None, static_batch:
         "feature": feature,
         "output_length_rule": rule,
         "metrics_convention": "hf",
+        # The Ascend wav2vec2 guide's preprocessing, reproduced by `preprocess --modelzoo`.
+        "modelzoo": {"skip_longer_than": 100000, "pad_to": 100000, "feature_overrides": {"norm_eps": 1e-5},
+                     "batch_files": "batch_{k}.bin", "map_file": "batch_i_filename_map_bs{bs}.json",
+                     "ground_truth": "ground_truth_texts.txt"},
         "padding": ("zero padding changes outputs: this model takes no attention mask and its feature encoder "
                     "uses group norm" if base_like else "layer-norm feature encoder"),
         "static_shape": {"samples": static_samples, "batch": static_batch} if static_samples or static_batch else None,
