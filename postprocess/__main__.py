@@ -112,13 +112,13 @@ def _report(args: argparse.Namespace, card: dict, dataset) -> int:
         candidates.append({"label": label or f"{sc['backend']} (ModelZoo mode)", "scores": sc,
                            "diff": output_diff(run_dir, mz, ref_dir, dataset, card, lengths)})
         own = score_run(run_dir, mz, card, modelzoo=False, write=False)
-        last = final_frame_emissions(run_dir, mz, card)
-        modelzoo_note = (
-            f"ModelZoo row: the Ascend guide's flow (whole set sorted and zero-padded to 621 frames, float32-rounded "
-            f"sizes, static 1x1x161x621 graph) decoded as its postprocess does, floor(L/2) of the ceil(L/2) output "
-            f"frames. Decoding the same run's own output lengths gives WER {100 * own['wer']:.2f}% / CER "
-            f"{100 * own['cer']:.2f}%: the difference is the final output frame, dropped for odd L, in which this "
-            f"model puts a non-blank label for {last} of {len(mz.samples)} utterances.")
+        modelzoo_note = (f"ModelZoo row: {card['modelzoo'].get('description', 'the Ascend guide flow')}. Decoding the "
+                         f"same run's valid output frames instead gives WER {100 * own['wer']:.2f}% / CER "
+                         f"{100 * own['cer']:.2f}%.")
+        if card["modelzoo"].get("decode_frames") == "input_length_floor_half":
+            last = final_frame_emissions(run_dir, mz, card)
+            modelzoo_note += (f" The difference is the final output frame, dropped for odd L, in which this model "
+                              f"puts a non-blank label for {last} of {len(mz.samples)} utterances.")
     ctx = context_of(ref_dir, dataset, card)
     title = args.title or args.name
     convention = card.get("metrics_convention", "deepspeech")
@@ -133,6 +133,10 @@ def _report(args: argparse.Namespace, card: dict, dataset) -> int:
     ]
     if modelzoo_note:
         notes.insert(2, modelzoo_note)
+    if card.get("parity", {}).get("padding_invariant") is False:
+        notes.insert(2, f"Padded batches: {card.get('padding', 'padding changes this model outputs')}; a row padded "
+                        "in a batch therefore differs from the same utterance at batch 1, and the padded-batch rows "
+                        "show by how much.")
     written = write_table(args.out, f"{args.name}_precision", f"Precision: {title}",
                           precision_rows(reference, candidates), notes, ctx)
     written += write_table(args.out, f"{args.name}_speakers", f"Per speaker: {title}, {reference['label']}",

@@ -43,10 +43,12 @@ def decode_lengths(card: dict[str, Any], run_dir: Path, run: dict[str, Any], dat
     scores = next(o for o in card["outputs"] if o["role"] in ("probabilities", "logits", "log_probs"))
     if modelzoo:
         rule = card.get("modelzoo", {}).get("decode_frames")
-        if rule != "input_length_floor_half":
-            raise RunError(f"the card of family {card['family']} defines no modelzoo decode rule")
-        lengths_input = next(i["name"] for i in card["inputs"] if i["role"] == "lengths")
-        return {s.key: int(dataset.load(s, lengths_input).reshape(-1)[0]) // 2 for s in dataset.samples}
+        if rule == "input_length_floor_half":
+            lengths_input = next(i["name"] for i in card["inputs"] if i["role"] == "lengths")
+            return {s.key: int(dataset.load(s, lengths_input).reshape(-1)[0]) // 2 for s in dataset.samples}
+        if rule == "all":
+            return {s["key"]: int(s["shapes"][scores["name"]][scores["time_axis"] - 1]) for s in run["samples"]}
+        raise RunError(f"the card of family {card['family']} defines no modelzoo decode rule")
     if scores.get("lengths_from"):
         arrays = output_arrays(run_dir, run, scores["lengths_from"])
         return {k: int(np.asarray(v).reshape(-1)[0]) for k, v in arrays.items()}
@@ -80,7 +82,8 @@ def score_run(run_dir: Path, dataset: DatasetDir, card: dict[str, Any], *, model
     result.update({
         "run": str(run_dir), "backend": run["backend"], "batch_size": run["batch_size"],
         "precision": run["model"].get("precision"), "decode": "greedy CTC",
-        "decode_lengths": "input_length // 2 (ModelZoo postprocess)" if modelzoo else "model output lengths",
+        "decode_lengths": (f"ModelZoo postprocess: {card.get('modelzoo', {}).get('decode_frames')}" if modelzoo
+                           else "model output lengths"),
     })
     # Keyed by utterance id, so runs over differently laid out dataset dirs can be compared.
     result["hypotheses"] = {s.uid: h for s, h in zip(dataset.samples, hyps)}

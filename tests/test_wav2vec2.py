@@ -165,3 +165,5 @@ def test_modelzoo_batched_layout(tmp_path: Path, tiny_corpus: Path, exported: Pa
                      str(tmp_path / "run"), "--batch-size", "3", "--keep-order", "--threads", "1", "--no-progress"]) == 0
     scored = score_run(tmp_path / "run", ds, read_card(card))
     assert scored["utterances"] == full * 3
+    guide = score_run(tmp_path / "run", ds, read_card(card), modelzoo=True)
+    assert guide["decode_lengths"] == "ModelZoo postprocess: all"  # every one of the 312 frames, padding included

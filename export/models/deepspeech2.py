@@ -273,7 +273,13 @@ def expected_frames(num_samples: int, hop_length: int) -> int:
 FAMILY = "deepspeech2"
 # The Ascend DeepSpeech guide's layout (preprocess --modelzoo); its postprocess decodes floor(L/2) frames
 # of the ceil(L/2) the model emits.
-MODELZOO = {"decode_frames": "input_length_floor_half", "layout": "spect/data{i}.bin, sizes/data{i}.bin"}
+MODELZOO = {
+    "decode_frames": "input_length_floor_half",
+    "layout": "spect/data{i}.bin, sizes/data{i}.bin",
+    "description": "the Ascend DeepSpeech guide's flow (whole set sorted and zero-padded to the longest, 621 "
+                   "frames on real AN4; float32-rounded sizes; static 1x1x161x621 graph), decoded as its "
+                   "postprocess does: floor(L/2) of the ceil(L/2) output frames",
+}
 INPUT_FREQ_AXIS = 2
 INPUT_TIME_AXIS = 3
 
