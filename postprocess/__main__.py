@@ -46,8 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, default=Path("results"))
     r.add_argument("--name", required=True, help="file stem prefix, e.g. deepspeech2_an4")
     r.add_argument("--title", default=None, help="table title (default: from --name)")
-    r.add_argument("--training", type=Path, help="the demo model's .train.json, summarised in <out>/README.md")
-    r.add_argument("--readme", action="store_true", help="also write <out>/README.md with the tables")
+
+    m = sub.add_parser("readme", help="gather the tables of several reports into <out>/README.md")
+    m.add_argument("--out", type=Path, default=Path("results"))
+    m.add_argument("--names", nargs="+", required=True, help="report names (the --name of each report)")
+    m.add_argument("--training", type=Path, action="append", default=[],
+                   help="a demo model's training record (repeatable)")
 
     from postprocess.bench import add_arguments as add_bench_arguments
 
@@ -65,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         from postprocess.bench import main as bench_main
 
         return bench_main(args)
+    if args.command == "readme":
+        from postprocess.summary import write_results_readme
+
+        log.info("wrote %s", write_results_readme(args.out, args.names, args.training))
+        return 0
     from export.card import CardError, read_card
     from preprocess.dataset_dir import DatasetDir, DatasetDirError
     from runners.base import RunError
@@ -149,10 +158,6 @@ def _report(args: argparse.Namespace, card: dict, dataset) -> int:
                   "Batches are formed after sorting by length, so padding is small.", machine_note(ctx)]
         written += write_table(args.out, f"{args.name}_throughput", f"Throughput: {title}", rows, tnotes, ctx)
         written.append(throughput_plot(rows, args.out / f"{args.name}_throughput.png", f"Throughput: {title}"))
-    if args.readme:
-        from postprocess.summary import write_results_readme
-
-        written.append(write_results_readme(args.out, args.name, args.training))
     for path in written:
         log.info("wrote %s", path)
     return 0

@@ -1,4 +1,4 @@
-"""results/README.md: the tables run_all.sh produced, with the demo model's training record."""
+"""results/README.md: the tables run_all.sh produced, with the demo models' training records."""
 from __future__ import annotations
 
 import json
@@ -9,41 +9,40 @@ from preprocess.dataset_dir import atomic_write_bytes
 
 
 def training_section(train: dict[str, Any]) -> str:
-    cfg = train["config"]
-    last = train["history"][-1] if train["history"] else {}
-    chosen = next((h for h in train["history"] if h["epoch"] == train["chosen_epoch"]), last)
-    lines = [
-        "## The demo DeepSpeech2",
-        "",
-        f"deepspeech.pytorch V3.0 architecture, {cfg['hidden_layers']} x {'bi' if cfg['bidirectional'] else 'uni'}"
-        f"directional {cfg['rnn_type'].upper()} of {cfg['hidden_size']} units ({train['parameters']:,} parameters), "
-        f"trained by `python -m export train deepspeech2` with seed {train['seed']} on {train['train_utterances']} "
-        f"synthetic AN4 training utterances for {train['epochs']} epochs ({train['train_seconds']:.0f} s on "
-        f"{train['threads']} threads). The epoch kept ({train['chosen_epoch']}) is the one with the lowest WER on "
-        f"{train['val_utterances']} held-out training utterances"
-        + (f" (validation WER {100 * chosen['val_wer']:.1f}%, CER {100 * chosen['val_cer']:.1f}%)." if "val_wer" in chosen else ".")
-        + " The test speakers are voices the model never heard in training.",
-        "",
-    ]
-    return "\n".join(lines)
+    """One paragraph per demo model, from its training record (whatever family wrote it)."""
+    family = train.get("family", "model")
+    cfg = train.get("config", {})
+    history = train.get("history", [])
+    chosen = next((h for h in history if h.get("epoch") == train.get("chosen_epoch")), history[-1] if history else {})
+    shape = ", ".join(f"{k} {v}" for k, v in cfg.items() if isinstance(v, (int, float, str, bool)) and v is not None)
+    text = (f"**{family}** ({shape}; {train.get('parameters', 0):,} parameters): trained from scratch by "
+            f"`python -m export train {family}` with seed {train.get('seed')} on {train.get('train_utterances')} "
+            f"synthetic training utterances for {train.get('epochs')} epochs ({train.get('train_seconds', 0):.0f} s on "
+            f"{train.get('threads')} threads, autocast {train.get('autocast', 'off')}). The epoch kept "
+            f"({train.get('chosen_epoch')}) has the lowest WER on {train.get('val_utterances')} held-out training "
+            "utterances")
+    if "val_wer" in chosen:
+        text += f" (validation WER {100 * chosen['val_wer']:.1f}%, CER {100 * chosen['val_cer']:.1f}%)"
+    return text + ". The test speakers never appear in training.\n"
 
 
-def write_results_readme(results: Path, name: str, training: Path | None) -> Path:
-    demo = bool(training and training.is_file())
-    what = ("on the embedded defaults (synthetic espeak-ng corpus in the AN4 raw layout, the demo model trained "
-            "by the repo)" if demo else "with the checkpoint and data named in the JSON files")
+def write_results_readme(results: Path, names: list[str], trainings: list[Path]) -> Path:
+    demo = [t for t in trainings if t.is_file()]
+    what = ("on the embedded defaults (synthetic espeak-ng corpus in the real AN4 and LibriSpeech layouts, demo "
+            "models trained by the repo)" if demo else "with the checkpoints and data named in the JSON files")
     parts = ["# Results", "",
              f"Produced by `bash scripts/run_all.sh` {what}. Every number below comes from the JSON files beside "
              "this README; rerun the script to reproduce them on your machine.", ""]
     if demo:
-        parts.append(training_section(json.loads(training.read_text())))
-    for stem in (f"{name}_precision", f"{name}_speakers", f"{name}_throughput"):
-        md = results / f"{stem}.md"
-        if md.is_file():
-            parts.append(md.read_text())
-    png = results / f"{name}_throughput.png"
-    if png.is_file():
-        parts += ["", f"![throughput]({png.name})", ""]
+        parts += ["## The demo models", ""] + [training_section(json.loads(t.read_text())) for t in demo]
+    for name in names:
+        for stem in (f"{name}_precision", f"{name}_speakers", f"{name}_throughput"):
+            md = results / f"{stem}.md"
+            if md.is_file():
+                parts.append(md.read_text())
+        png = results / f"{name}_throughput.png"
+        if png.is_file():
+            parts += ["", f"![throughput of {name}]({png.name})", ""]
     out = results / "README.md"
     atomic_write_bytes(out, "\n".join(parts).encode())
     return out

@@ -9,10 +9,15 @@
 #   --an4-root DIR          AN4 raw release (AN4_ROOT); default: the synthesised demo corpus
 #   --an4-manifest FILE     deepspeech.pytorch JSON test manifest instead of --an4-root (AN4_MANIFEST)
 #   --deepspeech-ckpt FILE  deepspeech.pytorch V3.0 checkpoint (DEEPSPEECH_CKPT); default: train the demo model
+#   --librispeech DIR       a LibriSpeech split to test wav2vec2 on, e.g. LibriSpeech/test-clean (LIBRISPEECH_TEST);
+#                           default: the synthesised demo split
+#   --wav2vec2-dir DIR      Hugging Face wav2vec2 CTC model directory (WAV2VEC2_DIR); default: train the demo model
+#   --families "a b"        which families to run (FAMILIES, default "deepspeech2 wav2vec2")
 #   --work DIR              caches and intermediate files (WORK_DIR, default: work/)
 #   --results DIR           where the tables go (RESULTS_DIR, default: results/)
 #   --threads N             threads for every runtime (THREADS, default: all cores)
-#   --batch-sizes "1 4 8"   batch sizes of the throughput table (BATCH_SIZES, default "1 4 8 16")
+#   --batch-sizes "1 4 8"   DeepSpeech2 throughput batch sizes (BATCH_SIZES, default "1 4 8 16")
+#   --w2v-batch-sizes "..." wav2vec2 throughput batch sizes (W2V_BATCH_SIZES, default "1 4 8 16 32 64")
 #   --quick                 tiny corpus and model, a smoke test of the whole chain (results in work-quick/)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,6 +30,10 @@ WORK_DIR="${WORK_DIR:-work}"
 RESULTS_DIR="${RESULTS_DIR:-}"
 THREADS="${THREADS:-$(nproc)}"
 BATCH_SIZES="${BATCH_SIZES:-1 4 8 16}"
+W2V_BATCH_SIZES="${W2V_BATCH_SIZES:-1 4 8 16 32 64}"
+LIBRISPEECH_TEST="${LIBRISPEECH_TEST:-}"
+WAV2VEC2_DIR="${WAV2VEC2_DIR:-}"
+FAMILIES="${FAMILIES:-deepspeech2 wav2vec2}"
 QUICK=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -35,15 +44,23 @@ while [ $# -gt 0 ]; do
         --results) RESULTS_DIR="$2"; shift 2 ;;
         --threads) THREADS="$2"; shift 2 ;;
         --batch-sizes) BATCH_SIZES="$2"; shift 2 ;;
+        --w2v-batch-sizes) W2V_BATCH_SIZES="$2"; shift 2 ;;
+        --librispeech) LIBRISPEECH_TEST="$2"; shift 2 ;;
+        --wav2vec2-dir) WAV2VEC2_DIR="$2"; shift 2 ;;
+        --families) FAMILIES="$2"; shift 2 ;;
         --quick) QUICK=1; shift ;;
-        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run_all.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 
+has() { case " $FAMILIES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 need_corpus=0
-if [ -z "$AN4_ROOT" ] && [ -z "$AN4_MANIFEST" ]; then need_corpus=1; fi
-if [ -z "$DEEPSPEECH_CKPT" ] && [ -z "$AN4_ROOT" ]; then need_corpus=1; fi
+if has deepspeech2; then
+    if [ -z "$AN4_ROOT" ] && [ -z "$AN4_MANIFEST" ]; then need_corpus=1; fi
+    if [ -z "$DEEPSPEECH_CKPT" ] && [ -z "$AN4_ROOT" ]; then need_corpus=1; fi
+fi
+if has wav2vec2 && { [ -z "$LIBRISPEECH_TEST" ] || [ -z "$WAV2VEC2_DIR" ]; }; then need_corpus=1; fi
 NEED_ESPEAK=$need_corpus bash scripts/setup_env.sh
 source env.sh
 PY=.venv/bin/python
@@ -53,11 +70,13 @@ step() { echo; echo "==> [$(( $(date +%s) - start ))s] $*"; }
 if [ "$QUICK" = "1" ]; then
     WORK_DIR="${WORK_DIR%/}-quick"
     RESULTS_DIR="${RESULTS_DIR:-$WORK_DIR/results}"
-    synth_sizes=(--an4-train 120 --an4-test 24 --libri-train 8 --libri-test 4)
+    synth_sizes=(--an4-train 120 --an4-test 24 --libri-train 24 --libri-test 8)
     train_opts=(--epochs 2 --hidden-size 32 --hidden-layers 1)
+    w2v_train_opts=(--epochs 1 --limit 24)
 else
     synth_sizes=()
     train_opts=()
+    w2v_train_opts=()
 fi
 RESULTS_DIR="${RESULTS_DIR:-results}"
 mkdir -p "$WORK_DIR" "$RESULTS_DIR"
@@ -69,70 +88,124 @@ if [ "$need_corpus" = "1" ]; then
 fi
 
 training=()
-if [ -z "$DEEPSPEECH_CKPT" ]; then
-    DEEPSPEECH_CKPT="$WORK_DIR/models/deepspeech2_demo.ckpt"
-    step "demo DeepSpeech2 (fixed seed; cached) -> $DEEPSPEECH_CKPT"
-    $PY -m export train deepspeech2 --an4-root "${AN4_ROOT:-$DEMO_AN4}" --out "$DEEPSPEECH_CKPT" \
-        --threads "$THREADS" "${train_opts[@]}"
-    cp "${DEEPSPEECH_CKPT%.ckpt}.train.json" "$RESULTS_DIR/deepspeech2_demo_training.json"
-    training=(--training "$RESULTS_DIR/deepspeech2_demo_training.json")
-fi
-
-EXPORT_DIR="$WORK_DIR/export/deepspeech2"
-step "export DeepSpeech2 to ONNX + parity gate -> $EXPORT_DIR"
-$PY -m export deepspeech2 --checkpoint "$DEEPSPEECH_CKPT" --out "$EXPORT_DIR" --threads "$THREADS"
-MODEL="$EXPORT_DIR/model.onnx"
-CARD="$EXPORT_DIR/model.card.json"
-
-DATA="$WORK_DIR/data/deepspeech2_an4_test"
-step "preprocess AN4 test -> $DATA"
-if [ -n "$AN4_MANIFEST" ]; then
-    $PY -m preprocess --manifest "$AN4_MANIFEST" --card "$CARD" --out "$DATA"
-else
-    $PY -m preprocess --an4-root "${AN4_ROOT:-$DEMO_AN4}" --split test --card "$CARD" --out "$DATA"
-fi
-
-RUNS="$WORK_DIR/runs/deepspeech2"
-throughput=()
-for bs in $BATCH_SIZES; do
-    for backend in torch onnxruntime; do
-        step "run $backend batch $bs"
-        model_args=(--model "$MODEL")
-        if [ "$backend" = "torch" ]; then model_args=(--card "$CARD" --checkpoint "$DEEPSPEECH_CKPT"); fi
-        $PY -m runners --backend "$backend" "${model_args[@]}" --dataset "$DATA" \
-            --out "$RUNS/${backend}_bs${bs}" --batch-size "$bs" --threads "$THREADS" --no-progress
-        throughput+=("$RUNS/${backend}_bs${bs}")
-    done
-done
-
-# The Ascend ModelZoo flow on the same data: a static 1x1x161x621 export, the guide's preprocess layout
-# (sorted, padded to 621, data{i}.bin), and its postprocess (floor(L/2) frames decoded).
-MZ_EXPORT="$WORK_DIR/export/deepspeech2_static621"
-MZ_DATA="$WORK_DIR/data/deepspeech2_an4_test_modelzoo"
-step "ModelZoo flow: static export, --modelzoo preprocess, onnxruntime run"
-$PY -m export deepspeech2 --checkpoint "$DEEPSPEECH_CKPT" --out "$MZ_EXPORT" --static-shape 1,1,161,621 \
-    --threads "$THREADS"
-if [ -n "$AN4_MANIFEST" ]; then mz_src=(--manifest "$AN4_MANIFEST"); else mz_src=(--an4-root "${AN4_ROOT:-$DEMO_AN4}"); fi
-$PY -m preprocess "${mz_src[@]}" --card "$MZ_EXPORT/model.card.json" --out "$MZ_DATA" --modelzoo --pad-to 621
-$PY -m runners --backend onnxruntime --model "$MZ_EXPORT/model.onnx" --dataset "$MZ_DATA" \
-    --out "$RUNS/onnxruntime_static621_modelzoo" --keep-order --threads "$THREADS" --no-progress
-
-first_bs="${BATCH_SIZES%% *}"
-step "postprocess: precision and throughput tables -> $RESULTS_DIR"
-candidates=(--candidate "ONNX Runtime fp32 (bs $first_bs)=$RUNS/onnxruntime_bs${first_bs}")
-for bs in $BATCH_SIZES; do
-    if [ "$bs" != "$first_bs" ]; then
-        candidates+=(--candidate "ONNX Runtime fp32 (padded bs $bs)=$RUNS/onnxruntime_bs${bs}")
-        candidates+=(--candidate "PyTorch (padded bs $bs)=$RUNS/torch_bs${bs}")
+run_deepspeech2() {
+    if [ -z "$DEEPSPEECH_CKPT" ]; then
+        DEEPSPEECH_CKPT="$WORK_DIR/models/deepspeech2_demo.ckpt"
+        step "demo DeepSpeech2 (fixed seed; cached) -> $DEEPSPEECH_CKPT"
+        $PY -m export train deepspeech2 --an4-root "${AN4_ROOT:-$DEMO_AN4}" --out "$DEEPSPEECH_CKPT" \
+            --threads "$THREADS" "${train_opts[@]}"
+        cp "${DEEPSPEECH_CKPT%.ckpt}.train.json" "$RESULTS_DIR/deepspeech2_demo_training.json"
+        training+=(--training "$RESULTS_DIR/deepspeech2_demo_training.json")
     fi
-done
-name="deepspeech2_an4"
-$PY -m postprocess report --dataset "$DATA" --card "$CARD" \
-    --reference "PyTorch fp32 (reference, bs $first_bs)=$RUNS/torch_bs${first_bs}" "${candidates[@]}" \
-    --modelzoo "ONNX Runtime static 1x621, ModelZoo pre/postprocess=$RUNS/onnxruntime_static621_modelzoo" \
-    --modelzoo-dataset "$MZ_DATA" \
-    --throughput "${throughput[@]}" --out "$RESULTS_DIR" --name "$name" --title "DeepSpeech2 on AN4 test" \
-    --readme "${training[@]}"
+
+    EXPORT_DIR="$WORK_DIR/export/deepspeech2"
+    step "export DeepSpeech2 to ONNX + parity gate -> $EXPORT_DIR"
+    $PY -m export deepspeech2 --checkpoint "$DEEPSPEECH_CKPT" --out "$EXPORT_DIR" --threads "$THREADS"
+    MODEL="$EXPORT_DIR/model.onnx"
+    CARD="$EXPORT_DIR/model.card.json"
+
+    DATA="$WORK_DIR/data/deepspeech2_an4_test"
+    step "preprocess AN4 test -> $DATA"
+    if [ -n "$AN4_MANIFEST" ]; then
+        $PY -m preprocess --manifest "$AN4_MANIFEST" --card "$CARD" --out "$DATA"
+    else
+        $PY -m preprocess --an4-root "${AN4_ROOT:-$DEMO_AN4}" --split test --card "$CARD" --out "$DATA"
+    fi
+
+    RUNS="$WORK_DIR/runs/deepspeech2"
+    throughput=()
+    for bs in $BATCH_SIZES; do
+        for backend in torch onnxruntime; do
+            step "run $backend batch $bs"
+            model_args=(--model "$MODEL")
+            if [ "$backend" = "torch" ]; then model_args=(--card "$CARD" --checkpoint "$DEEPSPEECH_CKPT"); fi
+            $PY -m runners --backend "$backend" "${model_args[@]}" --dataset "$DATA" \
+                --out "$RUNS/${backend}_bs${bs}" --batch-size "$bs" --threads "$THREADS" --no-progress
+            throughput+=("$RUNS/${backend}_bs${bs}")
+        done
+    done
+
+    # The Ascend ModelZoo flow on the same data: a static 1x1x161x621 export, the guide's preprocess layout
+    # (sorted, padded to 621, data{i}.bin), and its postprocess (floor(L/2) frames decoded).
+    MZ_EXPORT="$WORK_DIR/export/deepspeech2_static621"
+    MZ_DATA="$WORK_DIR/data/deepspeech2_an4_test_modelzoo"
+    step "ModelZoo flow: static export, --modelzoo preprocess, onnxruntime run"
+    $PY -m export deepspeech2 --checkpoint "$DEEPSPEECH_CKPT" --out "$MZ_EXPORT" --static-shape 1,1,161,621 \
+        --threads "$THREADS"
+    if [ -n "$AN4_MANIFEST" ]; then mz_src=(--manifest "$AN4_MANIFEST"); else mz_src=(--an4-root "${AN4_ROOT:-$DEMO_AN4}"); fi
+    $PY -m preprocess "${mz_src[@]}" --card "$MZ_EXPORT/model.card.json" --out "$MZ_DATA" --modelzoo --pad-to 621
+    $PY -m runners --backend onnxruntime --model "$MZ_EXPORT/model.onnx" --dataset "$MZ_DATA" \
+        --out "$RUNS/onnxruntime_static621_modelzoo" --keep-order --threads "$THREADS" --no-progress
+
+    first_bs="${BATCH_SIZES%% *}"
+    step "postprocess: precision and throughput tables -> $RESULTS_DIR"
+    candidates=(--candidate "ONNX Runtime fp32 (bs $first_bs)=$RUNS/onnxruntime_bs${first_bs}")
+    for bs in $BATCH_SIZES; do
+        if [ "$bs" != "$first_bs" ]; then
+            candidates+=(--candidate "ONNX Runtime fp32 (padded bs $bs)=$RUNS/onnxruntime_bs${bs}")
+            candidates+=(--candidate "PyTorch (padded bs $bs)=$RUNS/torch_bs${bs}")
+        fi
+    done
+    $PY -m postprocess report --dataset "$DATA" --card "$CARD" \
+        --reference "PyTorch fp32 (reference, bs $first_bs)=$RUNS/torch_bs${first_bs}" "${candidates[@]}" \
+        --modelzoo "ONNX Runtime static 1x621, ModelZoo pre/postprocess=$RUNS/onnxruntime_static621_modelzoo" \
+        --modelzoo-dataset "$MZ_DATA" \
+        --throughput "${throughput[@]}" --out "$RESULTS_DIR" --name deepspeech2_an4 --title "DeepSpeech2 on AN4 test"
+
+}
+
+run_wav2vec2() {
+    if [ -z "$WAV2VEC2_DIR" ]; then
+        WAV2VEC2_DIR="$WORK_DIR/models/wav2vec2_demo"
+        step "demo wav2vec2 (fixed seed; cached) -> $WAV2VEC2_DIR"
+        $PY -m export train wav2vec2 --librispeech "$WORK_DIR/corpus/LibriSpeech/train-demo" --out "$WAV2VEC2_DIR" \
+            --threads "$THREADS" "${w2v_train_opts[@]}"
+        cp "$WAV2VEC2_DIR/train.json" "$RESULTS_DIR/wav2vec2_demo_training.json"
+        training+=(--training "$RESULTS_DIR/wav2vec2_demo_training.json")
+    fi
+    local test_split="${LIBRISPEECH_TEST:-$WORK_DIR/corpus/LibriSpeech/test-demo}"
+    local export_dir="$WORK_DIR/export/wav2vec2" data="$WORK_DIR/data/wav2vec2_librispeech_test"
+    local mz_data="$WORK_DIR/data/wav2vec2_librispeech_test_modelzoo_bs8" runs="$WORK_DIR/runs/wav2vec2"
+    step "export wav2vec2 to ONNX (+ TorchScript) + parity gate -> $export_dir"
+    $PY -m export wav2vec2 --model-dir "$WAV2VEC2_DIR" --out "$export_dir" --torchscript --threads "$THREADS"
+    step "preprocess LibriSpeech $(basename "$test_split") -> $data"
+    $PY -m preprocess --librispeech "$test_split" --card "$export_dir/model.card.json" --out "$data"
+    local w2v_throughput=() first_bs="${W2V_BATCH_SIZES%% *}" candidates=()
+    for bs in $W2V_BATCH_SIZES; do
+        for backend in torch onnxruntime; do
+            step "wav2vec2: run $backend batch $bs"
+            local model_args=(--model "$export_dir/model.onnx")
+            if [ "$backend" = "torch" ]; then
+                model_args=(--card "$export_dir/model.card.json" --checkpoint "$WAV2VEC2_DIR")
+            fi
+            $PY -m runners --backend "$backend" "${model_args[@]}" --dataset "$data" \
+                --out "$runs/${backend}_bs${bs}" --batch-size "$bs" --threads "$THREADS" --no-progress
+            w2v_throughput+=("$runs/${backend}_bs${bs}")
+        done
+        if [ "$bs" = "$first_bs" ]; then
+            candidates+=(--candidate "ONNX Runtime fp32 (bs $bs)=$runs/onnxruntime_bs${bs}")
+        else
+            candidates+=(--candidate "ONNX Runtime fp32 (padded bs $bs)=$runs/onnxruntime_bs${bs}")
+            candidates+=(--candidate "PyTorch (padded bs $bs)=$runs/torch_bs${bs}")
+        fi
+    done
+    step "wav2vec2 ModelZoo flow: --modelzoo preprocess (batch files of 8), onnxruntime run"
+    $PY -m preprocess --librispeech "$test_split" --card "$export_dir/model.card.json" --out "$mz_data" \
+        --modelzoo --batch-size 8
+    $PY -m runners --backend onnxruntime --model "$export_dir/model.onnx" --dataset "$mz_data" \
+        --out "$runs/onnxruntime_modelzoo_bs8" --batch-size 8 --keep-order --threads "$THREADS" --no-progress
+    step "wav2vec2 postprocess -> $RESULTS_DIR"
+    $PY -m postprocess report --dataset "$data" --card "$export_dir/model.card.json" \
+        --reference "PyTorch fp32 (reference, bs $first_bs)=$runs/torch_bs${first_bs}" "${candidates[@]}" \
+        --modelzoo "ONNX Runtime, ModelZoo pre/postprocess (bs 8, 100000 samples)=$runs/onnxruntime_modelzoo_bs8" \
+        --modelzoo-dataset "$mz_data" --throughput "${w2v_throughput[@]}" --out "$RESULTS_DIR" \
+        --name wav2vec2_librispeech --title "wav2vec2 on LibriSpeech $(basename "$test_split")"
+}
+
+names=()
+if has deepspeech2; then run_deepspeech2; names+=(deepspeech2_an4); fi
+if has wav2vec2; then run_wav2vec2; names+=(wav2vec2_librispeech); fi
+$PY -m postprocess readme --out "$RESULTS_DIR" --names "${names[@]}" "${training[@]}"
 
 step "done in $(( $(date +%s) - start ))s"
-cat "$RESULTS_DIR/${name}_precision.md" "$RESULTS_DIR/${name}_throughput.md"
+for name in "${names[@]}"; do cat "$RESULTS_DIR/${name}_precision.md" "$RESULTS_DIR/${name}_throughput.md"; done

@@ -81,8 +81,9 @@ def test_report_writes_tables_and_plot(tmp_path: Path, runs: dict[str, Path], da
     rc = main(["report", "--dataset", str(dataset), "--card", card, "--reference", f"PyTorch={runs['torch1']}",
                "--candidate", f"ORT bs1={runs['ort1']}", "--candidate", f"ORT bs3={runs['ort3']}",
                "--throughput", str(runs["ort1"]), str(runs["ort3"]), str(runs["torch1"]), str(runs["torch4"]),
-               "--out", str(tmp_path), "--name", "t", "--readme"])
+               "--out", str(tmp_path), "--name", "t"])
     assert rc == 0
+    assert main(["readme", "--out", str(tmp_path), "--names", "t"]) == 0
     readme = (tmp_path / "README.md").read_text()
     assert "## Precision" in readme and "## Throughput" in readme and "t_throughput.png" in readme
     speakers = json.loads((tmp_path / "t_speakers.json").read_text())["rows"]
