@@ -40,12 +40,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pad-to", type=int, help="pad every input's time axis to this many frames (e.g. 621)")
     p.add_argument("--raw-rate", type=int, default=None,
                    help="sample rate of headerless .raw files (they cannot say; default: the card's rate)")
-    p.add_argument("--resample", action="store_true", help="resample audio at another rate instead of refusing it")
+    rs = p.add_mutually_exclusive_group()
+    rs.add_argument("--resample", action="store_true", help="resample audio at another rate (with a warning)")
+    rs.add_argument("--no-resample", action="store_true", help="refuse audio at another rate")
+    p.add_argument("--max-samples", type=int, help="skip clips longer than this many samples (named in the log)")
     p.add_argument("--downmix", action="store_true", help="average multichannel audio instead of refusing it")
     p.add_argument("--limit", type=int, help="only the first N utterances (in the dataset's order)")
     p.add_argument("--force", action="store_true", help="overwrite a dataset dir made with other settings")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def _resample(args: argparse.Namespace, card: dict) -> bool:
+    """--resample / --no-resample, else the family's default from its card (wav2vec2's processor
+    resamples, as the Ascend guide does; deepspeech.pytorch expects 16 kHz and refuses the rest)."""
+    if args.resample or args.no_resample:
+        return bool(args.resample)
+    return bool(card["feature"].get("resample", False))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             source["limit"] = args.limit
         opts = BuildOptions(layout="modelzoo" if args.modelzoo else "default", pad_to=args.pad_to,
                             sample_rate=int(card["feature"]["sample_rate"]), raw_rate=args.raw_rate,
-                            resample=args.resample, downmix=args.downmix, batch_size=args.batch_size)
+                            resample=_resample(args, card), downmix=args.downmix, batch_size=args.batch_size,
+                            max_samples=args.max_samples)
         out = build_dataset(utts, args.out, card, source, opts, card_path=args.card.resolve(), force=args.force,
                             progress=not args.no_progress)
     except (CardError, AudioError, DatasetError, DatasetDirError) as exc:

@@ -32,6 +32,7 @@ class BuildOptions:
     resample: bool = False
     downmix: bool = False
     batch_size: int = 1  # batch files per the card's modelzoo entry (wav2vec2 guide)
+    max_samples: int | None = None  # longer clips are skipped, named in the log and the header
 
 
 def _input_plan(card: dict[str, Any], layout: str) -> list[dict[str, Any]]:
@@ -87,6 +88,21 @@ def build_dataset(utts: list[Utterance], out: Path, card: dict[str, Any], source
     keyed = [] if batched else plan_keys(utts, card, opts)
     if batched:
         return _build_batched(utts, out, card, source, opts, card_path, force, progress)
+    too_long: list[str] = []
+    if opts.max_samples:
+        keep = []
+        for u in utts:
+            if num_samples(u.audio, sample_rate=opts.sample_rate, raw_rate=opts.raw_rate) <= opts.max_samples:
+                keep.append(u)
+            else:
+                too_long.append(str(u.audio))
+        if too_long:
+            log.warning("skipping %d clips longer than %d samples: %s%s", len(too_long), opts.max_samples,
+                        ", ".join(too_long[:5]), " ..." if len(too_long) > 5 else "")
+        utts = keep
+        if not utts:
+            raise DatasetDirError(f"every clip is longer than --max-samples {opts.max_samples}")
+        keyed = plan_keys(utts, card, opts)
     max_frames = max(f for _, _, f in keyed)
     pad_to = opts.pad_to
     if opts.layout == "modelzoo" and pad_to is None:
@@ -115,6 +131,7 @@ def build_dataset(utts: list[Utterance], out: Path, card: dict[str, Any], source
         "pad_to": pad_to,
         "inputs": [{k: p[k] for k in ("name", "folder", "dtype", "role", "time_axis")} for p in plan],
         "num_samples": len(keyed),
+        "skipped_too_long": too_long,
     })
     atomic_write_json(header_path, header)
 

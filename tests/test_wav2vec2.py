@@ -167,3 +167,30 @@ def test_modelzoo_batched_layout(tmp_path: Path, tiny_corpus: Path, exported: Pa
     assert scored["utterances"] == full * 3
     guide = score_run(tmp_path / "run", ds, read_card(card), modelzoo=True)
     assert guide["decode_lengths"] == "ModelZoo postprocess: all"  # every one of the 312 frames, padding included
+
+
+def test_other_rates_are_resampled_by_default_and_long_clips_skipped(tmp_path: Path, exported: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    import soundfile as sf
+
+    from preprocess.__main__ import main as pre_main
+    from preprocess.dataset_dir import DatasetDir
+
+    split = tmp_path / "LibriSpeech" / "test-x" / "1" / "2"
+    split.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    sf.write(split / "1-2-0000.flac", (rng.standard_normal(8000) * 3000).astype(np.int16), 8000, subtype="PCM_16")
+    sf.write(split / "1-2-0001.flac", (rng.standard_normal(48000) * 3000).astype(np.int16), 16000, subtype="PCM_16")
+    (split / "1-2.trans.txt").write_text("1-2-0000 HELLO\n1-2-0001 WORLD\n")
+    card = str(card_path_for(exported))
+    caplog.set_level("INFO")
+    out = tmp_path / "ds"
+    assert pre_main(["--librispeech", str(split.parents[1]), "--card", card, "--out", str(out), "--max-samples",
+                     "40000", "--no-progress"]) == 0
+    ds = DatasetDir.open(out)
+    assert [s.uid for s in ds.samples] == ["1-2-0000"] and ds.samples[0].num_samples == 16000
+    assert "resampling 8000 Hz -> 16000 Hz" in caplog.text and "1-2-0001.flac" in caplog.text
+    caplog.clear()
+    assert pre_main(["--librispeech", str(split.parents[1]), "--card", card, "--out", str(tmp_path / "ds2"),
+                     "--no-resample", "--no-progress"]) == 2
+    assert "sample rate 8000 Hz, expected 16000 Hz" in caplog.text

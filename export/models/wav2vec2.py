@@ -95,6 +95,7 @@ def feature_config(model_dir: Path) -> dict[str, Any]:
         "norm_eps": HF_NORM_EPS,
         "padding_value": float(pre.get("padding_value", 0.0)),
         "return_attention_mask": bool(pre.get("return_attention_mask", False)),
+        "resample": True,  # audio at another rate is resampled with a warning unless --no-resample
     }
 
 
