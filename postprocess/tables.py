@@ -13,7 +13,8 @@ from runners.base import open_run
 CONVENTION_NOTES = {
     "deepspeech": "deepspeech.pytorch convention: corpus-level WER = word edits / reference words; "
                   "CER with spaces removed from both sides (as the Ascend DeepSpeech guide reports).",
-    "hf": "HF/jiwer convention: corpus-level WER; CER counts spaces as characters.",
+    "hf": "HF/jiwer convention: corpus-level WER; CER counts spaces as characters. accuracy (1-CER) is the "
+          "number the Ascend wav2vec2 guide calls accuracy.",
 }
 
 
@@ -26,7 +27,7 @@ def precision_rows(reference: dict[str, Any], candidates: list[dict[str, Any]]) 
         s = entry["scores"]
         same = sum(1 for k, h in s["hypotheses"].items() if ref_hyps.get(k) == h)
         diff = entry.get("diff") or {}
-        rows.append({
+        row = {
             "system": entry["label"],
             "backend": s["backend"],
             "precision": s.get("precision") or "fp32",
@@ -39,7 +40,11 @@ def precision_rows(reference: dict[str, Any], candidates: list[dict[str, Any]]) 
             "max |Δ output|": None if entry is reference else diff.get("max_abs"),
             "argmax agreement": None if entry is reference else diff.get("argmax_agreement"),
             "same transcripts": f"{same}/{len(ref_hyps)}",
-        })
+        }
+        if s["convention"] == "hf":
+            # The Ascend wav2vec2 guide reports 1 - CER (spaces counted) as "accuracy".
+            row["accuracy (1-CER)"] = round(1 - s["cer"], 4)
+        rows.append(row)
     return rows
 
 
