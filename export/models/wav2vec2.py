@@ -186,7 +186,10 @@ def load(model_dir: str | Path, static_samples: int | None = None, static_batch:
         source=source,
         opset=17,
         parity_lengths=parity_lengths,
-        atol=1e-4,
+        # Trained wav2vec2 logits reach tens in magnitude; fp32 reassociation in ORT's fused kernels moves
+        # them by up to ~5e-4 on the demo model (random-weight models stay near 1e-6). 1e-3 still catches
+        # any real export error, which shows up as differences of order 0.1-10.
+        atol=1e-3,
         rtol=1e-3,
         frames_for=lambda n: frames_for(rule, n),
         padding_invariant=not base_like,
