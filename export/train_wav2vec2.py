@@ -55,15 +55,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True,
                    help="model directory to write (save_pretrained layout + processor files)")
     p.add_argument("--conv-dim", type=int, default=64, help="channels of each of the 7 feature-encoder convs")
-    p.add_argument("--hidden-size", type=int, default=144)
+    p.add_argument("--hidden-size", type=int, default=192)
     p.add_argument("--layers", type=int, default=3, help="transformer layers")
     p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--intermediate-size", type=int, default=384)
+    p.add_argument("--intermediate-size", type=int, default=512)
     p.add_argument("--pos-conv-kernel", type=int, default=32, help="num_conv_pos_embeddings (base: 128)")
     p.add_argument("--pos-conv-groups", type=int, default=8, help="num_conv_pos_embedding_groups (base: 16)")
-    p.add_argument("--dropout", type=float, default=0.05, help="hidden/attention/activation/final dropout")
+    p.add_argument("--dropout", type=float, default=0.0, help="hidden/attention/activation/final dropout")
     p.add_argument("--mask-time-prob", type=float, default=0.0, help="SpecAugment time masking (0 = off)")
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--epochs", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=float, default=0.1, help="fraction of the steps spent warming up the LR")
@@ -175,6 +175,9 @@ def train(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
     cfg = build_config(args)
     model = Wav2Vec2ForCTC(cfg)
+    # Plain matmul attention trains ~10% faster than SDPA on CPU at these sizes; the choice is not saved
+    # in config.json (loading picks the default) and both compute the same function.
+    model.set_attn_implementation("eager")
     rule = output_length_rule(cfg)
     n_params = sum(p.numel() for p in model.parameters())
     hours = sum(w.shape[0] for w, _, _ in train_items) / 16000 / 3600
