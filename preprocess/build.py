@@ -18,7 +18,7 @@ from preprocess.dataset_dir import (FORMAT_VERSION, HEADER, MANIFEST, BinRef, Da
                                     atomic_write_bytes, atomic_write_json, read_manifest, write_bin)
 from preprocess.datasets import Utterance
 from preprocess.features import extract, frames_for
-from preprocess.text import to_labels
+from preprocess.text import log_dropped, to_labels
 
 log = logging.getLogger("preprocess")
 
@@ -181,9 +181,7 @@ def build_dataset(utts: list[Utterance], out: Path, card: dict[str, Any], source
             manifest.write(sample.to_json() + "\n")
             manifest.flush()
             os.fsync(manifest.fileno())
-    if dropped:
-        log.warning("dropped %d transcript characters outside the labels: %s", sum(dropped.values()),
-                    ", ".join(f"{c!r} x{n}" for c, n in dropped.most_common()))
+    log_dropped(dropped, log)
     if opts.layout == "modelzoo":
         _write_modelzoo_extras(out, card, plan)
     header["complete"] = True

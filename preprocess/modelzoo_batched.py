@@ -32,7 +32,7 @@ from preprocess.dataset_dir import (HEADER, MANIFEST, BinRef, Sample, atomic_wri
                                     read_manifest, write_bin)
 from preprocess.datasets import Utterance
 from preprocess.features import extract
-from preprocess.text import to_labels
+from preprocess.text import log_dropped, to_labels
 
 log = logging.getLogger("preprocess")
 
@@ -85,9 +85,7 @@ def build_batched(utts: list[Utterance], out: Path, card: dict[str, Any], header
                 manifest.write(sample.to_json() + "\n")
             manifest.flush()
             os.fsync(manifest.fileno())
-    if dropped:
-        log.warning("dropped %d transcript characters outside the labels: %s", sum(dropped.values()),
-                    ", ".join(f"{c!r} x{n}" for c, n in dropped.most_common()))
+    log_dropped(dropped, log)
     atomic_write_json(out / f"batch_i_filename_map_bs{batch_size}.json", batch_map)
     lines = [f"{u.uid} {u.transcript}\n" for u in sorted(utts, key=lambda u: u.uid)]
     atomic_write_bytes(out / "ground_truth_texts.txt", "".join(lines).encode())

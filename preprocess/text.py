@@ -1,6 +1,7 @@
 """Transcripts mapped onto a model's label set."""
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter
 from typing import Iterable
@@ -27,3 +28,10 @@ def to_labels(text: str, labels: Iterable[str], *, blank: str | None = None,
         else:
             dropped[ch] += 1
     return _SPACES.sub(" ", "".join(kept)).strip(), dropped
+
+
+def log_dropped(dropped: Counter, log: logging.Logger) -> None:
+    """One warning with every character the labels could not spell, and how often."""
+    if dropped:
+        log.warning("dropped %d transcript characters outside the labels: %s", sum(dropped.values()),
+                    ", ".join(f"{c!r} x{n}" for c, n in dropped.most_common()))
