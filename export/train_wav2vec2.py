@@ -65,7 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mask-time-prob", type=float, default=0.0, help="SpecAugment time masking (0 = off)")
     p.add_argument("--epochs", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, default=1.5e-3)
     p.add_argument("--warmup", type=float, default=0.1, help="fraction of the steps spent warming up the LR")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--max-norm", type=float, default=1.0, help="gradient clipping norm")

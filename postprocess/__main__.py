@@ -155,6 +155,8 @@ def _report(args: argparse.Namespace, card: dict, dataset) -> int:
         rows = throughput_rows(args.throughput)
         tnotes = ["seq/s = utterances / summed model-execution time (batch assembly and file I/O excluded; "
                   "warm-up batches excluded); batch latency is per batch; RTF = execution time / audio duration.",
+                  "seq/s is what the Ascend ModelZoo guides call samples/s (one sample = one utterance, not one "
+                  "audio sample).",
                   "Batches are formed after sorting by length, so padding is small.", machine_note(ctx)]
         written += write_table(args.out, f"{args.name}_throughput", f"Throughput: {title}", rows, tnotes, ctx)
         written.append(throughput_plot(rows, args.out / f"{args.name}_throughput.png", f"Throughput: {title}"))
