@@ -86,6 +86,44 @@ def _static_pair(text: str) -> tuple[int, int]:
     return batch, n
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected comma-separated integers, e.g. 1,4,8") from None
+
+
+def _profiles(text: str) -> list[tuple[int, int]]:
+    try:
+        return [(int(b), int(n)) for b, n in (p.split("x") for p in text.split(",") if p)]
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected BATCHxLENGTH profiles, e.g. 1x621,8x621") from None
+
+
+def cmd_atc(args: argparse.Namespace) -> int:
+    from export.atc import AtcError, AtcOptions, convert, input_shapes, simplify
+    from export.card import CardError, load_model_and_card
+
+    opts = AtcOptions(soc_version=args.soc_version, batch=args.batch_size, length=args.length,
+                      dynamic_batch=args.dynamic_batch or [], dynamic_dims=args.dynamic_dims or [],
+                      input_format=args.input_format, log_level=args.log, precision_mode=args.precision_mode,
+                      op_precision_mode=args.op_precision_mode, extra=args.atc_arg or [])
+    try:
+        _, card = load_model_and_card(args.model, args.card)
+        onnx_path = args.model
+        name = args.name or f"{args.model.stem}_{args.soc_version}"
+        if args.simplify:
+            onnx_path = simplify(args.model, card, input_shapes(card, opts), args.out / f"{name}.slim.onnx")
+            log.info("simplified with onnxslim -> %s", onnx_path)
+        om, ran = convert(onnx_path, card, args.out, name, opts)
+    except (AtcError, CardError) as exc:
+        log.error("%s", exc)
+        return 2
+    if ran:
+        log.info("wrote %s and its card %s", om, card_path_for(om))
+    return 0
+
+
 TRAIN_FAMILIES = {"deepspeech2": "export.train_deepspeech2", "wav2vec2": "export.train_wav2vec2"}
 
 
@@ -129,6 +167,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fix batch and samples, e.g. 1,100000 as the Ascend guide does (default: dynamic)")
     _common(w)
     w.set_defaults(func=cmd_wav2vec2)
+
+    a = sub.add_parser("atc", help="the Ascend atc command for an exported model (runs it if atc is installed)",
+                       description="Build the atc (ONNX -> .om) command from the model card: framework 5, "
+                                   "input_format, input_shape of every input at the chosen static shape, or dynamic "
+                                   "batch / dims profiles, soc_version, log level. Runs atc when it is on PATH; "
+                                   "otherwise writes <name>.atc.sh to run on a machine with the CANN toolkit. "
+                                   "Either way <name>.card.json is written for the .om, so the msame and "
+                                   "ais_bench runners find it.")
+    a.add_argument("--model", type=Path, required=True, help="the exported .onnx (its card beside it)")
+    a.add_argument("--card", type=Path, help="model card, if not beside --model")
+    a.add_argument("--out", type=Path, required=True, help="folder for <name>.om, its card and the atc script")
+    a.add_argument("--name", help="OM file stem (default: <onnx stem>_<soc version>)")
+    a.add_argument("--soc-version", default="Ascend310P3", help="Ascend310, Ascend310P3 (default), Ascend310B1, ...")
+    a.add_argument("--batch-size", type=int, help="static batch (default: the card's static batch, else 1)")
+    a.add_argument("--length", type=int, help="static time length: frames for DeepSpeech2 (621 in the guide), "
+                                              "samples for wav2vec2 (100000); default: the card's static length")
+    a.add_argument("--dynamic-batch", type=_int_list, metavar="1,4,8", help="atc --dynamic_batch_size profiles")
+    a.add_argument("--dynamic-dims", type=_profiles, metavar="1x621,8x621",
+                   help="atc --dynamic_dims profiles of batch x length (input_format becomes ND)")
+    a.add_argument("--input-format", choices=["NCHW", "ND"], help="default: NCHW for 4-D inputs, else ND")
+    a.add_argument("--log", default="error", help="atc --log level (debug, info, warning, error, null)")
+    a.add_argument("--precision-mode", help="atc --precision_mode, e.g. allow_fp32_to_fp16, force_fp32")
+    a.add_argument("--op-precision-mode", type=Path, help="atc --op_precision_mode .ini (the wav2vec2 guide's Gelu)")
+    a.add_argument("--simplify", action="store_true", help="fold the graph with onnxslim at the static shape first")
+    a.add_argument("--atc-arg", action="append", metavar="--FLAG=VALUE", help="any further atc flag (repeatable)")
+    a.set_defaults(func=cmd_atc)
 
     t = sub.add_parser("train", help="train a small demo model (deepspeech2 on AN4, wav2vec2 on LibriSpeech)",
                        usage="python -m export train {deepspeech2,wav2vec2} [options]",

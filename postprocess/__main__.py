@@ -39,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--card", type=Path, required=True)
     r.add_argument("--reference", required=True, help="[LABEL=]RUN of the reference (PyTorch) run")
     r.add_argument("--candidate", action="append", default=[], help="[LABEL=]RUN to compare (repeatable)")
-    r.add_argument("--modelzoo", metavar="[LABEL=]RUN",
-                   help="a run over a --modelzoo dataset dir, scored as the Ascend guide's postprocess does")
+    r.add_argument("--modelzoo", metavar="[LABEL=]RUN", action="append", default=[],
+                   help="a run over the --modelzoo dataset dir, scored as the Ascend guide's postprocess does "
+                        "(repeatable: e.g. onnxruntime and msame on the same dataset)")
     r.add_argument("--modelzoo-dataset", type=Path, help="the --modelzoo dataset dir of that run")
     r.add_argument("--throughput", type=Path, nargs="*", default=[], help="run dirs for the throughput table")
     r.add_argument("--out", type=Path, default=Path("results"))
@@ -112,14 +113,16 @@ def _report(args: argparse.Namespace, card: dict, dataset) -> int:
         sc = score_run(run_dir, dataset, card)
         candidates.append({"label": label or sc["backend"], "scores": sc,
                            "diff": output_diff(run_dir, dataset, ref_dir, dataset, card, lengths)})
-    if args.modelzoo:
-        if not args.modelzoo_dataset:
-            raise ValueError("--modelzoo needs --modelzoo-dataset (the dataset dir that run read)")
-        label, run_dir = _labelled(args.modelzoo)
+    if args.modelzoo and not args.modelzoo_dataset:
+        raise ValueError("--modelzoo needs --modelzoo-dataset (the dataset dir those runs read)")
+    for index, text in enumerate(args.modelzoo):
+        label, run_dir = _labelled(text)
         mz = DatasetDir.open(args.modelzoo_dataset)
         sc = score_run(run_dir, mz, card, modelzoo=True)
         candidates.append({"label": label or f"{sc['backend']} (ModelZoo mode)", "scores": sc,
                            "diff": output_diff(run_dir, mz, ref_dir, dataset, card, lengths)})
+        if index:
+            continue
         own = score_run(run_dir, mz, card, modelzoo=False, write=False)
         modelzoo_note = (f"ModelZoo row: {card['modelzoo'].get('description', 'the Ascend guide flow')}. Decoding the "
                          f"same run's valid output frames instead gives WER {100 * own['wer']:.2f}% / CER "

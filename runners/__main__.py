@@ -8,7 +8,8 @@ from pathlib import Path
 
 log = logging.getLogger("runners")
 
-BACKENDS = ["onnxruntime", "torch"]
+BACKENDS = ["onnxruntime", "torch", "msame", "ais_bench", "torch_aie"]
+TOOL_BACKENDS = ("msame", "ais_bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,8 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "model output with <key>.bin per sample, and run.json with backend, versions, threads, machine, "
                     "per-batch latency, total time and seq/s (warm-up excluded).")
     p.add_argument("--backend", choices=BACKENDS, required=True,
-                   help="onnxruntime (the embedded default) or torch (the reference, from the checkpoint)")
-    p.add_argument("--model", type=Path, help="the .onnx file (its card is read from beside it)")
+                   help="onnxruntime (the embedded default), torch (the reference, from the checkpoint), msame or "
+                        "ais_bench (Ascend tools, on an .om from `python -m export atc`), torch_aie (Ascend, on the "
+                        "TorchScript from `python -m export wav2vec2 --torchscript`)")
+    p.add_argument("--model", type=Path, help="the .onnx file, or the .om for msame/ais_bench (card read from beside it)")
     p.add_argument("--card", type=Path, help="model card, if not beside --model")
     p.add_argument("--checkpoint", type=Path, help="torch backend: the original checkpoint (default: the card's source)")
     p.add_argument("--dataset", type=Path, required=True, help="dataset dir written by `python -m preprocess`")
@@ -31,11 +34,67 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnxruntime execution providers, comma-separated, in priority order")
     p.add_argument("--graph-level", default="all", choices=["disable", "basic", "extended", "all"],
                    help="onnxruntime graph optimisation level")
-    p.add_argument("--warmup", type=int, default=2, help="untimed warm-up batches (default 2)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed warm-up batches (default 2; ais_bench --warmup_count)")
+    p.add_argument("--outfmt", choices=["TXT", "BIN"], help="msame/ais_bench output format (default: TXT for msame "
+                                                           "as the DeepSpeech guide uses, BIN for ais_bench)")
+    p.add_argument("--device", type=int, default=0, help="Ascend device id for msame/ais_bench/torch_aie")
+    p.add_argument("--ais-bench-python", help="python that has ais_bench installed (default: this one)")
+    p.add_argument("--soc-version", default="Ascend310P3", help="torch_aie: target SoC")
+    p.add_argument("--aie-device", default="npu", help="torch_aie: torch device type the compiled model runs on")
+    p.add_argument("--length", type=int, help="torch_aie: the static time length compiled (default: the card's "
+                                              "ModelZoo pad_to, 100000 samples for wav2vec2)")
+    p.add_argument("--aie-loops", type=int, default=100, help="torch_aie: timed loops of the guide's fps figure")
     p.add_argument("--keep-order", action="store_true", help="batch in manifest order instead of by length")
     p.add_argument("--force", action="store_true", help="run again even if an identical finished run exists")
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+def open_dataset_for(path: Path, card: dict):
+    """The dataset dir, refused if it was preprocessed with another feature config than the card's."""
+    from preprocess.dataset_dir import DatasetDir
+    from runners.base import RunError
+
+    dataset = DatasetDir.open(path)
+    expected = card["feature"]
+    if dataset.header.get("layout") == "modelzoo":
+        expected = {**expected, **card.get("modelzoo", {}).get("feature_overrides", {})}
+    if dataset.header.get("feature") != expected:
+        raise RunError(f"{path} was made with another feature config than {card.get('onnx')}'s card; "
+                       "preprocess it again with this card")
+    return dataset
+
+
+def _run_tool(args: argparse.Namespace) -> int:
+    """msame / ais_bench: the tool reads the dataset dir itself; its output folder becomes the run dir."""
+    from export.card import card_path_for, read_card
+
+    if not args.model:
+        log.error("--backend %s needs --model M.om (from `python -m export atc`)", args.backend)
+        return 2
+    card = read_card(args.card or card_path_for(args.model))
+    if "om" not in card:
+        log.warning("the card of %s records no atc conversion (no 'om' entry); using it as it is", args.model)
+    dataset = open_dataset_for(args.dataset, card)
+    if args.backend == "msame":
+        from runners.msame import run_msame
+
+        summary = run_msame(args.model, card, dataset, args.out, outfmt=args.outfmt or "TXT", device=args.device,
+                            force=args.force)
+    else:
+        from runners.ais_bench import run_ais_bench
+
+        summary = run_ais_bench(args.model, card, dataset, args.out, outfmt=args.outfmt or "BIN", device=args.device,
+                                warmup=args.warmup, python=args.ais_bench_python, force=args.force)
+    _report(summary, args.out)
+    return 0
+
+
+def _report(summary: dict, out: Path) -> None:
+    log.info("%s bs%d: %d samples, %s seq/s (compute), batch latency p50 %s ms -> %s", summary["backend"],
+             summary["batch_size"], summary["dataset"]["samples"],
+             f"{summary['seq_per_s']:.1f}" if summary.get("seq_per_s") else "-",
+             f"{summary['latency_ms']['p50']:.2f}" if summary["latency_ms"].get("p50") is not None else "-", out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,19 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     from runners.base import RunError, RunOptions, run_dataset
 
     try:
+        if args.backend in TOOL_BACKENDS:
+            return _run_tool(args)
         if args.model:
             _, card = load_model_and_card(args.model, args.card)
         elif args.card:
             card = read_card(args.card)
         else:
             raise CardError("give --model (ONNX + card beside it) or --card")
-        dataset = DatasetDir.open(args.dataset)
-        expected = card["feature"]
-        if dataset.header.get("layout") == "modelzoo":
-            expected = {**expected, **card.get("modelzoo", {}).get("feature_overrides", {})}
-        if dataset.header.get("feature") != expected:
-            raise RunError(f"{args.dataset} was made with another feature config than {card.get('onnx')}'s card; "
-                           "preprocess it again with this card")
+        dataset = open_dataset_for(args.dataset, card)
         if args.backend == "onnxruntime":
             if not args.model:
                 raise RunError("the onnxruntime backend needs --model")
@@ -67,6 +122,18 @@ def main(argv: list[str] | None = None) -> int:
             backend = OnnxRuntimeBackend(args.model, card, threads=args.threads, inter_threads=args.inter_threads,
                                          providers=[p for p in args.providers.split(",") if p],
                                          graph_level=args.graph_level)
+        elif args.backend == "torch_aie":
+            from runners.torch_aie_backend import TorchAieBackend
+
+            from runners.torch_aie_backend import static_card
+
+            length = args.length or card.get("modelzoo", {}).get("pad_to")
+            if not length:
+                raise RunError("torch_aie compiles a static shape: give --length (time steps every batch is padded to)")
+            backend = TorchAieBackend(args.model, card, batch_size=args.batch_size, length=int(length),
+                                      soc_version=args.soc_version, device=f"{args.aie_device}:{args.device}",
+                                      guide_loops=args.aie_loops)
+            card = static_card(card, args.batch_size, int(length))
         else:
             from runners.torch_backend import TorchBackend
 
@@ -78,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CardError, DatasetDirError, RunError, FileNotFoundError, ValueError) as exc:
         log.error("%s", exc)
         return 2
-    log.info("%s bs%d: %d samples, %.1f seq/s (compute), batch latency p50 %.2f ms -> %s", summary["backend"],
-             summary["batch_size"], summary["dataset"]["samples"], summary["seq_per_s"],
-             summary["latency_ms"]["p50"], args.out)
+    _report(summary, args.out)
     return 0
 
 

@@ -92,6 +92,18 @@ def static_batch(card: dict[str, Any]) -> int | None:
     return dim if isinstance(dim, int) else None
 
 
+def cached_run(out: Path, config: dict[str, Any], force: bool) -> dict[str, Any] | None:
+    """The finished run in `out` if it was made with exactly `config` (so a rerun can skip it)."""
+    previous = out / RUN_JSON
+    if force or not previous.is_file():
+        return None
+    old = json.loads(previous.read_text())
+    if old.get("config") != config:
+        return None
+    log.info("%s is up to date (same model, dataset and settings); --force to run again", out)
+    return old
+
+
 def run_dataset(backend: Backend, dataset: DatasetDir, card: dict[str, Any], out: Path, opts: RunOptions,
                 model_path: Path | None = None) -> dict[str, Any]:
     """Run every sample through `backend`, write the run dir, return run.json's content."""
@@ -105,12 +117,9 @@ def run_dataset(backend: Backend, dataset: DatasetDir, card: dict[str, Any], out
         "warmup": opts.warmup,
         "sort_by_length": opts.sort_by_length,
     }
-    previous = out / RUN_JSON
-    if previous.is_file() and not opts.force:
-        old = json.loads(previous.read_text())
-        if old.get("config") == config:
-            log.info("%s is up to date (same model, dataset and settings); --force to run again", out)
-            return old
+    cached = cached_run(out, config, opts.force)
+    if cached:
+        return cached
     fixed = static_batch(card)
     if fixed and opts.batch_size != fixed:
         raise RunError(f"the model has a static batch of {fixed}; run it with --batch-size {fixed}")
@@ -145,27 +154,42 @@ def run_dataset(backend: Backend, dataset: DatasetDir, card: dict[str, Any], out
                 shapes[spec["name"]] = list(ref.shape)
             samples_meta.append({"key": sample.key, "batch": batch_index, "shapes": shapes})
     wall_s = time.perf_counter() - wall0
-    n = len(dataset.samples)
-    audio_s = sum(s.num_samples for s in dataset.samples) / float(dataset.header["feature"]["sample_rate"])
+    return finish_run(out, config=config, backend=backend.name, backend_info=backend.info(), card=card,
+                      dataset=dataset, batch_size=opts.batch_size, batches=len(batches), latencies_ms=latencies_ms,
+                      wall_s=wall_s, samples_meta=samples_meta, model_path=model_path,
+                      batching="sorted by length" if opts.sort_by_length and opts.batch_size > 1 else "manifest order",
+                      warmup=opts.warmup)
+
+
+def finish_run(out: Path, *, config: dict[str, Any], backend: str, backend_info: dict[str, Any],
+               card: dict[str, Any], dataset: DatasetDir, batch_size: int, batches: int,
+               latencies_ms: list[float], wall_s: float, samples_meta: list[dict[str, Any]],
+               model_path: Path | None, batching: str, warmup: int,
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write run.json for a run dir whose output files are in place; it is the last file written."""
+    n = len(samples_meta)
+    scored = {m["key"] for m in samples_meta}
+    audio_s = (sum(s.num_samples for s in dataset.samples if s.key in scored)
+               / float(dataset.header["feature"]["sample_rate"]))
     compute_s = sum(latencies_ms) / 1000.0
-    per_sample = sorted(latencies_ms)
+    per_batch = sorted(latencies_ms)
     summary = {
         "config": config,
-        "backend": backend.name,
-        "backend_info": backend.info(),
+        "backend": backend,
+        "backend_info": backend_info,
         "model": {"path": str(model_path) if model_path else None, "family": card["family"],
                   "precision": card.get("precision"), "onnx_sha256": card.get("onnx_sha256")},
         "dataset": {"path": str(dataset.path), "samples": n, "layout": dataset.header.get("layout"),
                     "audio_seconds": round(audio_s, 3)},
-        "batch_size": opts.batch_size,
-        "batches": len(batches),
-        "batching": "sorted by length" if opts.sort_by_length and opts.batch_size > 1 else "manifest order",
-        "warmup_batches": opts.warmup,
+        "batch_size": batch_size,
+        "batches": batches,
+        "batching": batching,
+        "warmup_batches": warmup,
         "batch_latency_ms": [round(x, 4) for x in latencies_ms],
         "latency_ms": {
-            "p50": float(np.percentile(per_sample, 50)),
-            "p90": float(np.percentile(per_sample, 90)),
-            "mean": statistics.fmean(per_sample),
+            "p50": float(np.percentile(per_batch, 50)) if per_batch else None,
+            "p90": float(np.percentile(per_batch, 90)) if per_batch else None,
+            "mean": statistics.fmean(per_batch) if per_batch else None,
             "per": "batch",
         },
         "compute_s": round(compute_s, 6),
@@ -179,6 +203,8 @@ def run_dataset(backend: Backend, dataset: DatasetDir, card: dict[str, Any], out
         "machine": machine_info(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if extra:
+        summary.update(extra)
     atomic_write_json(out / RUN_JSON, summary)
     return summary
 

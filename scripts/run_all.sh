@@ -18,6 +18,8 @@
 #   --threads N             threads for every runtime (THREADS, default: all cores)
 #   --batch-sizes "1 4 8"   DeepSpeech2 throughput batch sizes (BATCH_SIZES, default "1 4 8 16")
 #   --w2v-batch-sizes "..." wav2vec2 throughput batch sizes (W2V_BATCH_SIZES, default "1 4 8 16 32 64")
+#   --soc-version NAME      Ascend SoC for atc/torch_aie (ASCEND_SOC, default Ascend310P3); the Ascend rows
+#                           (atc + msame, ais_bench, torch_aie) are added when those tools are installed
 #   --quick                 tiny corpus and model, a smoke test of the whole chain (results in work-quick/)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,6 +36,7 @@ W2V_BATCH_SIZES="${W2V_BATCH_SIZES:-1 4 8 16 32 64}"
 LIBRISPEECH_TEST="${LIBRISPEECH_TEST:-}"
 WAV2VEC2_DIR="${WAV2VEC2_DIR:-}"
 FAMILIES="${FAMILIES:-deepspeech2 wav2vec2}"
+ASCEND_SOC="${ASCEND_SOC:-Ascend310P3}"
 QUICK=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -48,6 +51,7 @@ while [ $# -gt 0 ]; do
         --librispeech) LIBRISPEECH_TEST="$2"; shift 2 ;;
         --wav2vec2-dir) WAV2VEC2_DIR="$2"; shift 2 ;;
         --families) FAMILIES="$2"; shift 2 ;;
+        --soc-version) ASCEND_SOC="$2"; shift 2 ;;
         --quick) QUICK=1; shift ;;
         -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run_all.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -137,6 +141,20 @@ run_deepspeech2() {
     $PY -m runners --backend onnxruntime --model "$MZ_EXPORT/model.onnx" --dataset "$MZ_DATA" \
         --out "$RUNS/onnxruntime_static621_modelzoo" --keep-order --threads "$THREADS" --no-progress
 
+    local mz_rows=(--modelzoo "ONNX Runtime static 1x621, ModelZoo pre/postprocess=$RUNS/onnxruntime_static621_modelzoo")
+    # atc always leaves its command beside the model (a script to run on the NPU host when atc is not here).
+    step "Ascend: atc command for the static model ($ASCEND_SOC)"
+    $PY -m export atc --model "$MZ_EXPORT/model.onnx" --out "$WORK_DIR/om" --name deepspeech2_bs1 \
+        --soc-version "$ASCEND_SOC"
+    if [ -f "$WORK_DIR/om/deepspeech2_bs1.om" ] && command -v msame >/dev/null; then
+        step "Ascend: msame on the ModelZoo dataset"
+        $PY -m runners --backend msame --model "$WORK_DIR/om/deepspeech2_bs1.om" --dataset "$MZ_DATA" \
+            --out "$RUNS/msame_modelzoo"
+        mz_rows+=(--modelzoo "msame, $ASCEND_SOC OM, ModelZoo pre/postprocess=$RUNS/msame_modelzoo")
+    else
+        echo "run_all: no .om or no msame here: no msame row (README: Ascend)"
+    fi
+
     first_bs="${BATCH_SIZES%% *}"
     step "postprocess: precision and throughput tables -> $RESULTS_DIR"
     candidates=(--candidate "ONNX Runtime fp32 (bs $first_bs)=$RUNS/onnxruntime_bs${first_bs}")
@@ -148,8 +166,7 @@ run_deepspeech2() {
     done
     $PY -m postprocess report --dataset "$DATA" --card "$CARD" \
         --reference "PyTorch fp32 (reference, bs $first_bs)=$RUNS/torch_bs${first_bs}" "${candidates[@]}" \
-        --modelzoo "ONNX Runtime static 1x621, ModelZoo pre/postprocess=$RUNS/onnxruntime_static621_modelzoo" \
-        --modelzoo-dataset "$MZ_DATA" \
+        "${mz_rows[@]}" --modelzoo-dataset "$MZ_DATA" \
         --throughput "${throughput[@]}" --out "$RESULTS_DIR" --name deepspeech2_an4 --title "DeepSpeech2 on AN4 test"
 
 }
@@ -194,11 +211,31 @@ run_wav2vec2() {
         --modelzoo --batch-size 8
     $PY -m runners --backend onnxruntime --model "$export_dir/model.onnx" --dataset "$mz_data" \
         --out "$runs/onnxruntime_modelzoo_bs8" --batch-size 8 --keep-order --threads "$THREADS" --no-progress
+    local mz_rows=(--modelzoo "ONNX Runtime, ModelZoo pre/postprocess (bs 8, 100000 samples)=$runs/onnxruntime_modelzoo_bs8")
+    step "Ascend: atc command for wav2vec2 at batch 8 x 100000 samples ($ASCEND_SOC)"
+    $PY -m export atc --model "$export_dir/model.onnx" --out "$WORK_DIR/om" --name wav2vec2_bs8 --batch-size 8 \
+        --length 100000 --soc-version "$ASCEND_SOC"
+    if [ -f "$WORK_DIR/om/wav2vec2_bs8.om" ] && $PY -c "import ais_bench" 2>/dev/null; then
+        step "Ascend: ais_bench on the ModelZoo dataset"
+        $PY -m runners --backend ais_bench --model "$WORK_DIR/om/wav2vec2_bs8.om" --dataset "$mz_data" \
+            --out "$runs/ais_bench_modelzoo_bs8"
+        mz_rows+=(--modelzoo "ais_bench, $ASCEND_SOC OM, ModelZoo pre/postprocess (bs 8)=$runs/ais_bench_modelzoo_bs8")
+    else
+        echo "run_all: no .om or no ais_bench here: no ais_bench row (README: Ascend)"
+    fi
+    if $PY -c "import torch_aie" 2>/dev/null; then
+        step "Ascend: torch_aie on the ModelZoo dataset"
+        $PY -m runners --backend torch_aie --model "$export_dir/model.onnx" --dataset "$mz_data" \
+            --out "$runs/torch_aie_modelzoo_bs8" --batch-size 8 --keep-order --soc-version "$ASCEND_SOC" \
+            ${AIE_DEVICE:+--aie-device "$AIE_DEVICE"} --no-progress
+        mz_rows+=(--modelzoo "torch_aie FP16, $ASCEND_SOC, ModelZoo pre/postprocess (bs 8)=$runs/torch_aie_modelzoo_bs8")
+    else
+        echo "run_all: torch_aie is not installed: no torch_aie row (README: Ascend)"
+    fi
     step "wav2vec2 postprocess -> $RESULTS_DIR"
     $PY -m postprocess report --dataset "$data" --card "$export_dir/model.card.json" \
         --reference "PyTorch fp32 (reference, bs $first_bs)=$runs/torch_bs${first_bs}" "${candidates[@]}" \
-        --modelzoo "ONNX Runtime, ModelZoo pre/postprocess (bs 8, 100000 samples)=$runs/onnxruntime_modelzoo_bs8" \
-        --modelzoo-dataset "$mz_data" --throughput "${w2v_throughput[@]}" --out "$RESULTS_DIR" \
+        "${mz_rows[@]}" --modelzoo-dataset "$mz_data" --throughput "${w2v_throughput[@]}" --out "$RESULTS_DIR" \
         --name wav2vec2_librispeech --title "wav2vec2 on LibriSpeech $(basename "$test_split")"
 }
 

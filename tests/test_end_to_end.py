@@ -49,10 +49,21 @@ def test_train_export_preprocess_run_report(tmp_path: Path, tiny_corpus: Path) -
 
 @pytest.mark.slow
 def test_run_all_quick(tmp_path: Path) -> None:
-    """scripts/run_all.sh --quick from the repo, into a scratch work dir."""
-    env = dict(os.environ, WORK_DIR=str(tmp_path / "work"), RESULTS_DIR=str(tmp_path / "results"))
+    """scripts/run_all.sh --quick from the repo, into a scratch work dir, with the Ascend test emulators
+    installed where the real tools would be: their ModelZoo rows must match onnxruntime's."""
+    from tests.emulators import emulator_env
+
+    env = emulator_env(dict(os.environ, WORK_DIR=str(tmp_path / "work"), RESULTS_DIR=str(tmp_path / "results"),
+                            AIE_DEVICE="cpu"))
     proc = subprocess.run(["bash", "scripts/run_all.sh", "--quick", "--batch-sizes", "1 4"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (tmp_path / "results" / "deepspeech2_an4_precision.md").is_file()
     assert (tmp_path / "results" / "deepspeech2_an4_throughput.png").is_file()
+    for name, ours, tools in (("deepspeech2_an4", "ONNX Runtime static", ["msame"]),
+                              ("wav2vec2_librispeech", "ONNX Runtime, ModelZoo", ["ais_bench", "torch_aie"])):
+        rows = {r["system"]: r for r in json.loads((tmp_path / "results" / f"{name}_precision.json").read_text())["rows"]}
+        ort = next(r for label, r in rows.items() if label.startswith(ours))
+        for tool in tools:
+            row = next(r for label, r in rows.items() if label.startswith(tool))
+            assert (row["WER %"], row["CER %"]) == (ort["WER %"], ort["CER %"]), (tool, row, ort)

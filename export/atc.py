@@ -1,0 +1,213 @@
+"""atc, the Ascend Tensor Compiler: the ONNX -> offline model (.om) command, built from the model card.
+
+The command follows the Ascend ModelZoo guides (framework 5 = ONNX, input_format, input_shape of
+every input, soc_version, log level) plus atc's documented dynamic-shape options:
+
+* static: every dim fixed, e.g. ``spect:1,1,161,621;lengths:1``;
+* ``--dynamic_batch_size 1,4,8``: the batch dims become -1 and one of the listed sizes is chosen at
+  run time (msame/ais_bench ``--dymBatch``);
+* ``--dynamic_dims``: batch and time dims become -1 and each profile gives a value for every -1, in
+  input order (atc requires ``--input_format=ND`` for it).
+
+`atc` runs when it is on PATH; otherwise the command is written as `<name>.atc.sh` beside the model
+for a machine with the CANN toolkit, and the card of the future OM is written all the same, so the
+runners find it beside the .om once it exists.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from export.card import card_path_for, write_card
+
+log = logging.getLogger("export")
+
+SOC_VERSIONS = ("Ascend310", "Ascend310P3", "Ascend310B1", "Ascend910", "Ascend910B")
+LOG_LEVELS = ("debug", "info", "warning", "error", "null")
+SET_ENV = "/usr/local/Ascend/ascend-toolkit/set_env.sh"
+INSTALL_HINT = (f"atc comes with the CANN toolkit (Ascend-cann-toolkit); install it and `source {SET_ENV}` "
+                "(env.sh does this when the toolkit is installed)")
+
+
+class AtcError(RuntimeError):
+    """A conversion that cannot be set up, or an atc run that failed (with atc's own message)."""
+
+
+@dataclass
+class AtcOptions:
+    soc_version: str = "Ascend310P3"
+    batch: int | None = None  # static batch (default: the card's, else 1)
+    length: int | None = None  # static time length (default: the card's static one)
+    dynamic_batch: list[int] = field(default_factory=list)
+    dynamic_dims: list[tuple[int, int]] = field(default_factory=list)  # (batch, length) profiles
+    input_format: str | None = None  # default: NCHW for a 4-D first input, else ND
+    log_level: str = "error"
+    precision_mode: str | None = None
+    op_precision_mode: Path | None = None
+    extra: list[str] = field(default_factory=list)
+
+
+def _dim(spec: dict[str, Any], axis: int, value: Any, batch: int | str, length: int | str) -> int | str:
+    if isinstance(value, int):
+        wanted = batch if axis == 0 else length if axis == spec.get("time_axis") else value
+        if wanted not in (value, -1):
+            what = "batch" if axis == 0 else "time"
+            raise AtcError(f"input {spec['name']}: the model's {what} axis is fixed to {value} (a static export); "
+                           f"it cannot be compiled as {wanted}. Export with dynamic axes, or use {value}")
+        return value
+    if axis == 0:
+        return batch
+    if axis == spec.get("time_axis"):
+        return length
+    raise AtcError(f"input {spec['name']} axis {axis} is symbolic ({value!r}) and is neither batch nor time; "
+                   "export the model with a static shape for it")
+
+
+def input_shapes(card: dict[str, Any], opts: AtcOptions) -> dict[str, list[int | str]]:
+    """The shape atc compiles for each input: fixed dims, or -1 where a dynamic option varies them."""
+    static_length = opts.length
+    if static_length is None:
+        for spec in card["inputs"]:
+            axis = spec.get("time_axis")
+            if axis is not None and isinstance(spec["shape"][axis], int):
+                static_length = spec["shape"][axis]
+    card_batch = card["inputs"][0]["shape"][0]
+    batch: int | str = opts.batch or (card_batch if isinstance(card_batch, int) else 1)
+    length: int | str | None = static_length
+    if opts.dynamic_batch:
+        batch = -1
+    if opts.dynamic_dims:
+        batch, length = -1, -1
+    has_time = any(spec.get("time_axis") is not None for spec in card["inputs"])
+    if length is None and has_time:
+        raise AtcError("the model's time axis is dynamic: give --length (e.g. 621 frames for DeepSpeech2, 100000 "
+                       "samples for wav2vec2) or --dynamic-dims profiles")
+    shapes: dict[str, list[int | str]] = {}
+    for spec in card["inputs"]:
+        shapes[spec["name"]] = [_dim(spec, axis, d, batch, length if length is not None else -1)
+                                for axis, d in enumerate(spec["shape"])]
+    return shapes
+
+
+def dynamic_dims_arg(card: dict[str, Any], shapes: dict[str, list[int | str]],
+                     profiles: list[tuple[int, int]]) -> str:
+    """atc's --dynamic_dims: per profile, one value for every -1 of --input_shape, in input order."""
+    out = []
+    for batch, length in profiles:
+        values = []
+        for spec in card["inputs"]:
+            for axis, d in enumerate(shapes[spec["name"]]):
+                if d == -1:
+                    values.append(batch if axis == 0 else length)
+        out.append(",".join(str(v) for v in values))
+    return ";".join(out)
+
+
+def atc_command(onnx_path: Path, card: dict[str, Any], output_stem: Path, opts: AtcOptions) -> list[str]:
+    if opts.soc_version not in SOC_VERSIONS:
+        raise AtcError(f"--soc-version {opts.soc_version!r} is not one of {', '.join(SOC_VERSIONS)}")
+    if opts.log_level not in LOG_LEVELS:
+        raise AtcError(f"--log {opts.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    if opts.dynamic_batch and opts.dynamic_dims:
+        raise AtcError("give --dynamic-batch or --dynamic-dims, not both (atc takes one kind of dynamic profile)")
+    shapes = input_shapes(card, opts)
+    input_shape = ";".join(f"{name}:{','.join(str(d) for d in dims)}" for name, dims in shapes.items())
+    fmt = opts.input_format or ("NCHW" if len(card["inputs"][0]["shape"]) == 4 else "ND")
+    if opts.dynamic_dims:
+        if opts.input_format and opts.input_format != "ND":
+            raise AtcError("atc's --dynamic_dims requires --input_format=ND")
+        fmt = "ND"
+    cmd = ["atc", "--framework=5", f"--model={onnx_path}", f"--output={output_stem}", f"--input_format={fmt}",
+           f"--input_shape={input_shape}", f"--soc_version={opts.soc_version}", f"--log={opts.log_level}"]
+    if opts.dynamic_batch:
+        cmd.append(f"--dynamic_batch_size={','.join(str(b) for b in opts.dynamic_batch)}")
+    if opts.dynamic_dims:
+        cmd.append(f"--dynamic_dims={dynamic_dims_arg(card, shapes, opts.dynamic_dims)}")
+    if opts.precision_mode:
+        cmd.append(f"--precision_mode={opts.precision_mode}")
+    if opts.op_precision_mode:
+        cmd.append(f"--op_precision_mode={opts.op_precision_mode}")
+    return cmd + list(opts.extra)
+
+
+def om_card(card: dict[str, Any], om_path: Path, cmd: list[str], opts: AtcOptions,
+            shapes: dict[str, list[int | str]]) -> dict[str, Any]:
+    """The card of the OM: the ONNX card with the compiled input shapes and how it was compiled."""
+    out = copy.deepcopy(card)
+    for spec in out["inputs"]:
+        spec["shape"] = [d if d != -1 else old for d, old in zip(shapes[spec["name"]], spec["shape"])]
+    batch = shapes[card["inputs"][0]["name"]][0]
+    if batch != -1:
+        for spec in out["outputs"]:
+            spec["shape"][0] = batch
+    out["precision"] = f"om, atc precision_mode {opts.precision_mode or 'force_fp16 (default)'}"
+    out["om"] = {
+        "file": om_path.name,
+        "source_onnx": card.get("onnx"),
+        "source_onnx_sha256": card.get("onnx_sha256"),
+        "soc_version": opts.soc_version,
+        "input_shape": {k: list(v) for k, v in shapes.items()},
+        "dynamic_batch_size": list(opts.dynamic_batch),
+        "dynamic_dims": [list(p) for p in opts.dynamic_dims],
+        # atc's default precision_mode on inference SoCs is force_fp16 for ops without fp32 support.
+        "precision_mode": opts.precision_mode or "atc default (force_fp16)",
+        "atc_command": cmd,
+    }
+    return out
+
+
+def convert(onnx_path: Path, card: dict[str, Any], out_dir: Path, name: str, opts: AtcOptions) -> tuple[Path, bool]:
+    """Build the atc command; run it if atc is installed, else write it as a script. -> (om path, ran)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / name
+    om_path = stem.with_suffix(".om")
+    cmd = atc_command(onnx_path.resolve(), card, stem.resolve(), opts)
+    shapes = input_shapes(card, opts)
+    script = stem.with_name(f"{name}.atc.sh")
+    script.write_text("#!/usr/bin/env bash\n# Written by `python -m export atc`: run on a machine with the CANN toolkit.\n"
+                      f"set -euo pipefail\n[ -f {SET_ENV} ] && source {SET_ENV}\n" + shlex.join(cmd) + "\n")
+    script.chmod(0o755)
+    write_card(om_card(card, om_path, cmd, opts, shapes), card_path_for(om_path))
+    exe = shutil.which("atc")
+    if exe is None:
+        log.warning("atc not found on PATH, so nothing was compiled. %s. The command is in %s; run it there, then "
+                    "point the msame/ais_bench runners at %s (its card is already beside it).",
+                    INSTALL_HINT, script, om_path)
+        return om_path, False
+    log.info("running: %s", shlex.join(cmd))
+    proc = subprocess.run([exe, *cmd[1:]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+    (out_dir / f"{name}.atc.log").write_text(proc.stdout)
+    if proc.returncode != 0 or not om_path.is_file():
+        tail = "\n".join(proc.stdout.rstrip().splitlines()[-20:])
+        raise AtcError(f"atc failed (status {proc.returncode}; log {out_dir / f'{name}.atc.log'}):\n{tail}")
+    return om_path, True
+
+
+def simplify(onnx_path: Path, card: dict[str, Any], shapes: dict[str, list[int | str]], out: Path) -> Path:
+    """Fold the graph for the static shapes atc will compile (onnxslim), as the guides do with onnxsim."""
+    try:
+        import onnxslim
+    except ImportError:
+        raise AtcError("--simplify needs onnxslim (pip install onnxslim; it is in requirements.txt)") from None
+    import onnx
+
+    static = {k: v for k, v in shapes.items() if all(isinstance(d, int) and d > 0 for d in v)}
+    model = onnx.load(str(onnx_path))
+    if static:
+        for value in model.graph.input:
+            if value.name in static:
+                for dim, size in zip(value.type.tensor_type.shape.dim, static[value.name]):
+                    dim.Clear()
+                    dim.dim_value = size
+    slim = onnxslim.slim(model)
+    if slim is None:
+        raise AtcError(f"onnxslim could not simplify {onnx_path}")
+    onnx.save(slim, str(out))
+    return out
+

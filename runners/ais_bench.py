@@ -1,0 +1,110 @@
+"""Runner for ais_bench, the Ascend inference benchmark tool (Ascend/tools, ais-bench_workload/tool/ais_bench).
+
+What is driven, as its README documents it::
+
+    python -m ais_bench --model M.om --input DIR1,DIR2 --output OUT --output_dirname NAME --outfmt BIN
+                        --batchsize B --device N --loop 1 --warmup_count W [--dymBatch B]
+
+ais_bench pairs the files of the input dirs by position (each dir natural-sorted) and writes
+`OUT/NAME/<stem>_<k>.bin|.npy|.txt` (stem = the first input file's name up to its first dot), plus
+`OUT/NAME_summary.json` with `filesinfo` (input and output files per inference), NPU compute time,
+H2D/D2H latency (min/max/mean/median/percentile) and throughput = 1000 * batchsize / mean compute
+ms. The per-inference `npu_compute_time_list` becomes the run's batch latency here.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from preprocess.dataset_dir import DatasetDir
+from runners.base import RunError, cached_run
+from runners.tool_outputs import (ToolNotFound, check_files, file_batch, file_groups, input_folders, run_tool,
+                                  write_run_from_files)
+
+INSTALL_HINT = ("ais_bench is a Python package from Ascend/tools (ais-bench_workload/tool/ais_bench): install its "
+                "aclruntime and ais_bench wheels into this environment (or give --ais-bench-python), and "
+                "`source /usr/local/Ascend/ascend-toolkit/set_env.sh` (env.sh does this when the toolkit is installed).")
+OUT_EXT = {"BIN": "bin", "NPY": "npy", "TXT": "txt"}
+
+
+def _summary_stats(block: dict[str, Any]) -> dict[str, Any]:
+    """A summary block with the percentile key named either way (older "percentile(99%)", newer "P99")."""
+    out = {k: block.get(k) for k in ("min", "max", "mean", "median")}
+    out["p99"] = block.get("P99", block.get("percentile(99%)"))
+    return out
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise RunError(f"ais_bench wrote no summary {path}")
+    try:
+        summary = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{path} is not valid JSON: {exc}") from None
+    for key in ("NPU_compute_time", "throughput"):
+        if key not in summary:
+            raise RunError(f"{path} has no {key!r}: not an ais_bench summary")
+    return summary
+
+
+def run_ais_bench(model: Path, card: dict[str, Any], dataset: DatasetDir, out: Path, *, outfmt: str = "BIN",
+                  device: int = 0, warmup: int = 1, python: str | None = None,
+                  force: bool = False) -> dict[str, Any]:
+    """Run the dataset through ais_bench and convert its output folder into the run dir `out`."""
+    python = python or sys.executable
+    if python == sys.executable and importlib.util.find_spec("ais_bench") is None:
+        raise ToolNotFound(f"ais_bench is not importable by {python}. {INSTALL_HINT}")
+    if not model.is_file():
+        raise RunError(f"offline model not found: {model} (build it with `python -m export atc`)")
+    if outfmt not in OUT_EXT:
+        raise RunError(f"ais_bench --outfmt must be one of {sorted(OUT_EXT)}, not {outfmt!r}")
+    groups = file_groups(dataset, card)
+    batch = file_batch(groups, card)
+    config = {"backend": "ais_bench", "model": str(model.resolve()), "model_mtime": model.stat().st_mtime,
+              "dataset": str(dataset.path.resolve()), "dataset_hash": dataset.header.get("config_hash"),
+              "outfmt": outfmt, "device": device, "warmup": warmup}
+    cached = cached_run(out, config, force)
+    if cached:
+        return cached
+    raw, dirname = out / "ais_bench_output", "result"
+    # ais_bench refuses to write into an existing output dir of the same name; start clean.
+    for stale in (raw / dirname, raw / f"{dirname}_summary.json"):
+        if stale.is_dir():
+            for f in stale.iterdir():
+                f.unlink()
+            stale.rmdir()
+        elif stale.is_file():
+            stale.unlink()
+    raw.mkdir(parents=True, exist_ok=True)
+    cmd = [python, "-m", "ais_bench", "--model", str(model),
+           "--input", ",".join(str(p) for p in input_folders(dataset, card)),
+           "--output", str(raw), "--output_dirname", dirname, "--outfmt", outfmt, "--batchsize", str(batch),
+           "--device", str(device), "--loop", "1", "--warmup_count", str(warmup)]
+    if card.get("om", {}).get("dynamic_batch_size"):
+        cmd += ["--dymBatch", str(batch)]
+    t0 = time.perf_counter()
+    run_tool(cmd, out / "ais_bench.log", "ais_bench")
+    wall_s = time.perf_counter() - t0
+    folder = raw / dirname
+    if not folder.is_dir():
+        raise RunError(f"ais_bench wrote no output folder {folder}")
+    summary = read_summary(raw / f"{dirname}_summary.json")
+    ext = OUT_EXT[outfmt]
+    n_out = len(card["outputs"])
+    files = {(g.stem, k): folder / f"{g.stem.split('.')[0]}_{k}.{ext}" for g in groups for k in range(n_out)}
+    check_files(folder, [p.name for p in files.values()], "ais_bench")
+    latencies = [float(x) for x in summary.get("npu_compute_time_list", [])]
+    info = {"tool": "ais_bench", "python": python, "device": device, "command": cmd}
+    extra = {"timing": "ais_bench's npu_compute_time_list (warm-up inferences excluded by ais_bench)",
+             "raw_output": str(folder), "summary": {
+                 "NPU_compute_time_ms": _summary_stats(summary["NPU_compute_time"]),
+                 "H2D_latency_ms": _summary_stats(summary.get("H2D_latency", {})),
+                 "D2H_latency_ms": _summary_stats(summary.get("D2H_latency", {})),
+                 "throughput": summary["throughput"]}}
+    return write_run_from_files(out, tool="ais_bench", tool_info=info, config=config, card=card, dataset=dataset,
+                                groups=groups, output_file=files, fmt=outfmt, batch_size=batch,
+                                latencies_ms=latencies, wall_s=wall_s, model_path=model, extra=extra)

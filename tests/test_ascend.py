@@ -1,0 +1,279 @@
+"""Ascend tools: the atc command from the card, and the msame / ais_bench / torch_aie runners.
+
+The real tools cannot run here; the flows run against the test emulators in tests/emulators, which
+follow the tools' documented flags, folder layouts and file formats and run the model with
+onnxruntime. Each flow must decode to the same text as the onnxruntime backend on the same data.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from export.atc import AtcError, AtcOptions, atc_command, convert
+from export.card import card_path_for, read_card
+from preprocess.dataset_dir import DatasetDir
+from runners.base import RunError, open_run
+from runners.tool_outputs import ToolNotFound, check_files, read_output
+from tests.emulators import EMULATORS, emulator_env
+
+
+@pytest.fixture()
+def ascend_tools(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The emulators where the real tools would be: atc/msame on PATH, ais_bench/torch_aie importable."""
+    env = emulator_env()
+    monkeypatch.setenv("PATH", env["PATH"])
+    monkeypatch.setenv("PYTHONPATH", env["PYTHONPATH"])
+    monkeypatch.syspath_prepend(str(EMULATORS))
+    yield
+    sys.modules.pop("torch_aie", None)  # the emulator must not leak into tests of the missing module
+
+
+def _run(argv: list[str]) -> int:
+    from runners.__main__ import main
+
+    return main(argv)
+
+
+def _hyps(run: Path, ds: Path, card: dict, modelzoo: bool = False) -> dict:
+    from postprocess.score import score_run
+
+    return score_run(run, DatasetDir.open(ds), card, modelzoo=modelzoo)
+
+
+# --- the atc command -------------------------------------------------------------------------------------
+
+def test_atc_static_shape_from_card(tiny_export: Path) -> None:
+    card = read_card(card_path_for(tiny_export))
+    cmd = atc_command(tiny_export, card, Path("/o/ds_bs1"), AtcOptions(soc_version="Ascend310", batch=1, length=621))
+    assert cmd[:2] == ["atc", "--framework=5"]
+    assert "--input_shape=spect:1,1,161,621;lengths:1" in cmd
+    assert "--input_format=NCHW" in cmd and "--soc_version=Ascend310" in cmd and "--log=error" in cmd
+    assert f"--model={tiny_export}" in cmd and "--output=/o/ds_bs1" in cmd
+
+
+def test_atc_dynamic_profiles(tiny_export: Path) -> None:
+    card = read_card(card_path_for(tiny_export))
+    batch = atc_command(tiny_export, card, Path("o"), AtcOptions(length=621, dynamic_batch=[1, 4, 8]))
+    assert "--input_shape=spect:-1,1,161,621;lengths:-1" in batch and "--dynamic_batch_size=1,4,8" in batch
+    dims = atc_command(tiny_export, card, Path("o"), AtcOptions(dynamic_dims=[(1, 621), (8, 400)]))
+    assert "--input_format=ND" in dims and "--input_shape=spect:-1,1,161,-1;lengths:-1" in dims
+    assert "--dynamic_dims=1,621,1;8,400,8" in dims
+
+
+def test_atc_refuses_what_it_cannot_build(tiny_export: Path) -> None:
+    card = read_card(card_path_for(tiny_export))
+    with pytest.raises(AtcError, match="--length"):
+        atc_command(tiny_export, card, Path("o"), AtcOptions(batch=1))
+    with pytest.raises(AtcError, match="soc-version"):
+        atc_command(tiny_export, card, Path("o"), AtcOptions(length=621, soc_version="Ascend999"))
+    with pytest.raises(AtcError, match="not both"):
+        atc_command(tiny_export, card, Path("o"), AtcOptions(length=621, dynamic_batch=[1], dynamic_dims=[(1, 9)]))
+
+
+def test_atc_without_toolkit_writes_the_script_and_card(tmp_path: Path, tiny_export: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    card = read_card(card_path_for(tiny_export))
+    om, ran = convert(tiny_export, card, tmp_path / "om", "ds_bs1", AtcOptions(batch=1, length=621))
+    assert not ran and not om.exists()
+    script = (tmp_path / "om" / "ds_bs1.atc.sh").read_text()
+    assert "atc --framework=5" in script and "spect:1,1,161,621;lengths:1" in script
+    om_card = read_card(card_path_for(om))
+    assert om_card["inputs"][0]["shape"] == [1, 1, 161, 621] and om_card["om"]["soc_version"] == "Ascend310P3"
+
+
+# --- DeepSpeech2: the ModelZoo msame flow ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ds_modelzoo(tmp_path_factory: pytest.TempPathFactory, tiny_ckpt: Path, tiny_corpus: Path) -> dict[str, Path]:
+    """Static 1x1x161x621 export, --modelzoo preprocess, and its onnxruntime run (the reference)."""
+    from export.__main__ import main as export_main
+    from preprocess.__main__ import main as pre_main
+
+    root = tmp_path_factory.mktemp("ds_mz")
+    assert export_main(["deepspeech2", "--checkpoint", str(tiny_ckpt), "--out", str(root / "export"),
+                        "--static-shape", "1,1,161,621", "--threads", "1"]) == 0
+    onnx_path = root / "export" / "model.onnx"
+    assert pre_main(["--an4-root", str(tiny_corpus / "an4"), "--card", str(card_path_for(onnx_path)), "--out",
+                     str(root / "data"), "--modelzoo", "--pad-to", "621", "--no-progress"]) == 0
+    assert _run(["--backend", "onnxruntime", "--model", str(onnx_path), "--dataset", str(root / "data"), "--out",
+                 str(root / "ort"), "--keep-order", "--threads", "1", "--no-progress"]) == 0
+    return {"onnx": onnx_path, "data": root / "data", "ort": root / "ort", "root": root}
+
+
+def test_msame_flow_matches_onnxruntime(tmp_path: Path, ds_modelzoo: dict[str, Path], ascend_tools: None) -> None:
+    from export.__main__ import main as export_main
+
+    assert export_main(["atc", "--model", str(ds_modelzoo["onnx"]), "--out", str(tmp_path / "om"), "--name",
+                        "deepspeech_bs1", "--soc-version", "Ascend310", "--log", "debug"]) == 0
+    om = tmp_path / "om" / "deepspeech_bs1.om"
+    assert om.is_file() and (tmp_path / "om" / "deepspeech_bs1.atc.sh").is_file()
+    assert _run(["--backend", "msame", "--model", str(om), "--dataset", str(ds_modelzoo["data"]), "--out",
+                 str(tmp_path / "msame")]) == 0
+    run = open_run(tmp_path / "msame")
+    n = len(DatasetDir.open(ds_modelzoo["data"]).samples)
+    assert run["backend"] == "msame" and run["output_format"] == "TXT" and run["dataset"]["samples"] == n
+    assert len(run["batch_latency_ms"]) == n - 1  # msame's first file excluded, as its own average does
+    stamp = Path(run["tool"]["raw_output"]).name
+    assert stamp.count("_") == 4 and (Path(run["tool"]["raw_output"]) / "data1_output_0.txt").is_file()
+    card = read_card(card_path_for(om))
+    for modelzoo in (False, True):
+        ref = _hyps(ds_modelzoo["ort"], ds_modelzoo["data"], card, modelzoo)
+        got = _hyps(tmp_path / "msame", ds_modelzoo["data"], card, modelzoo)
+        assert got["hypotheses"] == ref["hypotheses"]
+        assert got["wer"] == ref["wer"] and got["cer"] == ref["cer"]
+    # TXT keeps 6 significant digits: probabilities move by rounding only.
+    key = DatasetDir.open(ds_modelzoo["data"]).samples[0].key
+    a = np.fromfile(ds_modelzoo["ort"] / "probs" / f"{key}.bin", dtype="<f4")
+    b = np.fromfile(tmp_path / "msame" / "probs" / f"{key}.bin", dtype="<f4")
+    assert a.shape == b.shape and np.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_msame_bin_output_and_bad_outputs(tmp_path: Path, ds_modelzoo: dict[str, Path], ascend_tools: None) -> None:
+    from export.__main__ import main as export_main
+
+    assert export_main(["atc", "--model", str(ds_modelzoo["onnx"]), "--out", str(tmp_path / "om"), "--name",
+                        "ds"]) == 0
+    om = tmp_path / "om" / "ds.om"
+    assert _run(["--backend", "msame", "--model", str(om), "--dataset", str(ds_modelzoo["data"]), "--out",
+                 str(tmp_path / "bin"), "--outfmt", "BIN"]) == 0
+    run = open_run(tmp_path / "bin")
+    key = DatasetDir.open(ds_modelzoo["data"]).samples[0].key
+    np.testing.assert_array_equal(np.fromfile(ds_modelzoo["ort"] / "probs" / f"{key}.bin", dtype="<f4"),
+                                  np.fromfile(tmp_path / "bin" / "probs" / f"{key}.bin", dtype="<f4"))
+    # An output folder with a file missing and a stray one: both named.
+    raw = Path(run["tool"]["raw_output"])
+    expected = sorted(p.name for p in raw.iterdir())
+    (raw / "data2_output_1.bin").unlink()
+    (raw / "stray.bin").write_bytes(b"")
+    with pytest.raises(RunError, match=r"1 missing \(data2_output_1.bin\); 1 unexpected \(stray.bin\)"):
+        check_files(raw, expected, "msame")
+
+
+def test_tool_errors_are_clear(tmp_path: Path, ds_modelzoo: dict[str, Path], tiny_export: Path,
+                               monkeypatch: pytest.MonkeyPatch, ascend_tools: None) -> None:
+    from runners.msame import run_msame
+
+    card = read_card(card_path_for(ds_modelzoo["onnx"]))
+    ds = DatasetDir.open(ds_modelzoo["data"])
+    # A tool that exits non-zero: its own error lines end up in ours. The OM compiled for 400 frames
+    # refuses the 621-frame files, as a real OM refuses inputs of another size.
+    from export.atc import convert as atc_convert
+
+    om, ran = atc_convert(tiny_export, read_card(card_path_for(tiny_export)), tmp_path / "om", "short",
+                          AtcOptions(batch=1, length=400))
+    assert ran
+    # A shape the static export cannot take is refused before atc; atc's own refusals come back with its message.
+    with pytest.raises(AtcError, match="time axis is fixed to 621"):
+        atc_convert(ds_modelzoo["onnx"], card, tmp_path / "om", "bad", AtcOptions(batch=1, length=400))
+    with pytest.raises(AtcError, match=r"atc failed \(status 255.*\n(.*\n)*E10001.*framework"):
+        atc_convert(ds_modelzoo["onnx"], card, tmp_path / "om", "bad", AtcOptions(extra=["--framework=3"]))
+    with pytest.raises(RunError, match=r"(?s)msame exited with status [1-9].*\[ERROR\] input file .*data1.bin"):
+        run_msame(om, card, ds, tmp_path / "bad")
+    # The real msame exits 0 after many failures; its [ERROR] lines are what counts.
+    fake = tmp_path / "fake_msame"
+    fake.write_text("#!/bin/sh\necho '[ERROR] model execute failed'\nexit 0\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("MSAME_BIN", str(fake))
+    with pytest.raises(RunError, match=r"msame reported errors.*\n\[ERROR\] model execute failed"):
+        run_msame(om, card, ds, tmp_path / "quiet")
+    monkeypatch.delenv("MSAME_BIN")
+    # Not installed: what to install and which variable to set.
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(ToolNotFound, match="MSAME_BIN"):
+        run_msame(om, card, ds, tmp_path / "none")
+
+
+def test_read_output_checks_the_value_count(tmp_path: Path) -> None:
+    spec = {"name": "probs", "dtype": "float32", "shape": [1, "frames", 29]}
+    good = tmp_path / "data1_output_0.txt"
+    good.write_text("".join(" ".join("0.5" for _ in range(29)) + " \n" for _ in range(4)))
+    assert read_output(good, "TXT", spec, 1).shape == (1, 4, 29)
+    bad = tmp_path / "data2_output_0.txt"
+    bad.write_text("0.5 " * 30 + "\n")
+    with pytest.raises(RunError, match="data2_output_0.txt: 30 values do not fit output probs of shape 1xframesx29"):
+        read_output(bad, "TXT", spec, 1)
+    static = {"name": "probs", "dtype": "float32", "shape": [1, 311, 29]}
+    with pytest.raises(RunError, match="116 values, expected 9019"):
+        read_output(good, "TXT", static, 1)
+
+
+# --- wav2vec2: the ModelZoo ais_bench flow and torch_aie -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def w2v_modelzoo(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -> dict[str, Path]:
+    from export.__main__ import main as export_main
+    from preprocess.__main__ import main as pre_main
+    from tests.test_wav2vec2 import make_tiny_model_dir
+
+    root = tmp_path_factory.mktemp("w2v_mz")
+    model_dir = make_tiny_model_dir(root / "model")
+    assert export_main(["wav2vec2", "--model-dir", str(model_dir), "--out", str(root / "export"), "--threads", "1",
+                        "--torchscript"]) == 0
+    onnx_path = root / "export" / "model.onnx"
+    split = next((tiny_corpus / "LibriSpeech").glob("train*"))
+    assert pre_main(["--librispeech", str(split), "--card", str(card_path_for(onnx_path)), "--out",
+                     str(root / "data"), "--modelzoo", "--batch-size", "2", "--no-progress"]) == 0
+    assert _run(["--backend", "onnxruntime", "--model", str(onnx_path), "--dataset", str(root / "data"), "--out",
+                 str(root / "ort"), "--batch-size", "2", "--keep-order", "--threads", "1", "--no-progress"]) == 0
+    return {"onnx": onnx_path, "data": root / "data", "ort": root / "ort"}
+
+
+def test_ais_bench_flow_matches_onnxruntime(tmp_path: Path, w2v_modelzoo: dict[str, Path], ascend_tools: None) -> None:
+    from export.__main__ import main as export_main
+
+    assert export_main(["atc", "--model", str(w2v_modelzoo["onnx"]), "--out", str(tmp_path / "om"), "--name",
+                        "wav2vec2_bs2", "--batch-size", "2", "--length", "100000"]) == 0
+    om = tmp_path / "om" / "wav2vec2_bs2.om"
+    assert read_card(card_path_for(om))["om"]["input_shape"] == {"input_values": [2, 100000]}
+    assert _run(["--backend", "ais_bench", "--model", str(om), "--dataset", str(w2v_modelzoo["data"]), "--out",
+                 str(tmp_path / "ais"), "--warmup", "1"]) == 0
+    run = open_run(tmp_path / "ais")
+    ds = DatasetDir.open(w2v_modelzoo["data"])
+    batches = len(ds.samples) // 2
+    assert run["backend"] == "ais_bench" and run["batch_size"] == 2 and len(run["batch_latency_ms"]) == batches
+    summary = run["tool"]["summary"]
+    assert summary["throughput"] > 0 and summary["NPU_compute_time_ms"]["mean"] > 0
+    assert (Path(run["tool"]["raw_output"]) / "batch_0_0.bin").is_file()
+    card = read_card(card_path_for(om))
+    for modelzoo in (False, True):
+        ref = _hyps(w2v_modelzoo["ort"], w2v_modelzoo["data"], card, modelzoo)
+        got = _hyps(tmp_path / "ais", w2v_modelzoo["data"], card, modelzoo)
+        assert got["hypotheses"] == ref["hypotheses"] and got["cer"] == ref["cer"]
+
+
+def test_ais_bench_missing_is_named(tmp_path: Path, w2v_modelzoo: dict[str, Path]) -> None:
+    from runners.ais_bench import run_ais_bench
+
+    if any((Path(p) / "ais_bench").exists() for p in sys.path if p):
+        pytest.skip("an ais_bench package is importable here")
+    card = read_card(card_path_for(w2v_modelzoo["onnx"]))
+    with pytest.raises(ToolNotFound, match="ais_bench is not importable.*ais-bench_workload"):
+        run_ais_bench(tmp_path / "x.om", card, DatasetDir.open(w2v_modelzoo["data"]), tmp_path / "r")
+
+
+def test_torch_aie_compiles_the_trace_as_the_guide(tmp_path: Path, w2v_modelzoo: dict[str, Path],
+                                                    ascend_tools: None) -> None:
+    assert _run(["--backend", "torch_aie", "--model", str(w2v_modelzoo["onnx"]), "--dataset",
+                 str(w2v_modelzoo["data"]), "--out", str(tmp_path / "aie"), "--batch-size", "2", "--aie-device", "cpu",
+                 "--aie-loops", "2", "--keep-order", "--no-progress"]) == 0
+    run = open_run(tmp_path / "aie")
+    info = run["backend_info"]
+    assert info["compiled_input_shapes"] == [[2, 100000]] and info["precision_policy"] == "FP16"
+    assert info["guide_fps"]["fps"] > 0 and info["guide_fps"]["loops"] == 2
+    card = read_card(card_path_for(w2v_modelzoo["onnx"]))
+    ref = _hyps(w2v_modelzoo["ort"], w2v_modelzoo["data"], card)
+    got = _hyps(tmp_path / "aie", w2v_modelzoo["data"], card)
+    assert got["hypotheses"] == ref["hypotheses"]
+
+
+def test_torch_aie_missing_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from runners.torch_aie_backend import import_torch_aie
+
+    monkeypatch.setitem(sys.modules, "torch_aie", None)  # what Python does for a module that is not installed
+    with pytest.raises(RunError, match="cannot import torch_aie.*torch-aie wheel"):
+        import_torch_aie()
