@@ -124,6 +124,66 @@ def cmd_atc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names(text: str) -> list[str]:
+    return [x for x in text.split(",") if x]
+
+
+def cmd_variant(args: argparse.Namespace) -> int:
+    from export.card import CardError, load_model_and_card
+    from export.variants import VariantError, VariantOptions, make_variant
+    from preprocess.dataset_dir import DatasetDir, DatasetDirError
+
+    opts = VariantOptions(kind=args.kind, op_types=args.op_types, exclude_nodes=args.exclude_nodes or [],
+                          per_channel=args.per_channel, calibration=args.calibration,
+                          calibration_samples=args.calibration_samples, parity_samples=args.parity_samples,
+                          min_argmax_agreement=args.min_argmax_agreement, max_text_cer=args.max_text_cer,
+                          keep_io_types=not args.fp16_io, threads=args.threads)
+    try:
+        _, card = load_model_and_card(args.model, args.card)
+        if card.get("precision", "fp32") != "fp32":
+            raise CardError(f"{args.model} is already a {card['precision']} variant; make variants from the fp32 export")
+        name = args.name or f"{args.model.stem}.{args.kind}"
+        target = (args.out or args.model.parent) / f"{name}.onnx"
+        if target.is_file() and not args.force and _variant_up_to_date(target, card, opts, args.dataset):
+            log.info("%s is up to date (same fp32 model, options and dataset); --force to redo", target)
+            return 0
+        dataset = DatasetDir.open(args.dataset)
+        path, out = make_variant(args.model, card, opts, dataset, args.out, args.name)
+    except VariantError as exc:
+        log.error("%s", exc)
+        if exc.report:
+            log.error("gate report: %s", {k: exc.report[k] for k in ("argmax_agreement", "text_cer_vs_fp32",
+                                                                      "identical_transcripts", "thresholds")})
+        return 3
+    except (CardError, DatasetDirError, ValueError) as exc:
+        log.error("%s", exc)
+        return 2
+    par, var = out["parity"], out["variant"]
+    log.info("wrote %s (%.1f MB, fp32 %.1f MB) and its card", path, var["size_bytes"] / 1e6,
+             var["fp32_size_bytes"] / 1e6)
+    log.info("lossy gate passed on %d samples: argmax agreement %.4f, transcripts identical %s, CER vs fp32 %.4f",
+             par["samples"], par["argmax_agreement"], par["identical_transcripts"], par["text_cer_vs_fp32"])
+    missing = out["graph"]["expected_fusions_missing"]
+    if missing:
+        log.info("expected fusions that onnxruntime did not apply: %s", ", ".join(missing))
+    return 0
+
+
+def _variant_up_to_date(target: Path, card: dict, opts, dataset: Path) -> bool:
+    from dataclasses import asdict
+
+    from export.card import read_card
+    from export.recipe import sha256_file
+
+    try:
+        old = read_card(card_path_for(target))
+    except ValueError:
+        return False
+    return (old.get("variant", {}).get("from_sha256") == card.get("onnx_sha256")
+            and old.get("variant_options") == asdict(opts) | {"dataset": str(Path(dataset).resolve())}
+            and old.get("onnx_sha256") == sha256_file(target))
+
+
 TRAIN_FAMILIES = {"deepspeech2": "export.train_deepspeech2", "wav2vec2": "export.train_wav2vec2"}
 
 
@@ -193,6 +253,35 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--simplify", action="store_true", help="fold the graph with onnxslim at the static shape first")
     a.add_argument("--atc-arg", action="append", metavar="--FLAG=VALUE", help="any further atc flag (repeatable)")
     a.set_defaults(func=cmd_atc)
+
+    v = sub.add_parser("variant", help="an fp16 / int8-dynamic / int8-static variant of an fp32 export, gated",
+                       description="Make a lossy variant of an exported fp32 model: fp16 (onnxruntime's float16 "
+                                   "converter, inputs/outputs kept fp32), int8-dynamic (quantize_dynamic) or "
+                                   "int8-static (QDQ, calibrated on a dataset dir). The variant is compared with "
+                                   "the fp32 graph on real inputs from --dataset (argmax agreement and decoded "
+                                   "text) and written as <stem>.<kind>.onnx with its card only if it passes.")
+    v.add_argument("--model", type=Path, required=True, help="the fp32 .onnx (its card beside it)")
+    v.add_argument("--card", type=Path, help="model card, if not beside --model")
+    v.add_argument("--kind", required=True, choices=["fp16", "int8-dynamic", "int8-static"])
+    v.add_argument("--dataset", type=Path, required=True,
+                   help="dataset dir for the parity gate (and for calibration of int8-static)")
+    v.add_argument("--out", type=Path, help="output folder (default: beside --model)")
+    v.add_argument("--name", help="file stem (default: <model stem>.<kind>)")
+    v.add_argument("--op-types", type=_names, metavar="A,B", help="op types to quantise (default: the family's)")
+    v.add_argument("--exclude-nodes", type=_names, metavar="N1,N2", help="node names to keep in fp32")
+    v.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
+    v.add_argument("--calibration", default="MinMax", choices=["MinMax", "Entropy", "Percentile"],
+                   help="int8-static calibration method (default MinMax)")
+    v.add_argument("--calibration-samples", type=int, default=64, help="int8-static: samples to calibrate on")
+    v.add_argument("--parity-samples", type=int, default=32, help="samples the lossy gate compares (default 32)")
+    v.add_argument("--min-argmax-agreement", type=float, default=0.97,
+                   help="gate: share of valid frames whose argmax matches fp32 (default 0.97)")
+    v.add_argument("--max-text-cer", type=float, default=0.02,
+                   help="gate: CER of the variant's transcripts against fp32's (default 0.02)")
+    v.add_argument("--fp16-io", action="store_true", help="fp16: make inputs/outputs fp16 too")
+    v.add_argument("--threads", type=int, default=0, help="onnxruntime threads for the gate")
+    v.add_argument("--force", action="store_true", help="redo even when an up-to-date variant exists")
+    v.set_defaults(func=cmd_variant)
 
     t = sub.add_parser("train", help="train a small demo model (deepspeech2 on AN4, wav2vec2 on LibriSpeech)",
                        usage="python -m export train {deepspeech2,wav2vec2} [options]",

@@ -46,14 +46,40 @@ def measure_side_by_side(contenders: list[Contender], repeats: int, warmup: int)
     return times
 
 
-def matmul_peak_gflops(threads: int, n: int = 1024, repeats: int = 10) -> float:
-    """Best GFLOP/s of an fp32 n x n matmul in torch with the given threads (the practical peak)."""
+def matmul_peak_gflops(threads: int, n: int = 2048, repeats: int = 8) -> dict[str, float]:
+    """Best GFLOP/s of an fp32 n x n matmul with the given threads, in torch and in onnxruntime (MLAS).
+
+    Both are measured because they use different GEMM kernels; the higher one is the practical peak
+    the models' GFLOP/s are compared with.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    from runners.ort import create_session
+
     torch.set_num_threads(threads)
     a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
+    for _ in range(2):
         a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
+    flops = 2 * n**3
+    torch_best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
+                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n]),
+                               helper.make_tensor_value_info("b", TensorProto.FLOAT, [n, n])],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "matmul.onnx"
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8  # onnx writes a newer IR than this onnxruntime reads by default
+        onnx.save(model, str(path))
+        session = create_session(path, threads=threads)
+        feeds = {"a": a.numpy(), "b": b.numpy()}
+        for _ in range(2):
+            session.run(None, feeds)
+        ort_best = min(_timed(lambda: session.run(None, feeds)) for _ in range(repeats))
+    result = {"torch": flops / torch_best / 1e9, "onnxruntime": flops / ort_best / 1e9, "n": n, "threads": threads}
+    result["peak"] = max(result["torch"], result["onnxruntime"])
+    return result
 
 
 def _timed(fn: Callable[[], Any]) -> float:
@@ -71,12 +97,45 @@ def forward_flops(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> in
     return int(counter.get_total_flops())
 
 
-def bench_model(label: str, loaded: Any, onnx_path: Path, batch_sizes: list[int], length: int, threads: int,
-                repeats: int, warmup: int) -> list[dict[str, Any]]:
+def _int8_variant(family: str, onnx_path: Path) -> Path | None:
+    """The family's default int8-dynamic variant (speed only here; accuracy is in the variants table)."""
+    from export.variants import VariantOptions, convert
+
+    out = onnx_path.with_name(onnx_path.stem + ".int8-dynamic.onnx")
+    try:
+        convert(onnx_path, out, {"family": family}, VariantOptions(kind="int8-dynamic"), None)
+    except Exception as exc:  # a model the quantiser cannot handle: its row says so instead of stopping
+        log.warning("no int8 contender for %s: %s", onnx_path.name, exc)
+        return None
+    return out
+
+
+def _openvino_runner(loaded: Any, onnx_path: Path, threads: int) -> Callable[[dict[str, np.ndarray]], Any] | None:
+    try:
+        from runners.openvino_backend import OpenVinoBackend
+
+        backend = OpenVinoBackend(onnx_path, {"inputs": [s.to_dict() for s in loaded.inputs],
+                                              "outputs": [s.to_dict() for s in loaded.outputs]}, threads=threads)
+    except Exception as exc:  # not installed, or cannot compile this graph: reported, not fatal
+        log.warning("no OpenVINO contender for %s: %s", onnx_path.name, exc)
+        return None
+    return backend.infer
+
+
+def _ms(times: list[float]) -> dict[str, float]:
+    return {"median": 1e3 * statistics.median(times), "min": 1e3 * min(times), "max": 1e3 * max(times)}
+
+
+def bench_model(label: str, family: str, loaded: Any, onnx_path: Path, batch_sizes: list[int], length: int,
+                threads: int, repeats: int, warmup: int) -> list[dict[str, Any]]:
+    """torch eager, onnxruntime fp32, onnxruntime int8-dynamic and OpenVINO fp32, alternating."""
     from runners.ort import create_session
 
     torch.set_num_threads(threads)
     session = create_session(onnx_path, threads=threads)
+    int8_path = _int8_variant(family, onnx_path)
+    int8 = create_session(int8_path, threads=threads) if int8_path else None
+    openvino = _openvino_runner(loaded, onnx_path, threads)
     rows = []
     for bs in batch_sizes:
         inputs = loaded.make_inputs([length] * bs, None)
@@ -88,34 +147,63 @@ def bench_model(label: str, loaded: Any, onnx_path: Path, batch_sizes: list[int]
             with torch.inference_mode():
                 return loaded.module(*args)
 
-        times = measure_side_by_side([Contender("torch eager", run_torch),
-                                      Contender("onnxruntime", lambda: session.run(names, feeds))], repeats, warmup)
+        contenders = [Contender("torch eager", run_torch), Contender("onnxruntime", lambda: session.run(names, feeds))]
+        if int8 is not None:
+            contenders.append(Contender("onnxruntime int8", lambda: int8.run(names, feeds)))
+        if openvino is not None:
+            contenders.append(Contender("openvino", lambda: openvino(feeds)))
+        times = measure_side_by_side(contenders, repeats, warmup)
         flops = forward_flops(loaded.module, args)
         med = {k: statistics.median(v) for k, v in times.items()}
-        rows.append({
+        row = {
             "model": label, "batch": bs, "input_length": length, "threads": threads, "repeats": repeats,
-            "torch_ms": {"median": 1e3 * med["torch eager"], "min": 1e3 * min(times["torch eager"]),
-                         "max": 1e3 * max(times["torch eager"])},
-            "onnxruntime_ms": {"median": 1e3 * med["onnxruntime"], "min": 1e3 * min(times["onnxruntime"]),
-                               "max": 1e3 * max(times["onnxruntime"])},
+            "torch_ms": _ms(times["torch eager"]),
+            "onnxruntime_ms": _ms(times["onnxruntime"]),
             "ort_over_torch": med["torch eager"] / med["onnxruntime"],
             "gflop_per_forward": flops / 1e9,
             "ort_gflops": flops / med["onnxruntime"] / 1e9,
             "torch_gflops": flops / med["torch eager"] / 1e9,
-        })
+        }
+        if "onnxruntime int8" in med:
+            row["int8_ms"] = _ms(times["onnxruntime int8"])
+            row["int8_over_fp32"] = med["onnxruntime"] / med["onnxruntime int8"]
+        if "openvino" in med:
+            row["openvino_ms"] = _ms(times["openvino"])
+            row["openvino_over_ort"] = med["onnxruntime"] / med["openvino"]
+        rows.append(row)
     return rows
 
 
-def _print(rows: list[dict[str, Any]], peak: float) -> None:
-    print(f"matmul peak (fp32, torch): {peak:.1f} GFLOP/s")
-    head = f"{'model':<28} {'bs':>3} {'torch ms (min-max)':>24} {'ORT ms (min-max)':>24} {'ORT/torch':>9} {'ORT GFLOP/s':>12} {'% peak':>7}"
+def _span(ms: dict[str, float]) -> str:
+    return f"{ms['median']:.1f} ({ms['min']:.1f}-{ms['max']:.1f})"
+
+
+def _print(rows: list[dict[str, Any]], peaks: dict[str, float], stages: list[dict[str, Any]]) -> None:
+    peak = peaks["peak"]
+    print(f"matmul peak (fp32 {peaks['n']}x{peaks['n']}, {peaks['threads']} threads): torch {peaks['torch']:.1f}, "
+          f"onnxruntime {peaks['onnxruntime']:.1f} GFLOP/s; % peak is against {peak:.1f}")
+    print("median ms per batch (min-max); ratios are throughput ratios of the medians")
+    head = (f"{'model':<28} {'bs':>3} {'torch':>22} {'ORT fp32':>22} {'ORT int8':>22} {'OpenVINO':>22} "
+            f"{'ORT/torch':>9} {'int8/fp32':>9} {'OV/ORT':>7} {'ORT GFLOP/s':>11} {'% peak':>7}")
     print(head)
     print("-" * len(head))
     for r in rows:
-        t, o = r["torch_ms"], r["onnxruntime_ms"]
-        print(f"{r['model']:<28} {r['batch']:>3} {t['median']:>9.1f} ({t['min']:.1f}-{t['max']:.1f}){'':>3} "
-              f"{o['median']:>9.1f} ({o['min']:.1f}-{o['max']:.1f}){'':>3} {r['ort_over_torch']:>8.2f}x "
-              f"{r['ort_gflops']:>12.1f} {100 * r['ort_gflops'] / peak:>6.1f}%")
+        int8 = _span(r["int8_ms"]) if "int8_ms" in r else "-"
+        ov = _span(r["openvino_ms"]) if "openvino_ms" in r else "-"
+        ratio8 = f"{r['int8_over_fp32']:.2f}x" if "int8_over_fp32" in r else "-"
+        ratio_ov = f"{r['openvino_over_ort']:.2f}x" if "openvino_over_ort" in r else "-"
+        print(f"{r['model']:<28} {r['batch']:>3} {_span(r['torch_ms']):>22} {_span(r['onnxruntime_ms']):>22} "
+              f"{int8:>22} {ov:>22} {r['ort_over_torch']:>8.2f}x {ratio8:>9} {ratio_ov:>7} "
+              f"{r['ort_gflops']:>11.1f} {100 * r['ort_gflops'] / peak:>6.1f}%")
+    for st in stages:
+        if st["stage"] == "preprocess":
+            print(f"preprocess {st['model']}: {st['utterances']} utterances, {st['audio_s']:.1f} s of audio in "
+                  f"{st['seconds']:.2f} s on 1 core = {st['x_real_time']:.0f}x real time")
+        else:
+            print(f"pipeline {st['model']} (preprocess + onnxruntime bs1 run + scoring, {st['utterances']} utterances): "
+                  f"{st['total_s']:.2f} s, model execution {st['model_execution_s']:.2f} s, not model execution "
+                  f"{100 * st['not_model_share']:.1f}% (preprocess {st['preprocess_s']:.2f} s, run wall "
+                  f"{st['run_wall_s']:.2f} s, scoring {st['score_s']:.2f} s)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -123,7 +211,7 @@ def main(args: argparse.Namespace) -> int:
     from export.onnx_export import export_onnx
 
     rows: list[dict[str, Any]] = []
-    peak = matmul_peak_gflops(args.threads)
+    peaks = matmul_peak_gflops(args.threads)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         models: list[tuple[str, str, Path, int]] = []
@@ -134,21 +222,31 @@ def main(args: argparse.Namespace) -> int:
         if args.wav2vec2_base:
             models.append(("wav2vec2-base arch (random)", "wav2vec2", _random_wav2vec2_base(tmp / "w2v_base"),
                            args.samples))
-        if not models:
-            raise SystemExit("nothing to benchmark: give --deepspeech2-ckpt, --wav2vec2-dir and/or --wav2vec2-base")
+        if not models and not args.pipeline:
+            raise SystemExit("nothing to benchmark: give --deepspeech2-ckpt, --wav2vec2-dir, --wav2vec2-base "
+                             "and/or --pipeline")
         for label, family, source, length in models:
             loaded = family_module(family).load(source)
             onnx_path = tmp / f"{family}_{len(rows)}.onnx"
             export_onnx(loaded, onnx_path)
             log.info("benchmarking %s", label)
-            rows += bench_model(label, loaded, onnx_path, args.batch_sizes, length, args.threads, args.repeats,
-                                args.warmup)
-    _print(rows, peak)
+            rows += bench_model(label, family, loaded, onnx_path, args.batch_sizes, length, args.threads,
+                                args.repeats, args.warmup)
+    stages: list[dict[str, Any]] = []
+    for spec in args.pipeline:
+        from postprocess.bench_pipeline import pipeline_share, preprocessing_rtf
+
+        model, data = spec.split("=", 1)
+        log.info("benchmarking the stages around %s", model)
+        for st in (preprocessing_rtf(Path(model), Path(data), args.pipeline_utterances),
+                   pipeline_share(Path(model), Path(data), args.threads, args.pipeline_utterances)):
+            stages.append({"model": Path(model).parent.name, **st})
+    _print(rows, peaks, stages)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         from runners.machine import machine_info
 
-        args.out.write_text(json.dumps({"matmul_peak_gflops": peak, "rows": rows, "machine": machine_info(),
+        args.out.write_text(json.dumps({"matmul_peak_gflops": peaks, "rows": rows, "stages": stages, "machine": machine_info(),
                                         "torch": torch.__version__}, indent=2) + "\n")
     return 0
 
@@ -179,4 +277,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deepspeech2-ckpt", help="a deepspeech.pytorch V3.0 checkpoint")
     p.add_argument("--wav2vec2-dir", help="a Hugging Face wav2vec2 CTC directory")
     p.add_argument("--wav2vec2-base", action="store_true", help="wav2vec2-base architecture with random weights")
+    p.add_argument("--pipeline", action="append", default=[], metavar="MODEL.onnx=DATA",
+                   help="also time the stages around this exported model on DATA (AN4 root or LibriSpeech split): "
+                        "preprocessing speed on one core, and the share of a whole run that is not model execution")
+    p.add_argument("--pipeline-utterances", type=int, default=200, help="utterances for --pipeline (default 200)")
     p.add_argument("--out", type=Path, help="also write the rows as JSON here")

@@ -31,6 +31,10 @@ def throughput_plot(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
         ax.grid(True, alpha=0.3)
         ax.legend()
     fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.png")
@@ -38,3 +42,20 @@ def throughput_plot(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+def wer_vs_throughput_plot(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
+    """WER against seq/s at batch 1 (and 8 where measured), one point per system."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in rows:
+        for key, marker in (("seq/s bs1", "o"), ("seq/s bs8", "s")):
+            if r.get(key):
+                ax.scatter(r[key], r["WER %"], marker=marker, s=40)
+                ax.annotate(f"{r['system']} ({key[-3:]})", (r[key], r["WER %"]), fontsize=7,
+                            xytext=(4, 3), textcoords="offset points")
+    ax.set_xlabel("sequences / s (o: batch 1, s: batch 8)")
+    ax.set_ylabel("WER %")
+    ax.set_xscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title)
+    return _save(fig, path)

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-samples", type=int, help="skip clips longer than this many samples (named in the log)")
     p.add_argument("--downmix", action="store_true", help="average multichannel audio instead of refusing it")
     p.add_argument("--limit", type=int, help="only the first N utterances (in the dataset's order)")
+    p.add_argument("--spread", type=int, metavar="N",
+                   help="only N utterances spread evenly over the dataset (every speaker; e.g. a calibration set)")
     p.add_argument("--force", action="store_true", help="overwrite a dataset dir made with other settings")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -91,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.limit:
             utts = utts[: args.limit]
             source["limit"] = args.limit
+        if args.spread and args.spread < len(utts):
+            step = len(utts) / args.spread
+            utts = [utts[int(i * step)] for i in range(args.spread)]
+            source["spread"] = args.spread
         opts = BuildOptions(layout="modelzoo" if args.modelzoo else "default", pad_to=args.pad_to,
                             sample_rate=int(card["feature"]["sample_rate"]), raw_rate=args.raw_rate,
                             resample=_resample(args, card), downmix=args.downmix, batch_size=args.batch_size,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 log = logging.getLogger("runners")
 
-BACKENDS = ["onnxruntime", "torch", "msame", "ais_bench", "torch_aie"]
+BACKENDS = ["onnxruntime", "openvino", "torch", "msame", "ais_bench", "torch_aie"]
 TOOL_BACKENDS = ("msame", "ais_bench")
 
 
@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "model output with <key>.bin per sample, and run.json with backend, versions, threads, machine, "
                     "per-batch latency, total time and seq/s (warm-up excluded).")
     p.add_argument("--backend", choices=BACKENDS, required=True,
-                   help="onnxruntime (the embedded default), torch (the reference, from the checkpoint), msame or "
+                   help="onnxruntime (the embedded default), openvino (OpenVINO CPU plugin on the same ONNX), "
+                        "torch (the reference, from the checkpoint), msame or "
                         "ais_bench (Ascend tools, on an .om from `python -m export atc`), torch_aie (Ascend, on the "
                         "TorchScript from `python -m export wav2vec2 --torchscript`)")
     p.add_argument("--model", type=Path, help="the .onnx file, or the .om for msame/ais_bench (card read from beside it)")
@@ -28,12 +29,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", type=Path, required=True, help="dataset dir written by `python -m preprocess`")
     p.add_argument("--out", type=Path, required=True, help="run dir to write")
     p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = the runtime's default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="intra-op threads; OpenVINO's INFERENCE_NUM_THREADS (0 = the runtime's default)")
     p.add_argument("--inter-threads", type=int, default=1, help="onnxruntime inter-op threads")
     p.add_argument("--providers", default="CPUExecutionProvider",
                    help="onnxruntime execution providers, comma-separated, in priority order")
     p.add_argument("--graph-level", default="all", choices=["disable", "basic", "extended", "all"],
                    help="onnxruntime graph optimisation level")
+    p.add_argument("--execution-mode", default="sequential", choices=["sequential", "parallel"],
+                   help="onnxruntime execution mode (parallel: independent branches on the inter-op threads)")
+    p.add_argument("--profile", action="store_true",
+                   help="onnxruntime: profile the session; writes ort_profile.json (Chrome trace) and "
+                        "ort_profile_top_ops.md into the run dir and the per-op summary into run.json")
+    p.add_argument("--ov-precision", default="f32", choices=["f32", "bf16", "f16"],
+                   help="openvino INFERENCE_PRECISION_HINT (default f32: the CPU plugin would otherwise pick bf16 "
+                        "on CPUs with AMX/avx512_bf16)")
+    p.add_argument("--ov-hint", default="LATENCY", choices=["LATENCY", "THROUGHPUT"],
+                   help="openvino PERFORMANCE_HINT")
     p.add_argument("--warmup", type=int, default=2, help="untimed warm-up batches (default 2; ais_bench --warmup_count)")
     p.add_argument("--outfmt", choices=["TXT", "BIN"], help="msame/ais_bench output format (default: TXT for msame "
                                                            "as the DeepSpeech guide uses, BIN for ais_bench)")
@@ -105,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     from runners.base import RunError, RunOptions, run_dataset
 
     try:
+        if args.profile and args.backend != "onnxruntime":
+            raise RunError("--profile is for the onnxruntime backend only")
         if args.backend in TOOL_BACKENDS:
             return _run_tool(args)
         if args.model:
@@ -121,7 +135,15 @@ def main(argv: list[str] | None = None) -> int:
 
             backend = OnnxRuntimeBackend(args.model, card, threads=args.threads, inter_threads=args.inter_threads,
                                          providers=[p for p in args.providers.split(",") if p],
-                                         graph_level=args.graph_level)
+                                         graph_level=args.graph_level, execution_mode=args.execution_mode,
+                                         profile=args.profile)
+        elif args.backend == "openvino":
+            if not args.model:
+                raise RunError("the openvino backend needs --model")
+            from runners.openvino_backend import OpenVinoBackend
+
+            backend = OpenVinoBackend(args.model, card, threads=args.threads, precision=args.ov_precision,
+                                      hint=args.ov_hint)
         elif args.backend == "torch_aie":
             from runners.torch_aie_backend import TorchAieBackend
 

@@ -154,11 +154,15 @@ def run_dataset(backend: Backend, dataset: DatasetDir, card: dict[str, Any], out
                 shapes[spec["name"]] = list(ref.shape)
             samples_meta.append({"key": sample.key, "batch": batch_index, "shapes": shapes})
     wall_s = time.perf_counter() - wall0
+    # A backend may have work to do once the timed batches are done (e.g. write a profile into the run dir);
+    # what it returns is added to run.json.
+    finish = getattr(backend, "finish", None)
+    extra = finish(out) if callable(finish) else None
     return finish_run(out, config=config, backend=backend.name, backend_info=backend.info(), card=card,
                       dataset=dataset, batch_size=opts.batch_size, batches=len(batches), latencies_ms=latencies_ms,
                       wall_s=wall_s, samples_meta=samples_meta, model_path=model_path,
                       batching="sorted by length" if opts.sort_by_length and opts.batch_size > 1 else "manifest order",
-                      warmup=opts.warmup)
+                      warmup=opts.warmup, extra=extra)
 
 
 def finish_run(out: Path, *, config: dict[str, Any], backend: str, backend_info: dict[str, Any],

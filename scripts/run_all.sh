@@ -11,6 +11,8 @@
 #   --deepspeech-ckpt FILE  deepspeech.pytorch V3.0 checkpoint (DEEPSPEECH_CKPT); default: train the demo model
 #   --librispeech DIR       a LibriSpeech split to test wav2vec2 on, e.g. LibriSpeech/test-clean (LIBRISPEECH_TEST);
 #                           default: the synthesised demo split
+#   LIBRISPEECH_CALIB=DIR   a LibriSpeech split to calibrate wav2vec2 int8-static on (default: the demo train split
+#                           with the demo corpus; the test split when --librispeech is given without it)
 #   --wav2vec2-dir DIR      Hugging Face wav2vec2 CTC model directory (WAV2VEC2_DIR); default: train the demo model
 #   --families "a b"        which families to run (FAMILIES, default "deepspeech2 wav2vec2")
 #   --work DIR              caches and intermediate files (WORK_DIR, default: work/)
@@ -53,7 +55,7 @@ while [ $# -gt 0 ]; do
         --families) FAMILIES="$2"; shift 2 ;;
         --soc-version) ASCEND_SOC="$2"; shift 2 ;;
         --quick) QUICK=1; shift ;;
-        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run_all.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -92,6 +94,41 @@ if [ "$need_corpus" = "1" ]; then
 fi
 
 training=()
+# Precision variants of one exported model: fp16, int8 dynamic, int8 static (calibrated on CALIB), each
+# gated against fp32; onnxruntime and OpenVINO runs at batch 1 and 8; the per-variant table and plot.
+#   run_variants NAME TITLE MODEL DATA CALIB RUNS TORCH_ARGS...
+run_variants() {
+    local name="$1" title="$2" model="$3" data="$4" calib="$5" runs="$6"; shift 6
+    local torch_args=("$@") stem="${model%.onnx}" rows=()
+    step "$title: fp16 / int8 variants (each gated against fp32 on $(basename "$data"))"
+    $PY -m export variant --model "$model" --kind fp16 --dataset "$data" --threads "$THREADS"
+    $PY -m export variant --model "$model" --kind int8-dynamic --dataset "$data" --threads "$THREADS"
+    $PY -m export variant --model "$model" --kind int8-static --dataset "$calib" --threads "$THREADS"
+    for bs in 1 8; do
+        $PY -m runners --backend torch "${torch_args[@]}" --dataset "$data" --out "$runs/torch_bs$bs" \
+            --batch-size "$bs" --threads "$THREADS" --no-progress
+        for v in "" .fp16 .int8-dynamic .int8-static; do
+            step "$title: onnxruntime${v:-.fp32} batch $bs"
+            $PY -m runners --backend onnxruntime --model "$stem$v.onnx" --dataset "$data" \
+                --out "$runs/onnxruntime${v}_bs$bs" --batch-size "$bs" --threads "$THREADS" --no-progress
+        done
+        for v in "" .int8-static; do
+            step "$title: openvino${v:-.fp32} batch $bs"
+            $PY -m runners --backend openvino --model "$stem$v.onnx" --dataset "$data" \
+                --out "$runs/openvino${v}_bs$bs" --batch-size "$bs" --threads "$THREADS" --no-progress
+        done
+    done
+    rows=(--row "PyTorch fp32 (reference)=$runs/torch_bs1,$runs/torch_bs8"
+          --row "ONNX Runtime fp32=$runs/onnxruntime_bs1,$runs/onnxruntime_bs8"
+          --row "ONNX Runtime fp16=$runs/onnxruntime.fp16_bs1,$runs/onnxruntime.fp16_bs8"
+          --row "ONNX Runtime int8 dynamic=$runs/onnxruntime.int8-dynamic_bs1,$runs/onnxruntime.int8-dynamic_bs8"
+          --row "ONNX Runtime int8 static (QDQ)=$runs/onnxruntime.int8-static_bs1,$runs/onnxruntime.int8-static_bs8"
+          --row "OpenVINO fp32=$runs/openvino_bs1,$runs/openvino_bs8"
+          --row "OpenVINO int8 static (QDQ)=$runs/openvino.int8-static_bs1,$runs/openvino.int8-static_bs8")
+    $PY -m postprocess variants --dataset "$data" --card "${stem}.card.json" "${rows[@]}" --out "$RESULTS_DIR" \
+        --name "$name" --title "$title"
+}
+
 run_deepspeech2() {
     if [ -z "$DEEPSPEECH_CKPT" ]; then
         DEEPSPEECH_CKPT="$WORK_DIR/models/deepspeech2_demo.ckpt"
@@ -169,6 +206,17 @@ run_deepspeech2() {
         "${mz_rows[@]}" --modelzoo-dataset "$MZ_DATA" \
         --throughput "${throughput[@]}" --out "$RESULTS_DIR" --name deepspeech2_an4 --title "DeepSpeech2 on AN4 test"
 
+
+    # Precision variants, calibrated on 100 training utterances (the test set is never calibrated on).
+    local calib="$WORK_DIR/data/deepspeech2_an4_calibration"
+    if [ -n "$AN4_MANIFEST" ]; then
+        echo "run_all: a manifest gives no training split; calibrating int8-static on the test data"
+        calib="$DATA"
+    else
+        $PY -m preprocess --an4-root "${AN4_ROOT:-$DEMO_AN4}" --split train --card "$CARD" --out "$calib" --spread 100
+    fi
+    run_variants deepspeech2_an4 "DeepSpeech2 on AN4 test" "$MODEL" "$DATA" "$calib" "$RUNS" \
+        --card "$CARD" --checkpoint "$DEEPSPEECH_CKPT"
 }
 
 run_wav2vec2() {
@@ -237,6 +285,16 @@ run_wav2vec2() {
         --reference "PyTorch fp32 (reference, bs $first_bs)=$runs/torch_bs${first_bs}" "${candidates[@]}" \
         "${mz_rows[@]}" --modelzoo-dataset "$mz_data" --throughput "${w2v_throughput[@]}" --out "$RESULTS_DIR" \
         --name wav2vec2_librispeech --title "wav2vec2 on LibriSpeech $(basename "$test_split")"
+    local calib="$WORK_DIR/data/wav2vec2_librispeech_calibration" train_split="${LIBRISPEECH_CALIB:-}"
+    if [ -z "$train_split" ] && [ -z "$LIBRISPEECH_TEST" ]; then train_split="$WORK_DIR/corpus/LibriSpeech/train-demo"; fi
+    if [ -n "$train_split" ]; then
+        $PY -m preprocess --librispeech "$train_split" --card "$export_dir/model.card.json" --out "$calib" --spread 100
+    else
+        echo "run_all: no LIBRISPEECH_CALIB split given; calibrating int8-static on the test data"
+        calib="$data"
+    fi
+    run_variants wav2vec2_librispeech "wav2vec2 on LibriSpeech $(basename "$test_split")" "$export_dir/model.onnx" \
+        "$data" "$calib" "$runs" --card "$export_dir/model.card.json" --checkpoint "$WAV2VEC2_DIR"
 }
 
 names=()

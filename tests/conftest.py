@@ -57,3 +57,23 @@ def tiny_export(tmp_path_factory: pytest.TempPathFactory, tiny_ckpt: Path) -> Pa
     out = tmp_path_factory.mktemp("export")
     assert main(["deepspeech2", "--checkpoint", str(tiny_ckpt), "--out", str(out), "--threads", "1"]) == 0
     return out / "model.onnx"
+
+
+@pytest.fixture(scope="session")
+def tiny_an4_test(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path, tiny_export: Path) -> Path:
+    """The tiny corpus's AN4 test split preprocessed for the tiny export (read-only for tests)."""
+    from export.card import card_path_for, read_card
+    from preprocess.build import BuildOptions, build_dataset
+    from preprocess.datasets import read_an4_raw
+
+    out = tmp_path_factory.mktemp("ds") / "an4_test"
+    build_dataset(read_an4_raw(tiny_corpus / "an4", "test"), out, read_card(card_path_for(tiny_export)),
+                  {"kind": "an4_raw"}, BuildOptions(), progress=False)
+    return out
+
+
+def run_quiet(args: list[str]) -> int:
+    """`python -m runners ARGS` in-process, one thread, one warm-up batch, no progress bar."""
+    from runners.__main__ import main
+
+    return main(args + ["--no-progress", "--threads", "1", "--warmup", "1"])

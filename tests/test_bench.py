@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 
-def test_bench_prints_rows(tmp_path: Path, tiny_ckpt: Path, capsys: pytest.CaptureFixture) -> None:
+def test_bench_prints_rows(tmp_path: Path, tiny_ckpt: Path, tiny_export: Path, tiny_corpus: Path,
+                           capsys: pytest.CaptureFixture) -> None:
     from postprocess.__main__ import main
     from tests.test_wav2vec2 import make_tiny_model_dir
 
@@ -15,12 +16,19 @@ def test_bench_prints_rows(tmp_path: Path, tiny_ckpt: Path, capsys: pytest.Captu
     out = tmp_path / "bench.json"
     assert main(["bench", "--deepspeech2-ckpt", str(tiny_ckpt), "--wav2vec2-dir", str(w2v), "--threads", "1",
                  "--repeats", "2", "--warmup", "1", "--batch-sizes", "1", "2", "--frames", "60", "--samples", "4000",
-                 "--out", str(out)]) == 0
+                 "--pipeline", f"{tiny_export}={tiny_corpus / 'an4'}", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "matmul peak" in printed and "ORT/torch" in printed
-    rows = json.loads(out.read_text())["rows"]
+    assert "matmul peak" in printed and "ORT/torch" in printed and "int8/fp32" in printed
+    assert "x real time" in printed and "not model execution" in printed
+    result = json.loads(out.read_text())
+    rows = result["rows"]
     assert [(r["model"], r["batch"]) for r in rows] == [("DeepSpeech2 (demo)", 1), ("DeepSpeech2 (demo)", 2),
                                                         ("wav2vec2 (given dir)", 1), ("wav2vec2 (given dir)", 2)]
     for r in rows:
         assert r["gflop_per_forward"] > 0 and r["ort_over_torch"] > 0
         assert r["torch_ms"]["min"] <= r["torch_ms"]["median"] <= r["torch_ms"]["max"]
+        assert r["int8_over_fp32"] > 0 and r["openvino_over_ort"] > 0
+    pre, pipe = result["stages"]
+    assert pre["stage"] == "preprocess" and pre["utterances"] == 6 and pre["x_real_time"] > 0
+    assert pipe["stage"] == "pipeline" and 0 < pipe["not_model_share"] < 1
+    assert pipe["model_execution_s"] < pipe["total_s"]

@@ -9,24 +9,18 @@ import pytest
 
 from export.card import card_path_for, read_card
 from postprocess.score import score_run
+from tests.conftest import run_quiet
 from preprocess.build import BuildOptions, build_dataset
 from preprocess.dataset_dir import DatasetDir
 from preprocess.datasets import read_an4_raw
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path, tiny_export: Path) -> Path:
-    card = read_card(card_path_for(tiny_export))
-    out = tmp_path_factory.mktemp("ds") / "an4_test"
-    build_dataset(read_an4_raw(tiny_corpus / "an4", "test"), out, card, {"kind": "an4_raw"}, BuildOptions(),
-                  progress=False)
-    return out
+def dataset(tiny_an4_test: Path) -> Path:
+    return tiny_an4_test
 
 
-def _run(args: list[str]) -> int:
-    from runners.__main__ import main
-
-    return main(args + ["--no-progress", "--threads", "1", "--warmup", "1"])
+_run = run_quiet
 
 
 @pytest.fixture(scope="module")

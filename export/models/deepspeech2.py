@@ -280,6 +280,14 @@ MODELZOO = {
                    "frames on real AN4; float32-rounded sizes; static 1x1x161x621 graph), decoded as its "
                    "postprocess does: floor(L/2) of the ceil(L/2) output frames",
 }
+# Lossy variants (export/variants.py): which ops to quantise, and the fusions onnxruntime should apply.
+# Conv stays fp32 by default: the two front convolutions are a small share of the time, and quantising
+# them costs accuracy first (measured: results/deepspeech2_an4_variants.md).
+VARIANT_DEFAULTS = {
+    "int8-dynamic": {"op_types": ["LSTM", "MatMul", "Gemm"]},
+    "int8-static": {"op_types": ["MatMul", "Gemm"]},
+    "expected_fusions": {"FusedConv": "Conv + BatchNorm + Hardtanh(Clip) folded into one kernel"},
+}
 INPUT_FREQ_AXIS = 2
 INPUT_TIME_AXIS = 3
 

@@ -1,0 +1,265 @@
+"""Lossy variants of an exported model: fp16, int8 dynamic, int8 static (QDQ), each with its own card.
+
+A variant is made from the fp32 ONNX file and its card, never from the checkpoint, and is used only
+after a lossy parity gate against that fp32 graph on real inputs from a dataset dir: tensors of a
+quantised model move by far more than fp32 tolerances, so what is gated is what a user reads, the
+argmax path and the decoded text (thresholds below, recorded in the card).
+
+Defaults per family (which op types to quantise) live in the family's recipe as VARIANT_DEFAULTS.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import onnx
+
+from export.card import card_path_for, output_frames, versions, write_card
+from export.recipe import sha256_file
+from preprocess.dataset_dir import DatasetDir, Sample
+from runners.ort import create_session
+
+log = logging.getLogger("export")
+
+KINDS = ("fp16", "int8-dynamic", "int8-static")
+CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
+# Lossy gate defaults: a variant may flip a few frames' argmax, but must keep almost every transcript.
+MIN_ARGMAX_AGREEMENT = 0.97
+MAX_TEXT_CER = 0.02
+
+
+class VariantError(RuntimeError):
+    """A variant that cannot be made, or that failed its parity gate (the report is attached)."""
+
+    def __init__(self, message: str, report: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.report = report or {}
+
+
+@dataclass
+class VariantOptions:
+    kind: str
+    op_types: list[str] | None = None  # None: the family's default for this kind
+    exclude_nodes: list[str] = field(default_factory=list)
+    per_channel: bool = False
+    calibration: str = "MinMax"
+    calibration_samples: int = 64
+    parity_samples: int = 32
+    min_argmax_agreement: float = MIN_ARGMAX_AGREEMENT
+    max_text_cer: float = MAX_TEXT_CER
+    keep_io_types: bool = True
+    threads: int = 0
+
+
+def family_defaults(family: str) -> dict[str, Any]:
+    from export.models import family_module
+
+    return dict(getattr(family_module(family), "VARIANT_DEFAULTS", {}))
+
+
+def spread(samples: list[Sample], n: int) -> list[Sample]:
+    """`n` samples spread evenly over the dataset (short and long ones, all speakers), deterministic."""
+    if n >= len(samples):
+        return list(samples)
+    idx = np.linspace(0, len(samples) - 1, n).round().astype(int)
+    return [samples[i] for i in sorted(set(idx.tolist()))]
+
+
+def batch1_inputs(dataset: DatasetDir, card: dict[str, Any], samples: list[Sample]) -> Iterator[dict[str, np.ndarray]]:
+    for s in samples:
+        yield {spec["name"]: dataset.load(s, spec["name"]).astype(spec["dtype"], copy=False) for spec in card["inputs"]}
+
+
+class DatasetCalibrationReader:
+    """onnxruntime's CalibrationDataReader over a preprocessed dataset dir, batch 1."""
+
+    def __init__(self, dataset: DatasetDir, card: dict[str, Any], samples: list[Sample]) -> None:
+        self._iter = batch1_inputs(dataset, card, samples)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._iter, None)
+
+    def rewind(self) -> None:  # part of the interface; calibration here reads the data once
+        pass
+
+
+def convert(src: Path, dst: Path, card: dict[str, Any], opts: VariantOptions, dataset: DatasetDir | None) -> dict[str, Any]:
+    """Write the variant model to `dst`; return what was done (for the card)."""
+    defaults = family_defaults(card["family"]).get(opts.kind, {})
+    op_types = opts.op_types if opts.op_types is not None else defaults.get("op_types")
+    done: dict[str, Any] = {"kind": opts.kind, "op_types": op_types, "exclude_nodes": list(opts.exclude_nodes)}
+    if opts.kind == "fp16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=opts.keep_io_types,
+                                         node_block_list=opts.exclude_nodes or None)
+        onnx.save(model, str(dst))
+        done["keep_io_types"] = opts.keep_io_types
+        done["op_types"] = "all float ops"
+        return done
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if opts.kind == "int8-dynamic":
+        quantize_dynamic(src, dst, op_types_to_quantize=op_types, per_channel=opts.per_channel,
+                         weight_type=QuantType.QInt8, nodes_to_exclude=opts.exclude_nodes or None)
+        done.update({"weights": "int8 (QInt8), per tensor" if not opts.per_channel else "int8 per channel",
+                     "activations": "quantised at run time (dynamic)"})
+        return done
+    if opts.kind != "int8-static":
+        raise VariantError(f"unknown variant kind {opts.kind!r}; one of {', '.join(KINDS)}")
+    if dataset is None:
+        raise VariantError("int8-static needs --dataset (calibration inputs)")
+    if opts.calibration not in CALIBRATION_METHODS:
+        raise VariantError(f"--calibration must be one of {', '.join(CALIBRATION_METHODS)}")
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    calib = spread(dataset.samples, opts.calibration_samples)
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".calib-") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        # onnxruntime's recommended pre-processing (symbolic shapes + folding) before QDQ placement.
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
+        quantize_static(pre, dst, DatasetCalibrationReader(dataset, card, calib), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=op_types, per_channel=opts.per_channel,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        nodes_to_exclude=opts.exclude_nodes or None,
+                        calibrate_method=getattr(CalibrationMethod, opts.calibration),
+                        extra_options={"CalibTensorRangeSymmetric": False},
+                        calibration_cache_path=None)
+    done.update({"format": "QDQ", "weights": "int8 (QInt8)", "activations": "uint8 (QUInt8), calibrated",
+                 "calibration": {"method": opts.calibration, "samples": len(calib),
+                                 "dataset": str(dataset.path)}})
+    return done
+
+
+def _valid_frames(card: dict[str, Any], outputs: dict[str, np.ndarray], sample: Sample) -> int:
+    scores = next(o for o in card["outputs"] if o["role"] in ("probabilities", "logits", "log_probs"))
+    if scores.get("lengths_from"):
+        return int(np.asarray(outputs[scores["lengths_from"]]).reshape(-1)[0])
+    return output_frames(card, sample.length)
+
+
+def lossy_parity(fp32: Path, variant: Path, card: dict[str, Any], dataset: DatasetDir,
+                 opts: VariantOptions) -> dict[str, Any]:
+    """Compare the variant with the fp32 graph on real inputs: argmax agreement and decoded text."""
+    from postprocess.ctc import greedy_decode
+    from postprocess.metrics import corpus_scores
+
+    scores = next(o for o in card["outputs"] if o["role"] in ("probabilities", "logits", "log_probs"))
+    names = [o["name"] for o in card["outputs"]]
+    ref_sess = create_session(fp32, threads=opts.threads)
+    var_sess = create_session(variant, threads=opts.threads)
+    delimiter = card.get("word_delimiter")
+    delimiter = delimiter if delimiter and delimiter != " " else None
+    agree = total = 0
+    max_abs = 0.0
+    ref_text, var_text = [], []
+    samples = spread(dataset.samples, opts.parity_samples)
+    for sample, inputs in zip(samples, batch1_inputs(dataset, card, samples)):
+        ref = dict(zip(names, ref_sess.run(names, inputs)))
+        got = dict(zip(names, var_sess.run(names, inputs)))
+        n = _valid_frames(card, ref, sample)
+        a = ref[scores["name"]][0][:n].astype(np.float64)
+        b = got[scores["name"]][0][:n].astype(np.float64)
+        if a.size:
+            max_abs = max(max_abs, float(np.abs(a - b).max()))
+        agree += int((a.argmax(-1) == b.argmax(-1)).sum())
+        total += a.shape[0]
+        for out, text in ((a, ref_text), (b, var_text)):
+            text.append(greedy_decode(out.astype(np.float32), n, card["labels"], int(card["blank_index"]),
+                                      word_delimiter=delimiter, special_tokens=card.get("special_tokens", [])))
+    agreement = agree / total if total else 1.0
+    text = corpus_scores(ref_text, var_text, convention=card.get("metrics_convention", "deepspeech"))
+    identical = sum(1 for r, v in zip(ref_text, var_text) if r == v)
+    failures = []
+    if agreement < opts.min_argmax_agreement:
+        failures.append(f"argmax agreement {agreement:.4f} < {opts.min_argmax_agreement}")
+    if text["cer"] > opts.max_text_cer:
+        failures.append(f"CER of the variant's transcripts against the fp32 graph's {text['cer']:.4f} > "
+                        f"{opts.max_text_cer}")
+    return {
+        "passed": not failures,
+        "kind": "lossy: argmax path and decoded text against the fp32 ONNX graph on real inputs",
+        "reference": f"{fp32.name} (fp32, onnxruntime CPU)",
+        "dataset": str(dataset.path),
+        "samples": len(samples),
+        "frames": total,
+        "argmax_agreement": agreement,
+        "identical_transcripts": f"{identical}/{len(samples)}",
+        "text_cer_vs_fp32": text["cer"],
+        "text_wer_vs_fp32": text["wer"],
+        "max_abs": max_abs,
+        "thresholds": {"min_argmax_agreement": opts.min_argmax_agreement, "max_text_cer": opts.max_text_cer},
+        "failures": failures,
+    }
+
+
+def graph_report(path: Path, card: dict[str, Any], threads: int = 1) -> dict[str, Any]:
+    """Node counts of the file and of onnxruntime's optimised graph, the fused op types, and the
+    family's expected fusions that did not apply."""
+    import onnxruntime as ort
+
+    base = Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
+    with tempfile.TemporaryDirectory() as tmp:
+        optimised = Path(tmp) / "ort_optimised.onnx"
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.optimized_model_filepath = str(optimised)
+        so.intra_op_num_threads = threads
+        so.log_severity_level = 3
+        ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        after = Counter(n.op_type for n in onnx.load(str(optimised)).graph.node)
+    fused = sorted(set(after) - set(base))
+    expected = family_defaults(card["family"]).get("expected_fusions", {})
+    missing = {op: why for op, why in expected.items() if op not in after}
+    return {
+        "nodes": sum(base.values()), "op_types": dict(base.most_common()),
+        "nodes_after_ort": sum(after.values()), "op_types_after_ort": dict(after.most_common()),
+        "fused_by_ort": fused,
+        "expected_fusions_missing": missing,
+    }
+
+
+def make_variant(onnx_path: Path, card: dict[str, Any], opts: VariantOptions, dataset: DatasetDir,
+                 out_dir: Path | None = None, name: str | None = None) -> tuple[Path, dict[str, Any]]:
+    """Convert, gate, and write `<stem>.<kind>.onnx` + its card; nothing is left behind on failure."""
+    out_dir = out_dir or onnx_path.parent
+    name = name or f"{onnx_path.stem}.{opts.kind}"
+    dst = out_dir / f"{name}.onnx"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".variant-") as tmp:
+        candidate = Path(tmp) / f"{name}.onnx"
+        t0 = time.perf_counter()
+        done = convert(onnx_path, candidate, card, opts, dataset)
+        convert_s = time.perf_counter() - t0
+        parity = lossy_parity(onnx_path, candidate, card, dataset, opts)
+        if not parity["passed"]:
+            raise VariantError(f"{opts.kind} variant of {onnx_path} FAILED its parity gate: "
+                               + "; ".join(parity["failures"]), parity)
+        out = copy.deepcopy(card)
+        if opts.kind == "fp16" and not opts.keep_io_types:
+            for spec in out["inputs"] + out["outputs"]:
+                if spec["dtype"] == "float32":
+                    spec["dtype"] = "float16"
+        out.update({
+            "onnx": dst.name,
+            "precision": opts.kind,
+            "variant": {**done, "from": onnx_path.name, "from_sha256": card.get("onnx_sha256"),
+                        "size_bytes": candidate.stat().st_size,
+                        "fp32_size_bytes": onnx_path.stat().st_size, "convert_s": round(convert_s, 3)},
+            "parity": parity,
+            "graph": graph_report(candidate, card),
+            "variant_options": asdict(opts) | {"dataset": str(dataset.path.resolve())},
+            "versions": versions(),
+            "onnx_sha256": sha256_file(candidate),
+        })
+        write_card(out, card_path_for(dst))
+        candidate.replace(dst)
+    return dst, out

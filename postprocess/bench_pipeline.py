@@ -1,0 +1,83 @@
+"""Benchmark rows for the stages around the model: preprocessing speed, and how much of a whole
+pipeline run (preprocess -> run -> score) is not model execution.
+
+Both run the real stages (build_dataset, run_dataset with onnxruntime, score_run) into a scratch dir.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from export.card import load_model_and_card
+from preprocess.build import BuildOptions, build_dataset
+from preprocess.dataset_dir import DatasetDir
+from preprocess.datasets import Utterance, read_an4_raw, read_librispeech
+
+
+def utterances_for(card: dict[str, Any], data: Path, limit: int) -> tuple[list[Utterance], dict[str, Any]]:
+    """AN4 (raw) for DeepSpeech2-style cards, a LibriSpeech split for wav2vec2-style ones."""
+    if card["feature"]["kind"] == "wav2vec2_waveform":
+        utts, source = read_librispeech(data), {"kind": "librispeech", "path": str(data)}
+    else:
+        utts, source = read_an4_raw(data, "test"), {"kind": "an4_raw", "path": str(data)}
+    return utts[:limit], source
+
+
+@contextmanager
+def one_core() -> Iterator[int]:
+    """Pin this process to one CPU (the 'on one core' of the preprocessing target)."""
+    if not hasattr(os, "sched_getaffinity"):
+        yield os.cpu_count() or 1
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    try:
+        yield 1
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def preprocessing_rtf(onnx_path: Path, data: Path, limit: int = 200) -> dict[str, Any]:
+    """Audio seconds preprocessed per second on one core: read audio, features, .bin + manifest."""
+    _, card = load_model_and_card(onnx_path)
+    utts, source = utterances_for(card, data, limit)
+    with tempfile.TemporaryDirectory() as tmp, one_core():
+        t0 = time.perf_counter()
+        out = build_dataset(utts, Path(tmp) / "ds", card, source, BuildOptions(), progress=False)
+        seconds = time.perf_counter() - t0
+        ds = DatasetDir.open(out)
+        audio_s = sum(s.num_samples for s in ds.samples) / float(ds.header["feature"]["sample_rate"])
+    return {"stage": "preprocess", "utterances": len(utts), "audio_s": audio_s, "seconds": seconds,
+            "x_real_time": audio_s / seconds if seconds > 0 else None, "cores": 1}
+
+
+def pipeline_share(onnx_path: Path, data: Path, threads: int, limit: int = 200) -> dict[str, Any]:
+    """Wall time of preprocess + onnxruntime run + scoring, and the share that is not model execution."""
+    from postprocess.score import score_run
+    from runners.base import RunOptions, run_dataset
+    from runners.onnxruntime_backend import OnnxRuntimeBackend
+
+    _, card = load_model_and_card(onnx_path)
+    utts, source = utterances_for(card, data, limit)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        ds_path = build_dataset(utts, Path(tmp) / "ds", card, source, BuildOptions(), progress=False)
+        t_pre = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ds = DatasetDir.open(ds_path)
+        backend = OnnxRuntimeBackend(onnx_path, card, threads=threads)
+        run = run_dataset(backend, ds, card, Path(tmp) / "run", RunOptions(batch_size=1, progress=False))
+        t_run = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        score_run(Path(tmp) / "run", ds, card)
+        t_score = time.perf_counter() - t0
+    total = t_pre + t_run + t_score
+    model = run["compute_s"]
+    return {"stage": "pipeline", "utterances": len(utts), "threads": threads, "preprocess_s": t_pre,
+            "run_wall_s": t_run, "model_execution_s": model, "score_s": t_score, "total_s": total,
+            "not_model_share": 1 - model / total if total > 0 else None,
+            "note": "run_wall_s includes session creation and warm-up; model_execution_s is the timed batches"}

@@ -1,0 +1,112 @@
+"""Precision variants: fp16 / int8-dynamic / int8-static, their lossy gate and cards, and the variants table."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from export.card import card_path_for, load_model_and_card, read_card
+
+
+@pytest.fixture(scope="module")
+def dataset(tiny_an4_test: Path) -> Path:
+    return tiny_an4_test
+
+
+def _export(argv: list[str]) -> int:
+    from export.__main__ import main
+
+    return main(argv)
+
+
+# The tiny test model has random weights, so its "transcripts" are noise that quantisation reshuffles;
+# the gate's thresholds are loosened here, and a separate test checks that the gate does refuse.
+LOOSE = ["--min-argmax-agreement", "0.5", "--max-text-cer", "1.0", "--threads", "1"]
+
+
+@pytest.mark.parametrize("kind", ["fp16", "int8-dynamic", "int8-static"])
+def test_variant_card_and_gate(tmp_path: Path, tiny_export: Path, dataset: Path, kind: str) -> None:
+    out = tmp_path / "v"
+    assert _export(["variant", "--model", str(tiny_export), "--kind", kind, "--dataset", str(dataset), "--out",
+                    str(out), "--calibration-samples", "4", *LOOSE]) == 0
+    path = out / f"model.{kind}.onnx"
+    _, card = load_model_and_card(path)  # the card describes the variant's graph
+    assert card["precision"] == kind and card["onnx"] == path.name
+    var = card["variant"]
+    assert var["from_sha256"] == read_card(card_path_for(tiny_export))["onnx_sha256"]
+    assert var["size_bytes"] == path.stat().st_size
+    par = card["parity"]
+    assert par["passed"] and par["samples"] == 6 and 0.5 <= par["argmax_agreement"] <= 1.0
+    assert par["thresholds"] == {"min_argmax_agreement": 0.5, "max_text_cer": 1.0}
+    graph = card["graph"]
+    assert graph["nodes"] > 0 and graph["nodes_after_ort"] > 0
+    if kind == "int8-dynamic":
+        assert "DynamicQuantizeLSTM" in graph["op_types"]  # the family default quantises the LSTMs
+        assert var["op_types"] == ["LSTM", "MatMul", "Gemm"]
+    if kind == "int8-static":
+        assert "QuantizeLinear" in graph["op_types"] and var["calibration"]["samples"] == 4
+        assert "Conv" in graph["op_types"]  # the conv front-end stays fp32
+    if kind == "fp16":
+        assert par["argmax_agreement"] > 0.99 and var["keep_io_types"] is True
+
+
+def test_gate_refuses_and_leaves_nothing(tmp_path: Path, tiny_export: Path, dataset: Path) -> None:
+    out = tmp_path / "v"
+    out.mkdir()
+    assert _export(["variant", "--model", str(tiny_export), "--kind", "int8-dynamic", "--dataset", str(dataset),
+                    "--out", str(out), "--min-argmax-agreement", "1.01", "--threads", "1"]) == 3
+    assert list(out.iterdir()) == []
+
+
+def test_rerun_is_skipped_and_variant_of_variant_refused(tmp_path: Path, tiny_export: Path, dataset: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    args = ["variant", "--model", str(tiny_export), "--kind", "fp16", "--dataset", str(dataset), "--out",
+            str(tmp_path), *LOOSE]
+    assert _export(args) == 0
+    caplog.clear()
+    assert _export(args) == 0
+    assert "up to date" in caplog.text
+    assert _export(["variant", "--model", str(tmp_path / "model.fp16.onnx"), "--kind", "int8-dynamic", "--dataset",
+                    str(dataset), *LOOSE]) == 2
+    assert "already a fp16 variant" in caplog.text
+
+
+def test_variants_table(tmp_path: Path, tiny_export: Path, dataset: Path) -> None:
+    from postprocess.__main__ import main as post_main
+    from runners.__main__ import main as run_main
+
+    assert _export(["variant", "--model", str(tiny_export), "--kind", "int8-dynamic", "--dataset", str(dataset),
+                    "--out", str(tmp_path), *LOOSE]) == 0
+    runs = {}
+    for label, model in (("fp32", tiny_export), ("int8", tmp_path / "model.int8-dynamic.onnx")):
+        for bs in (1, 8):
+            runs[label, bs] = tmp_path / f"{label}_bs{bs}"
+            assert run_main(["--backend", "onnxruntime", "--model", str(model), "--dataset", str(dataset), "--out",
+                             str(runs[label, bs]), "--batch-size", str(bs), "--threads", "1", "--no-progress"]) == 0
+    assert post_main(["variants", "--dataset", str(dataset), "--card", str(card_path_for(tiny_export)),
+                      "--row", f"ORT fp32={runs['fp32', 1]},{runs['fp32', 8]}",
+                      "--row", f"ORT int8={runs['int8', 1]},{runs['int8', 8]}",
+                      "--out", str(tmp_path / "results"), "--name", "tiny"]) == 0
+    table = json.loads((tmp_path / "results" / "tiny_variants.json").read_text())
+    fp32, int8 = table["rows"]
+    assert fp32["ΔWER (points)"] == 0 and fp32["precision"] == "fp32" and int8["precision"] == "int8-dynamic"
+    assert int8["size MB"] < fp32["size MB"]
+    assert all(r["seq/s bs1"] > 0 and r["seq/s bs8"] > 0 for r in (fp32, int8))
+    assert (tmp_path / "results" / "tiny_variants.png").stat().st_size > 0
+
+
+def test_spread_takes_utterances_across_the_dataset(tmp_path: Path, tiny_corpus: Path, tiny_export: Path) -> None:
+    from preprocess.__main__ import main as pre_main
+    from preprocess.dataset_dir import DatasetDir
+    from preprocess.datasets import read_an4_raw
+
+    assert pre_main(["--an4-root", str(tiny_corpus / "an4"), "--split", "train", "--card",
+                     str(card_path_for(tiny_export)), "--out", str(tmp_path / "calib"), "--spread", "4",
+                     "--no-progress"]) == 0
+    uids = {s.uid for s in DatasetDir.open(tmp_path / "calib").samples}
+    everything = [u.uid for u in read_an4_raw(tiny_corpus / "an4", "train")]
+    assert len(uids) == 4 and everything[0] in uids and everything[-1] not in uids
+    assert uids != set(everything[:4])
