@@ -36,13 +36,17 @@ def write_results_readme(results: Path, names: list[str], trainings: list[Path])
     if demo:
         parts += ["## The demo models", ""] + [training_section(json.loads(t.read_text())) for t in demo]
     for name in names:
-        for stem in (f"{name}_precision", f"{name}_speakers", f"{name}_throughput"):
+        for stem in (f"{name}_precision", f"{name}_speakers", f"{name}_throughput", f"{name}_variants"):
             md = results / f"{stem}.md"
             if md.is_file():
                 parts.append(md.read_text())
-        png = results / f"{name}_throughput.png"
-        if png.is_file():
-            parts += ["", f"![throughput of {name}]({png.name})", ""]
+            png = results / f"{stem}.png"
+            if png.is_file():
+                parts += ["", f"![{stem.replace('_', ' ')}]({png.name})", ""]
+    bench = results / "bench.json"
+    if bench.is_file():
+        parts += ["## Benchmark", "", "`bash scripts/bench.sh` (contenders timed side by side in one run; see the "
+                  "main README's Benchmark section): `bench.json`.", ""]
     out = results / "README.md"
     atomic_write_bytes(out, "\n".join(parts).encode())
     return out
