@@ -154,7 +154,7 @@ def cmd_variant(args: argparse.Namespace) -> int:
         if exc.report:
             log.error("gate report: %s", {k: exc.report[k] for k in ("argmax_agreement", "text_cer_vs_fp32",
                                                                       "identical_transcripts", "thresholds")})
-        return 3
+        return 3 if exc.report else 2
     except (CardError, DatasetDirError, ValueError) as exc:
         log.error("%s", exc)
         return 2
@@ -262,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "text) and written as <stem>.<kind>.onnx with its card only if it passes.")
     v.add_argument("--model", type=Path, required=True, help="the fp32 .onnx (its card beside it)")
     v.add_argument("--card", type=Path, help="model card, if not beside --model")
-    v.add_argument("--kind", required=True, choices=["fp16", "int8-dynamic", "int8-static"])
+    v.add_argument("--kind", required=True, choices=["fp16", "int8-dynamic", "int8-static", "fused"],
+                   help="fused = onnxruntime's offline transformer fusions, fp32 (runs on onnxruntime only)")
     v.add_argument("--dataset", type=Path, required=True,
                    help="dataset dir for the parity gate (and for calibration of int8-static)")
     v.add_argument("--out", type=Path, help="output folder (default: beside --model)")

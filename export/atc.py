@@ -208,6 +208,7 @@ def simplify(onnx_path: Path, card: dict[str, Any], shapes: dict[str, list[int |
     slim = onnxslim.slim(model)
     if slim is None:
         raise AtcError(f"onnxslim could not simplify {onnx_path}")
+    out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(slim, str(out))
     return out
 

@@ -1,4 +1,5 @@
-"""Lossy variants of an exported model: fp16, int8 dynamic, int8 static (QDQ), each with its own card.
+"""Variants of an exported model: fp16, int8 dynamic, int8 static (QDQ), and onnxruntime's offline
+transformer fusions (fp32, onnxruntime only), each with its own card.
 
 A variant is made from the fp32 ONNX file and its card, never from the checkpoint, and is used only
 after a lossy parity gate against that fp32 graph on real inputs from a dataset dir: tensors of a
@@ -28,7 +29,7 @@ from runners.ort import create_session
 
 log = logging.getLogger("export")
 
-KINDS = ("fp16", "int8-dynamic", "int8-static")
+KINDS = ("fp16", "int8-dynamic", "int8-static", "fused")
 CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
 # Lossy gate defaults: a variant may flip a few frames' argmax, but must keep almost every transcript.
 MIN_ARGMAX_AGREEMENT = 0.97
@@ -95,6 +96,20 @@ def convert(src: Path, dst: Path, card: dict[str, Any], opts: VariantOptions, da
     defaults = family_defaults(card["family"]).get(opts.kind, {})
     op_types = opts.op_types if opts.op_types is not None else defaults.get("op_types")
     done: dict[str, Any] = {"kind": opts.kind, "op_types": op_types, "exclude_nodes": list(opts.exclude_nodes)}
+    if opts.kind == "fused":
+        # onnxruntime's offline transformer fusions (its session optimiser does not apply them): the
+        # result holds com.microsoft contrib ops, so it runs on onnxruntime only, never on atc/OpenVINO.
+        fusion = family_defaults(card["family"]).get("fused")
+        if not fusion:
+            raise VariantError(f"no onnxruntime transformer fusion is declared for family {card['family']!r}")
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        optimised = optimize_model(str(src), model_type=fusion["model_type"], num_heads=0, hidden_size=0,
+                                   opt_level=0, use_gpu=False)
+        optimised.save_model_to_file(str(dst))
+        done.update({"op_types": "fp32", "model_type": fusion["model_type"], "runs_on": "onnxruntime only",
+                     "fused": {k: v for k, v in optimised.get_fused_operator_statistics().items() if v}})
+        return done
     if opts.kind == "fp16":
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -250,7 +265,7 @@ def make_variant(onnx_path: Path, card: dict[str, Any], opts: VariantOptions, da
                     spec["dtype"] = "float16"
         out.update({
             "onnx": dst.name,
-            "precision": opts.kind,
+            "precision": "fp32-fused" if opts.kind == "fused" else opts.kind,
             "variant": {**done, "from": onnx_path.name, "from_sha256": card.get("onnx_sha256"),
                         "size_bytes": candidate.stat().st_size,
                         "fp32_size_bytes": onnx_path.stat().st_size, "convert_s": round(convert_s, 3)},

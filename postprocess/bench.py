@@ -110,6 +110,17 @@ def _int8_variant(family: str, onnx_path: Path) -> Path | None:
     return out
 
 
+def _fused_variant(family: str, onnx_path: Path) -> Path | None:
+    """onnxruntime's offline transformer fusions, for families that declare them."""
+    from export.variants import VariantOptions, convert, family_defaults
+
+    if not family_defaults(family).get("fused"):
+        return None
+    out = onnx_path.with_name(onnx_path.stem + ".fused.onnx")
+    convert(onnx_path, out, {"family": family}, VariantOptions(kind="fused"), None)
+    return out
+
+
 def _openvino_runner(loaded: Any, onnx_path: Path, threads: int) -> Callable[[dict[str, np.ndarray]], Any] | None:
     try:
         from runners.openvino_backend import OpenVinoBackend
@@ -136,6 +147,8 @@ def bench_model(label: str, family: str, loaded: Any, onnx_path: Path, batch_siz
     int8_path = _int8_variant(family, onnx_path)
     int8 = create_session(int8_path, threads=threads) if int8_path else None
     openvino = _openvino_runner(loaded, onnx_path, threads)
+    fused_path = _fused_variant(family, onnx_path)
+    fused = create_session(fused_path, threads=threads) if fused_path else None
     rows = []
     for bs in batch_sizes:
         inputs = loaded.make_inputs([length] * bs, None)
@@ -152,6 +165,8 @@ def bench_model(label: str, family: str, loaded: Any, onnx_path: Path, batch_siz
             contenders.append(Contender("onnxruntime int8", lambda: int8.run(names, feeds)))
         if openvino is not None:
             contenders.append(Contender("openvino", lambda: openvino(feeds)))
+        if fused is not None:
+            contenders.append(Contender("onnxruntime fused", lambda: fused.run(names, feeds)))
         times = measure_side_by_side(contenders, repeats, warmup)
         flops = forward_flops(loaded.module, args)
         med = {k: statistics.median(v) for k, v in times.items()}
@@ -167,6 +182,9 @@ def bench_model(label: str, family: str, loaded: Any, onnx_path: Path, batch_siz
         if "onnxruntime int8" in med:
             row["int8_ms"] = _ms(times["onnxruntime int8"])
             row["int8_over_fp32"] = med["onnxruntime"] / med["onnxruntime int8"]
+        if "onnxruntime fused" in med:
+            row["fused_ms"] = _ms(times["onnxruntime fused"])
+            row["fused_over_torch"] = med["torch eager"] / med["onnxruntime fused"]
         if "openvino" in med:
             row["openvino_ms"] = _ms(times["openvino"])
             row["openvino_over_ort"] = med["onnxruntime"] / med["openvino"]
@@ -184,7 +202,7 @@ def _print(rows: list[dict[str, Any]], peaks: dict[str, float], stages: list[dic
           f"onnxruntime {peaks['onnxruntime']:.1f} GFLOP/s; % peak is against {peak:.1f}")
     print("median ms per batch (min-max); ratios are throughput ratios of the medians")
     head = (f"{'model':<28} {'bs':>3} {'torch':>22} {'ORT fp32':>22} {'ORT int8':>22} {'OpenVINO':>22} "
-            f"{'ORT/torch':>9} {'int8/fp32':>9} {'OV/ORT':>7} {'ORT GFLOP/s':>11} {'% peak':>7}")
+            f"{'ORT/torch':>9} {'int8/fp32':>9} {'OV/ORT':>7} {'ORT GFLOP/s':>11} {'% peak':>7} {'fused/torch':>11}")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -194,7 +212,8 @@ def _print(rows: list[dict[str, Any]], peaks: dict[str, float], stages: list[dic
         ratio_ov = f"{r['openvino_over_ort']:.2f}x" if "openvino_over_ort" in r else "-"
         print(f"{r['model']:<28} {r['batch']:>3} {_span(r['torch_ms']):>22} {_span(r['onnxruntime_ms']):>22} "
               f"{int8:>22} {ov:>22} {r['ort_over_torch']:>8.2f}x {ratio8:>9} {ratio_ov:>7} "
-              f"{r['ort_gflops']:>11.1f} {100 * r['ort_gflops'] / peak:>6.1f}%")
+              f"{r['ort_gflops']:>11.1f} {100 * r['ort_gflops'] / peak:>6.1f}% "
+              f"{(format(r['fused_over_torch'], '.2f') + 'x') if 'fused_over_torch' in r else '-':>11}")
     for st in stages:
         if st["stage"] == "preprocess":
             print(f"preprocess {st['model']}: {st['utterances']} utterances, {st['audio_s']:.1f} s of audio in "

@@ -104,10 +104,16 @@ run_variants() {
     $PY -m export variant --model "$model" --kind fp16 --dataset "$data" --threads "$THREADS"
     $PY -m export variant --model "$model" --kind int8-dynamic --dataset "$data" --threads "$THREADS"
     $PY -m export variant --model "$model" --kind int8-static --dataset "$calib" --threads "$THREADS"
+    # onnxruntime's offline transformer fusions, where the family declares them (wav2vec2).
+    local kinds=("" .fp16 .int8-dynamic .int8-static)
+    if $PY -c "import sys; from export.variants import family_defaults; sys.exit(not family_defaults('${name%%_*}').get('fused'))"; then
+        $PY -m export variant --model "$model" --kind fused --dataset "$data" --threads "$THREADS"
+        kinds+=(.fused)
+    fi
     for bs in 1 8; do
         $PY -m runners --backend torch "${torch_args[@]}" --dataset "$data" --out "$runs/torch_bs$bs" \
             --batch-size "$bs" --threads "$THREADS" --no-progress
-        for v in "" .fp16 .int8-dynamic .int8-static; do
+        for v in "${kinds[@]}"; do
             step "$title: onnxruntime${v:-.fp32} batch $bs"
             $PY -m runners --backend onnxruntime --model "$stem$v.onnx" --dataset "$data" \
                 --out "$runs/onnxruntime${v}_bs$bs" --batch-size "$bs" --threads "$THREADS" --no-progress
@@ -125,6 +131,9 @@ run_variants() {
           --row "ONNX Runtime int8 static (QDQ)=$runs/onnxruntime.int8-static_bs1,$runs/onnxruntime.int8-static_bs8"
           --row "OpenVINO fp32=$runs/openvino_bs1,$runs/openvino_bs8"
           --row "OpenVINO int8 static (QDQ)=$runs/openvino.int8-static_bs1,$runs/openvino.int8-static_bs8")
+    if [ -f "$stem.fused.onnx" ]; then
+        rows+=(--row "ONNX Runtime fp32 + transformer fusions=$runs/onnxruntime.fused_bs1,$runs/onnxruntime.fused_bs8")
+    fi
     $PY -m postprocess variants --dataset "$data" --card "${stem}.card.json" "${rows[@]}" --out "$RESULTS_DIR" \
         --name "$name" --title "$title"
 }

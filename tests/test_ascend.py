@@ -86,6 +86,28 @@ def test_atc_without_toolkit_writes_the_script_and_card(tmp_path: Path, tiny_exp
     assert om_card["inputs"][0]["shape"] == [1, 1, 161, 621] and om_card["om"]["soc_version"] == "Ascend310P3"
 
 
+def test_atc_simplify_folds_at_the_static_shape(tmp_path: Path, tiny_export: Path, tiny_an4_test: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """--simplify runs onnxslim at the compiled shape first; the slimmed graph computes the same thing."""
+    import onnx
+    import onnxruntime as ort
+
+    from export.__main__ import main as export_main
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert export_main(["atc", "--model", str(tiny_export), "--out", str(tmp_path / "om"), "--name", "ds", "--length",
+                        "300", "--simplify"]) == 0
+    slim = tmp_path / "om" / "ds.slim.onnx"
+    assert f"--model={slim.resolve()}" in (tmp_path / "om" / "ds.atc.sh").read_text()
+    before = len(onnx.load(str(tiny_export)).graph.node)
+    assert len(onnx.load(str(slim)).graph.node) < before
+    x = np.random.default_rng(0).standard_normal((1, 1, 161, 300)).astype(np.float32)
+    feeds = {"spect": x, "lengths": np.array([300], dtype=np.int32)}
+    a = ort.InferenceSession(str(tiny_export), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    b = ort.InferenceSession(str(slim), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
 # --- DeepSpeech2: the ModelZoo msame flow ----------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -110,3 +110,25 @@ def test_spread_takes_utterances_across_the_dataset(tmp_path: Path, tiny_corpus:
     everything = [u.uid for u in read_an4_raw(tiny_corpus / "an4", "train")]
     assert len(uids) == 4 and everything[0] in uids and everything[-1] not in uids
     assert uids != set(everything[:4])
+
+
+def test_fused_variant_runs_the_transformer_fusions(tmp_path: Path, tiny_corpus: Path, tiny_export: Path,
+                                                     tiny_an4_test: Path) -> None:
+    """wav2vec2 declares onnxruntime's transformer fusions; DeepSpeech2 does not, and says so."""
+    from preprocess.__main__ import main as pre_main
+    from tests.test_wav2vec2 import make_tiny_model_dir
+
+    assert _export(["variant", "--model", str(tiny_export), "--kind", "fused", "--dataset", str(tiny_an4_test),
+                    "--out", str(tmp_path / "ds")]) == 2
+    model_dir = make_tiny_model_dir(tmp_path / "w2v")
+    assert _export(["wav2vec2", "--model-dir", str(model_dir), "--out", str(tmp_path / "export"), "--threads", "1"]) == 0
+    onnx_path = tmp_path / "export" / "model.onnx"
+    split = next((tiny_corpus / "LibriSpeech").glob("test*"))
+    assert pre_main(["--librispeech", str(split), "--card", str(card_path_for(onnx_path)), "--out",
+                     str(tmp_path / "data"), "--no-progress"]) == 0
+    assert _export(["variant", "--model", str(onnx_path), "--kind", "fused", "--dataset", str(tmp_path / "data"),
+                    "--threads", "1"]) == 0
+    _, card = load_model_and_card(tmp_path / "export" / "model.fused.onnx")
+    assert card["precision"] == "fp32-fused" and card["variant"]["runs_on"] == "onnxruntime only"
+    assert card["variant"]["fused"].get("SkipLayerNormalization", 0) > 0
+    assert card["parity"]["argmax_agreement"] == 1.0

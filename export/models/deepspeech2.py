@@ -280,9 +280,9 @@ MODELZOO = {
                    "frames on real AN4; float32-rounded sizes; static 1x1x161x621 graph), decoded as its "
                    "postprocess does: floor(L/2) of the ceil(L/2) output frames",
 }
-# Lossy variants (export/variants.py): which ops to quantise, and the fusions onnxruntime should apply.
-# Conv stays fp32 by default: the two front convolutions are a small share of the time, and quantising
-# them costs accuracy first (measured: results/deepspeech2_an4_variants.md).
+# Variants (export/variants.py): which ops to quantise, and the fusions onnxruntime should apply. Conv
+# stays fp32: quantised, onnxruntime runs the two front convolutions 5.7x slower for no accuracy gain
+# (measured, results/deepspeech2_an4_int8_op_types_variants.md); the LSTMs carry the int8 speed-up.
 VARIANT_DEFAULTS = {
     "int8-dynamic": {"op_types": ["LSTM", "MatMul", "Gemm"]},
     "int8-static": {"op_types": ["MatMul", "Gemm"]},

@@ -23,12 +23,15 @@ REQUIRED_FILES = ("config.json", "vocab.json")
 PREPROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 # HF's Wav2Vec2FeatureExtractor normalises with this epsilon (the Ascend guide uses 1e-5; see --modelzoo).
 HF_NORM_EPS = 1e-7
-# Lossy variants (export/variants.py): the transformer's MatMuls carry the time; the conv feature
-# encoder stays fp32 (quantising it costs accuracy first). Attention is expected to fuse into one
-# kernel, and the report says when onnxruntime's optimiser does not manage it.
+# Variants (export/variants.py): the transformer's MatMuls carry the time; the conv feature encoder stays
+# fp32 (measured, results/wav2vec2_librispeech_int8_op_types_variants.md: quantising Conv costs 22 WER
+# points and runs 3x slower). Attention is expected to fuse into one kernel, and the graph report says
+# when onnxruntime's optimiser does not manage it.
 VARIANT_DEFAULTS = {
     "int8-dynamic": {"op_types": ["MatMul"]},
     "int8-static": {"op_types": ["MatMul"]},
+    # onnxruntime.transformers' BERT fusions match the encoder's layer norms and GELUs (not its attention).
+    "fused": {"model_type": "bert"},
     "expected_fusions": {"Attention": "multi-head self-attention as one kernel",
                          "SkipLayerNormalization": "residual add + layer norm",
                          "BiasGelu": "bias add + GELU"},
