@@ -20,6 +20,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="re-export even when an up-to-date export exists")
 
 
+def _onnx_in(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, required=True, help="the exported fp32 .onnx (its card beside it)")
+    p.add_argument("--card", type=Path, help="model card, if not beside --model")
+
+
 def _export(args: argparse.Namespace, family: str, source: Path, what: str, load_kwargs: dict) -> int:
     """Shared flow of every family: skip if up to date, load, export, gate, write the card."""
     from export.models import family_module
@@ -235,8 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "otherwise writes <name>.atc.sh to run on a machine with the CANN toolkit. "
                                    "Either way <name>.card.json is written for the .om, so the msame and "
                                    "ais_bench runners find it.")
-    a.add_argument("--model", type=Path, required=True, help="the exported .onnx (its card beside it)")
-    a.add_argument("--card", type=Path, help="model card, if not beside --model")
+    _onnx_in(a)
     a.add_argument("--out", type=Path, required=True, help="folder for <name>.om, its card and the atc script")
     a.add_argument("--name", help="OM file stem (default: <onnx stem>_<soc version>)")
     a.add_argument("--soc-version", default="Ascend310P3", help="Ascend310, Ascend310P3 (default), Ascend310B1, ...")
@@ -254,14 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--atc-arg", action="append", metavar="--FLAG=VALUE", help="any further atc flag (repeatable)")
     a.set_defaults(func=cmd_atc)
 
-    v = sub.add_parser("variant", help="an fp16 / int8-dynamic / int8-static variant of an fp32 export, gated",
-                       description="Make a lossy variant of an exported fp32 model: fp16 (onnxruntime's float16 "
-                                   "converter, inputs/outputs kept fp32), int8-dynamic (quantize_dynamic) or "
-                                   "int8-static (QDQ, calibrated on a dataset dir). The variant is compared with "
+    v = sub.add_parser("variant", help="an fp16 / int8-dynamic / int8-static / fused variant of an fp32 export, gated",
+                       description="Make a variant of an exported fp32 model: fp16 (onnxruntime's float16 "
+                                   "converter, inputs/outputs kept fp32), int8-dynamic (quantize_dynamic), "
+                                   "int8-static (QDQ, calibrated on a dataset dir) or fused (onnxruntime's offline "
+                                   "transformer fusions, onnxruntime only). The variant is compared with "
                                    "the fp32 graph on real inputs from --dataset (argmax agreement and decoded "
                                    "text) and written as <stem>.<kind>.onnx with its card only if it passes.")
-    v.add_argument("--model", type=Path, required=True, help="the fp32 .onnx (its card beside it)")
-    v.add_argument("--card", type=Path, help="model card, if not beside --model")
+    _onnx_in(v)
     v.add_argument("--kind", required=True, choices=["fp16", "int8-dynamic", "int8-static", "fused"],
                    help="fused = onnxruntime's offline transformer fusions, fp32 (runs on onnxruntime only)")
     v.add_argument("--dataset", type=Path, required=True,
