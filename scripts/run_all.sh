@@ -177,28 +177,18 @@ run_deepspeech2() {
 
     # The Ascend ModelZoo flow on the same data: a static 1x1x161x621 export, the guide's preprocess layout
     # (sorted, padded to 621, data{i}.bin), and its postprocess (floor(L/2) frames decoded).
-    MZ_EXPORT="$WORK_DIR/export/deepspeech2_static621"
+    # The Ascend guide's flow (scripts/modelzoo/deepspeech2.sh): static export, atc (its script when atc is
+    # not here), the guide's preprocess layout, onnxruntime, and msame when it is installed.
     MZ_DATA="$WORK_DIR/data/deepspeech2_an4_test_modelzoo"
-    step "ModelZoo flow: static export, --modelzoo preprocess, onnxruntime run"
-    $PY -m export deepspeech2 --checkpoint "$DEEPSPEECH_CKPT" --out "$MZ_EXPORT" --static-shape 1,1,161,621 \
-        --threads "$THREADS"
     if [ -n "$AN4_MANIFEST" ]; then mz_src=(--manifest "$AN4_MANIFEST"); else mz_src=(--an4-root "${AN4_ROOT:-$DEMO_AN4}"); fi
-    $PY -m preprocess "${mz_src[@]}" --card "$MZ_EXPORT/model.card.json" --out "$MZ_DATA" --modelzoo --pad-to 621
-    $PY -m runners --backend onnxruntime --model "$MZ_EXPORT/model.onnx" --dataset "$MZ_DATA" \
-        --out "$RUNS/onnxruntime_static621_modelzoo" --keep-order --threads "$THREADS" --no-progress
-
+    local mz=(--checkpoint "$DEEPSPEECH_CKPT" "${mz_src[@]}" --soc-version "$ASCEND_SOC" --work "$WORK_DIR" --threads "$THREADS")
+    step "ModelZoo flow (scripts/modelzoo/deepspeech2.sh): onnxruntime"
+    bash scripts/modelzoo/deepspeech2.sh "${mz[@]}" --run "$RUNS/onnxruntime_static621_modelzoo"
     local mz_rows=(--modelzoo "ONNX Runtime static 1x621, ModelZoo pre/postprocess=$RUNS/onnxruntime_static621_modelzoo")
-    # atc always leaves its command beside the model (a script to run on the NPU host when atc is not here).
-    step "Ascend: atc command for the static model ($ASCEND_SOC)"
-    $PY -m export atc --model "$MZ_EXPORT/model.onnx" --out "$WORK_DIR/om" --name deepspeech2_bs1 \
-        --soc-version "$ASCEND_SOC"
-    if [ -f "$WORK_DIR/om/deepspeech2_bs1.om" ] && command -v msame >/dev/null; then
-        step "Ascend: msame on the ModelZoo dataset"
-        $PY -m runners --backend msame --model "$WORK_DIR/om/deepspeech2_bs1.om" --dataset "$MZ_DATA" \
-            --out "$RUNS/msame_modelzoo"
+    step "ModelZoo flow (scripts/modelzoo/deepspeech2.sh): msame, if installed"
+    bash scripts/modelzoo/deepspeech2.sh "${mz[@]}" --backend msame --if-available --run "$RUNS/msame_modelzoo"
+    if [ -f "$RUNS/msame_modelzoo/run.json" ]; then
         mz_rows+=(--modelzoo "msame, $ASCEND_SOC OM, ModelZoo pre/postprocess=$RUNS/msame_modelzoo")
-    else
-        echo "run_all: no .om or no msame here: no msame row (README: Ascend)"
     fi
 
     first_bs="${BATCH_SIZES%% *}"
@@ -263,32 +253,22 @@ run_wav2vec2() {
             candidates+=(--candidate "PyTorch (padded bs $bs)=$runs/torch_bs${bs}")
         fi
     done
-    step "wav2vec2 ModelZoo flow: --modelzoo preprocess (batch files of 8), onnxruntime run"
-    $PY -m preprocess --librispeech "$test_split" --card "$export_dir/model.card.json" --out "$mz_data" \
-        --modelzoo --batch-size 8
-    $PY -m runners --backend onnxruntime --model "$export_dir/model.onnx" --dataset "$mz_data" \
-        --out "$runs/onnxruntime_modelzoo_bs8" --batch-size 8 --keep-order --threads "$THREADS" --no-progress
-    local mz_rows=(--modelzoo "ONNX Runtime, ModelZoo pre/postprocess (bs 8, 100000 samples)=$runs/onnxruntime_modelzoo_bs8")
-    step "Ascend: atc command for wav2vec2 at batch 8 x 100000 samples ($ASCEND_SOC)"
-    $PY -m export atc --model "$export_dir/model.onnx" --out "$WORK_DIR/om" --name wav2vec2_bs8 --batch-size 8 \
-        --length 100000 --soc-version "$ASCEND_SOC"
-    if [ -f "$WORK_DIR/om/wav2vec2_bs8.om" ] && $PY -c "import ais_bench" 2>/dev/null; then
-        step "Ascend: ais_bench on the ModelZoo dataset"
-        $PY -m runners --backend ais_bench --model "$WORK_DIR/om/wav2vec2_bs8.om" --dataset "$mz_data" \
-            --out "$runs/ais_bench_modelzoo_bs8"
-        mz_rows+=(--modelzoo "ais_bench, $ASCEND_SOC OM, ModelZoo pre/postprocess (bs 8)=$runs/ais_bench_modelzoo_bs8")
-    else
-        echo "run_all: no .om or no ais_bench here: no ais_bench row (README: Ascend)"
-    fi
-    if $PY -c "import torch_aie" 2>/dev/null; then
-        step "Ascend: torch_aie on the ModelZoo dataset"
-        $PY -m runners --backend torch_aie --model "$export_dir/model.onnx" --dataset "$mz_data" \
-            --out "$runs/torch_aie_modelzoo_bs8" --batch-size 8 --keep-order --soc-version "$ASCEND_SOC" \
-            ${AIE_DEVICE:+--aie-device "$AIE_DEVICE"} --no-progress
-        mz_rows+=(--modelzoo "torch_aie FP16, $ASCEND_SOC, ModelZoo pre/postprocess (bs 8)=$runs/torch_aie_modelzoo_bs8")
-    else
-        echo "run_all: torch_aie is not installed: no torch_aie row (README: Ascend)"
-    fi
+    # The Ascend guides' flow (scripts/modelzoo/wav2vec2.sh): batch files of 8 x 100000 samples, atc (its
+    # script when atc is not here), onnxruntime, and ais_bench / torch_aie when they are installed.
+    local mz=(--model-dir "$WAV2VEC2_DIR" --librispeech "$test_split" --batch-size 8 --soc-version "$ASCEND_SOC"
+              --work "$WORK_DIR" --threads "$THREADS")
+    local mz_rows=() backend label
+    for backend in onnxruntime ais_bench torch_aie; do
+        step "wav2vec2 ModelZoo flow (scripts/modelzoo/wav2vec2.sh): $backend"
+        bash scripts/modelzoo/wav2vec2.sh "${mz[@]}" --backend "$backend" --if-available \
+            --run "$runs/${backend}_modelzoo_bs8"
+        case "$backend" in
+            onnxruntime) label="ONNX Runtime, ModelZoo pre/postprocess (bs 8, 100000 samples)" ;;
+            ais_bench) label="ais_bench, $ASCEND_SOC OM, ModelZoo pre/postprocess (bs 8)" ;;
+            torch_aie) label="torch_aie FP16, $ASCEND_SOC, ModelZoo pre/postprocess (bs 8)" ;;
+        esac
+        if [ -f "$runs/${backend}_modelzoo_bs8/run.json" ]; then mz_rows+=(--modelzoo "$label=$runs/${backend}_modelzoo_bs8"); fi
+    done
     step "wav2vec2 postprocess -> $RESULTS_DIR"
     $PY -m postprocess report --dataset "$data" --card "$export_dir/model.card.json" \
         --reference "PyTorch fp32 (reference, bs $first_bs)=$runs/torch_bs${first_bs}" "${candidates[@]}" \
