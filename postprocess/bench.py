@@ -261,6 +261,10 @@ def main(args: argparse.Namespace) -> int:
                    pipeline_share(Path(model), Path(data), args.threads, args.pipeline_utterances)):
             stages.append({"model": Path(model).parent.name, **st})
     _print(rows, peaks, stages)
+    if args.out and stages:
+        from postprocess.plots import pipeline_breakdown_plot
+
+        pipeline_breakdown_plot(stages, args.out.with_name(args.out.stem + "_pipeline.png"))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         from runners.machine import machine_info

@@ -59,3 +59,22 @@ def wer_vs_throughput_plot(rows: list[dict[str, Any]], path: Path, title: str) -
     ax.grid(True, alpha=0.3)
     ax.set_title(title)
     return _save(fig, path)
+
+
+def pipeline_breakdown_plot(stages: list[dict[str, Any]], path: Path) -> Path:
+    """Where a whole run's wall time goes, per model: preprocessing, model execution, the rest of the
+    run (session start-up, warm-up, batch assembly, output files) and scoring."""
+    rows = [s for s in stages if s.get("stage") == "pipeline"]
+    parts = [("preprocess", lambda s: s["preprocess_s"]), ("model execution", lambda s: s["model_execution_s"]),
+             ("run overhead", lambda s: s["run_wall_s"] - s["model_execution_s"]), ("scoring", lambda s: s["score_s"])]
+    fig, ax = plt.subplots(figsize=(7, 1.8 + 0.7 * max(len(rows), 1)))
+    labels = [f"{s['model']} ({s['utterances']} utt.)" for s in rows]
+    left = [0.0] * len(rows)
+    for name, value in parts:
+        widths = [value(s) for s in rows]
+        ax.barh(labels, widths, left=left, label=name)
+        left = [a + b for a, b in zip(left, widths)]
+    ax.set_xlabel("seconds (wall)")
+    ax.set_title("Pipeline time per stage")
+    ax.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.35))
+    return _save(fig, path)

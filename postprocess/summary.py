@@ -47,6 +47,8 @@ def write_results_readme(results: Path, names: list[str], trainings: list[Path])
     if bench.is_file():
         parts += ["## Benchmark", "", "`bash scripts/bench.sh` (contenders timed side by side in one run; see the "
                   "main README's Benchmark section): `bench.json`.", ""]
+        if (results / "bench_pipeline.png").is_file():
+            parts += ["![pipeline time per stage](bench_pipeline.png)", ""]
     out = results / "README.md"
     atomic_write_bytes(out, "\n".join(parts).encode())
     return out

@@ -32,3 +32,4 @@ def test_bench_prints_rows(tmp_path: Path, tiny_ckpt: Path, tiny_export: Path, t
     assert pre["stage"] == "preprocess" and pre["utterances"] == 6 and pre["x_real_time"] > 0
     assert pipe["stage"] == "pipeline" and 0 < pipe["not_model_share"] < 1
     assert pipe["model_execution_s"] < pipe["total_s"]
+    assert (tmp_path / "bench_pipeline.png").stat().st_size > 0
