@@ -98,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             from postprocess.score import score_run
 
             res = score_run(args.run, dataset, card, modelzoo=args.modelzoo)
-            log.info("%s: WER %.3f%% CER %.3f%% (%d utterances, %s)", args.run, 100 * res["wer"], 100 * res["cer"],
-                     res["utterances"], res["convention"])
+            extra = f", accuracy (1-CER) {1 - res['cer']:.4f}" if res["convention"] == "hf" else ""
+            log.info("%s: WER %.3f%% CER %.3f%%%s (%d utterances, %s)", args.run, 100 * res["wer"], 100 * res["cer"],
+                     extra, res["utterances"], res["convention"])
             return 0
         if args.command == "variants":
             return _variants(args, card, dataset)
