@@ -155,7 +155,9 @@ def convert(src: Path, dst: Path, card: dict[str, Any], opts: VariantOptions, da
 
 
 def _valid_frames(card: dict[str, Any], outputs: dict[str, np.ndarray], sample: Sample) -> int:
-    scores = next(o for o in card["outputs"] if o["role"] in ("probabilities", "logits", "log_probs"))
+    from postprocess.score import scores_output
+
+    scores = scores_output(card)
     if scores.get("lengths_from"):
         return int(np.asarray(outputs[scores["lengths_from"]]).reshape(-1)[0])
     return output_frames(card, sample.length)
@@ -164,15 +166,13 @@ def _valid_frames(card: dict[str, Any], outputs: dict[str, np.ndarray], sample: 
 def lossy_parity(fp32: Path, variant: Path, card: dict[str, Any], dataset: DatasetDir,
                  opts: VariantOptions) -> dict[str, Any]:
     """Compare the variant with the fp32 graph on real inputs: argmax agreement and decoded text."""
-    from postprocess.ctc import greedy_decode
     from postprocess.metrics import corpus_scores
+    from postprocess.score import decode, scores_output
 
-    scores = next(o for o in card["outputs"] if o["role"] in ("probabilities", "logits", "log_probs"))
+    scores = scores_output(card)
     names = [o["name"] for o in card["outputs"]]
     ref_sess = create_session(fp32, threads=opts.threads)
     var_sess = create_session(variant, threads=opts.threads)
-    delimiter = card.get("word_delimiter")
-    delimiter = delimiter if delimiter and delimiter != " " else None
     agree = total = 0
     max_abs = 0.0
     ref_text, var_text = [], []
@@ -187,9 +187,8 @@ def lossy_parity(fp32: Path, variant: Path, card: dict[str, Any], dataset: Datas
             max_abs = max(max_abs, float(np.abs(a - b).max()))
         agree += int((a.argmax(-1) == b.argmax(-1)).sum())
         total += a.shape[0]
-        for out, text in ((a, ref_text), (b, var_text)):
-            text.append(greedy_decode(out.astype(np.float32), n, card["labels"], int(card["blank_index"]),
-                                      word_delimiter=delimiter, special_tokens=card.get("special_tokens", [])))
+        ref_text.append(decode(a.astype(np.float32), n, card))
+        var_text.append(decode(b.astype(np.float32), n, card))
     agreement = agree / total if total else 1.0
     text = corpus_scores(ref_text, var_text, convention=card.get("metrics_convention", "deepspeech"))
     identical = sum(1 for r, v in zip(ref_text, var_text) if r == v)

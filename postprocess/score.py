@@ -16,6 +16,20 @@ from runners.base import RunError, open_run
 
 SCORES_JSON = "scores.json"
 TRANSCRIPTS_CSV = "transcripts.csv"
+SCORE_ROLES = ("probabilities", "logits", "log_probs")
+
+
+def scores_output(card: dict[str, Any]) -> dict[str, Any]:
+    """The card's output that CTC decoding reads (probabilities, logits or log-probabilities)."""
+    return next(o for o in card["outputs"] if o["role"] in SCORE_ROLES)
+
+
+def decode(out: np.ndarray, frames: int, card: dict[str, Any]) -> str:
+    """Greedy CTC text of one sample's score output over its first `frames` frames, by the card's vocabulary."""
+    delimiter = card.get("word_delimiter")
+    return greedy_decode(out, frames, card["labels"], int(card["blank_index"]),
+                         word_delimiter=delimiter if delimiter and delimiter != " " else None,
+                         special_tokens=card.get("special_tokens", []))
 
 
 def output_arrays(run_dir: Path, run: dict[str, Any], name: str) -> dict[str, np.ndarray]:
@@ -40,7 +54,7 @@ def decode_lengths(card: dict[str, Any], run_dir: Path, run: dict[str, Any], dat
     Default: the model's own length output (or the card's length rule). `modelzoo` reproduces the
     Ascend guide's postprocess, which decodes input_length // 2 frames (the card names the rule).
     """
-    scores = next(o for o in card["outputs"] if o["role"] in ("probabilities", "logits", "log_probs"))
+    scores = scores_output(card)
     if modelzoo:
         rule = card.get("modelzoo", {}).get("decode_frames")
         if rule == "input_length_floor_half":
@@ -63,19 +77,12 @@ def score_run(run_dir: Path, dataset: DatasetDir, card: dict[str, Any], *, model
     missing = [k for k in keys if k not in have]
     if missing:
         raise RunError(f"{run_dir}: no outputs for {len(missing)} samples of {dataset.path} (e.g. {missing[:3]})")
-    scores_spec = next(o for o in card["outputs"] if o["role"] in ("probabilities", "logits", "log_probs"))
-    arrays = output_arrays(run_dir, run, scores_spec["name"])
+    arrays = output_arrays(run_dir, run, scores_output(card)["name"])
     lengths = decode_lengths(card, run_dir, run, dataset, modelzoo)
-    labels = card["labels"]
-    blank = int(card["blank_index"])
-    delimiter = card.get("word_delimiter")
-    delimiter = delimiter if delimiter and delimiter != " " else None
-    special = card.get("special_tokens", [])
     hyps, refs = [], []
     for s in dataset.samples:
         out = arrays[s.key]
-        frames = min(lengths[s.key], out.shape[0])
-        hyps.append(greedy_decode(out, frames, labels, blank, word_delimiter=delimiter, special_tokens=special))
+        hyps.append(decode(out, min(lengths[s.key], out.shape[0]), card))
         refs.append(s.transcript)
     convention = card.get("metrics_convention", "deepspeech")
     result = corpus_scores(refs, hyps, convention=convention)
@@ -118,7 +125,7 @@ def output_diff(run_a: Path, dataset_a: DatasetDir, run_b: Path, dataset_b: Data
     modelzoo) compare too; `lengths` maps utterance id to valid frames.
     """
     ra, rb = open_run(run_a), open_run(run_b)
-    spec = next(o for o in card["outputs"] if o["role"] in ("probabilities", "logits", "log_probs"))
+    spec = scores_output(card)
     a, b = output_arrays(run_a, ra, spec["name"]), output_arrays(run_b, rb, spec["name"])
     key_a = {s.uid: s.key for s in dataset_a.samples}
     key_b = {s.uid: s.key for s in dataset_b.samples}
@@ -141,7 +148,7 @@ def final_frame_emissions(run_dir: Path, dataset: DatasetDir, card: dict[str, An
     """How many samples have a non-blank best label in their last valid output frame (what a decoder
     that reads one frame short, like the Ascend guide's floor(L/2), loses)."""
     run = open_run(run_dir)
-    spec = next(o for o in card["outputs"] if o["role"] in ("probabilities", "logits", "log_probs"))
+    spec = scores_output(card)
     arrays = output_arrays(run_dir, run, spec["name"])
     lengths = decode_lengths(card, run_dir, run, dataset, False)
     blank = int(card["blank_index"])

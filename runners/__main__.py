@@ -147,15 +147,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.backend == "torch_aie":
             from runners.torch_aie_backend import TorchAieBackend
 
-            from runners.torch_aie_backend import static_card
-
             length = args.length or card.get("modelzoo", {}).get("pad_to")
             if not length:
                 raise RunError("torch_aie compiles a static shape: give --length (time steps every batch is padded to)")
             backend = TorchAieBackend(args.model, card, batch_size=args.batch_size, length=int(length),
                                       soc_version=args.soc_version, device=f"{args.aie_device}:{args.device}",
                                       guide_loops=args.aie_loops)
-            card = static_card(card, args.batch_size, int(length))
+            card = backend.card
         else:
             from runners.torch_backend import TorchBackend
 

@@ -13,14 +13,13 @@ each file it logs "Inference time: X ms", which is the per-batch latency recorde
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 from preprocess.dataset_dir import DatasetDir
 from runners.base import RunError, cached_run
-from runners.tool_outputs import (check_files, file_batch, file_groups, input_folders, new_folder, run_tool, which_tool,
-                                  write_run_from_files)
+from runners.tool_outputs import (check_files, file_batch, file_groups, input_folders, new_folder, run_tool,
+                                  tool_config, which_tool, write_run_from_files)
 
 INSTALL_HINT = ("msame is built from Ascend/tools (msame/build.sh) on a machine with the CANN toolkit; put the "
                 "binary on PATH or set $MSAME_BIN, and `source /usr/local/Ascend/ascend-toolkit/set_env.sh` "
@@ -51,11 +50,7 @@ def run_msame(model: Path, card: dict[str, Any], dataset: DatasetDir, out: Path,
               device: int = 0, force: bool = False) -> dict[str, Any]:
     """Run the dataset through msame and convert its output folder into the run dir `out`."""
     exe = which_tool("msame", "MSAME_BIN", INSTALL_HINT)
-    if not model.is_file():
-        raise RunError(f"offline model not found: {model} (build it with `python -m export atc`)")
-    config = {"backend": "msame", "model": str(model.resolve()), "model_mtime": model.stat().st_mtime,
-              "dataset": str(dataset.path.resolve()), "dataset_hash": dataset.header.get("config_hash"),
-              "outfmt": outfmt, "device": device}
+    config = tool_config("msame", model, dataset, outfmt=outfmt, device=device)
     cached = cached_run(out, config, force)
     if cached:
         return cached
@@ -65,9 +60,7 @@ def run_msame(model: Path, card: dict[str, Any], dataset: DatasetDir, out: Path,
     before = {p.name for p in raw.iterdir()}
     cmd = [exe, "--model", str(model), "--input", ",".join(str(p) for p in input_folders(dataset, card)),
            "--output", str(raw), "--outfmt", outfmt, "--device", str(device)]
-    t0 = time.perf_counter()
-    text, _ = run_tool(cmd, out / "msame.log", "msame")
-    wall_s = time.perf_counter() - t0
+    text, wall_s = run_tool(cmd, out / "msame.log", "msame")
     # msame exits 0 after many failures (a bad flag, a missing folder, a failed execution); its
     # "[ERROR]" lines are the only sign.
     errors = [line for line in text.splitlines() if "[ERROR]" in line]

@@ -88,7 +88,15 @@ def which_tool(name: str, env_var: str, hint: str) -> str:
     return found
 
 
-def run_tool(cmd: Sequence[str], log_path: Path, what: str, env: dict[str, str] | None = None) -> tuple[str, float]:
+def tool_config(tool: str, model: Path, dataset: DatasetDir, **settings: Any) -> dict[str, Any]:
+    """What a finished tool run was made from (compared by cached_run); refuses a missing offline model."""
+    if not model.is_file():
+        raise RunError(f"offline model not found: {model} (build it with `python -m export atc`)")
+    return {"backend": tool, "model": str(model.resolve()), "model_mtime": model.stat().st_mtime,
+            "dataset": str(dataset.path.resolve()), "dataset_hash": dataset.header.get("config_hash"), **settings}
+
+
+def run_tool(cmd: Sequence[str], log_path: Path, what: str) -> tuple[str, float]:
     """Run a tool, keep its combined output in `log_path`, return (output, seconds).
 
     A non-zero exit raises with the tail of the output, which is where these tools print their errors.
@@ -96,8 +104,7 @@ def run_tool(cmd: Sequence[str], log_path: Path, what: str, env: dict[str, str] 
     log.info("running: %s", " ".join(cmd))
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                              check=False)
+        proc = subprocess.run(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     except OSError as exc:
         raise ToolNotFound(f"{what} could not be started ({cmd[0]}): {exc}") from None
     seconds = time.perf_counter() - t0

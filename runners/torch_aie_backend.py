@@ -71,7 +71,9 @@ class TorchAieBackend:
         ts_path = torchscript_path(Path(model), card)
         index = int(device.split(":")[1]) if ":" in device else 0
         self.aie.set_device(index)
-        shapes = [tuple(spec["shape"]) for spec in static_card(card, batch_size, length)["inputs"]]
+        # The card the run loop must use: every batch padded to the compiled shape.
+        self.card = static_card(card, batch_size, length)
+        shapes = [tuple(spec["shape"]) for spec in self.card["inputs"]]
         scripted = torch.jit.load(str(ts_path)).eval()
         t0 = time.perf_counter()
         self.compiled = self.aie.compile(
