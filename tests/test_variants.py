@@ -22,8 +22,9 @@ def _export(argv: list[str]) -> int:
 
 
 # The tiny test model has random weights, so its "transcripts" are noise that quantisation reshuffles;
-# the gate's thresholds are loosened here, and a separate test checks that the gate does refuse.
-LOOSE = ["--min-argmax-agreement", "0.5", "--max-text-cer", "1.0", "--threads", "1"]
+# how much int8 reshuffles them depends on the CPU's int8 kernels (VNNI or not). The gate's thresholds are
+# opened fully here, so this test checks the plumbing; a separate test checks that the gate does refuse.
+LOOSE = ["--min-argmax-agreement", "0.0", "--max-text-cer", "1.0", "--threads", "1"]
 
 
 @pytest.mark.parametrize("kind", ["fp16", "int8-dynamic", "int8-static"])
@@ -38,8 +39,8 @@ def test_variant_card_and_gate(tmp_path: Path, tiny_export: Path, dataset: Path,
     assert var["from_sha256"] == read_card(card_path_for(tiny_export))["onnx_sha256"]
     assert var["size_bytes"] == path.stat().st_size
     par = card["parity"]
-    assert par["passed"] and par["samples"] == 6 and 0.5 <= par["argmax_agreement"] <= 1.0
-    assert par["thresholds"] == {"min_argmax_agreement": 0.5, "max_text_cer": 1.0}
+    assert par["passed"] and par["samples"] == 6 and 0.0 <= par["argmax_agreement"] <= 1.0
+    assert par["thresholds"] == {"min_argmax_agreement": 0.0, "max_text_cer": 1.0}
     graph = card["graph"]
     assert graph["nodes"] > 0 and graph["nodes_after_ort"] > 0
     if kind == "int8-dynamic":
