@@ -145,5 +145,7 @@ def context_of(run_dir: Path, dataset: DatasetDir, card: dict[str, Any]) -> dict
 def machine_note(ctx: dict[str, Any]) -> str:
     m = ctx["machine"]
     v = ctx.get("versions", {})
-    return (f"Machine: {m['cpu']}, {m['usable_cores']} usable cores, {m['memory_gb']} GB, {m['os']}; "
+    from runners.machine import machine_label
+
+    return (f"Machine: {machine_label(m)}, {m['memory_gb']} GB, {m['os']}; "
             f"torch {v.get('torch')}, onnxruntime {v.get('onnxruntime')}, python {v.get('python')}.")
