@@ -243,7 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     _onnx_in(a)
     a.add_argument("--out", type=Path, required=True, help="folder for <name>.om, its card and the atc script")
     a.add_argument("--name", help="OM file stem (default: <onnx stem>_<soc version>)")
-    a.add_argument("--soc-version", default="Ascend310P3", help="Ascend310, Ascend310P3 (default), Ascend310B1, ...")
+    a.add_argument("--soc-version", default="Ascend310P3",
+                   help="\"Ascend\" + the chip name `npu-smi info` shows: Ascend310, Ascend310P3 (default), "
+                        "Ascend310B1, Ascend910B3, ... (a name not known here is passed to atc with a warning)")
     a.add_argument("--batch-size", type=int, help="static batch (default: the card's static batch, else 1)")
     a.add_argument("--length", type=int, help="static time length: frames for DeepSpeech2 (621 in the guide), "
                                               "samples for wav2vec2 (100000); default: the card's static length")
