@@ -1,0 +1,105 @@
+"""`python -m split edge`: the edge side, over a dataset dir or .npy feature files."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger("split.edge")
+
+DESCRIPTION = """Run head.onnx on each utterance, encode the boundary tensor, send it to the split server,
+and collect transcripts and per-stage times (median / p90 over all utterances).
+
+  python -m split edge --head DIR/head.onnx --server 127.0.0.1:50051 --dataset DS --codec q4-ans --out RUN
+  python -m split edge --head DIR/head.onnx --server HOST:443 --tls-ca ca.pem --features a.npy b.npy
+
+Writes RUN/timing.{md,csv,json} (per stage: count, median, p90, p99, mean, max in ms),
+RUN/utterances.jsonl (every utterance's times, bytes, transcript and reference), and with
+--return-output the Tail's outputs as RUN/<output>/<key>.bin (little-endian, shape in utterances.jsonl).
+Stages: edge (Head), encode, send (request build + serialise), network (RPC time minus server handler,
+incl. any emulated delay), decode (server parse + codec decode), cloud (Tail), reply (server CTC +
+reply parse), e2e."""
+
+
+def describe(name: str) -> str:
+    return DESCRIPTION
+
+
+def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
+    p.add_argument("--head", type=Path, required=True, help="head.onnx (its card beside it)")
+    p.add_argument("--server", default="127.0.0.1:50051", help="HOST:PORT of `python -m split serve`")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", type=Path, help="a dataset dir made by `python -m preprocess` for the model")
+    src.add_argument("--features", type=Path, nargs="+", help=".npy feature tensors (batch, ...) as the Head takes")
+    p.add_argument("--codec", default="int8-zstd", help="codec name (see `python -m split codecs`)")
+    p.add_argument("--autoencoder", type=Path, help="folder with ae_encoder.onnx (for the ae* codecs)")
+    p.add_argument("--limit", type=int, help="only the first N utterances")
+    p.add_argument("--warmup", type=int, default=1, help="utterances sent first and left out of the timings")
+    p.add_argument("--return-output", action="store_true", help="also fetch the Tail's output tensors")
+    p.add_argument("--out", type=Path, help="folder for timing tables and per-utterance results")
+    p.add_argument("--tls-ca", type=Path, help="PEM root certificate(s) to verify a TLS server")
+    p.add_argument("--timeout", type=float, default=30.0, help="per-request deadline in seconds (default 30)")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime threads for the Head (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(name: str, args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from preprocess.dataset_dir import atomic_write_bytes, write_bin
+    from split.codecs import get_codec
+    from split.edge import STAGES, EdgeClient, HeadModel, outputs_of, run_one, utterances_from_dataset, \
+        utterances_from_files
+    from split.timing import summarize, write_tables
+
+    if not args.head.is_file():
+        raise FileNotFoundError(f"--head: file not found: {args.head}")
+    head = HeadModel(args.head, threads=args.threads)
+    codec = get_codec(args.codec, args.autoencoder)
+    client = EdgeClient(args.server, tls_ca=args.tls_ca, timeout_s=args.timeout)
+    health = client.health()
+    if codec.name not in health.codecs:
+        raise ValueError(f"--codec {codec.name}: the server does not decode it (it offers {list(health.codecs)})")
+    utts = list(utterances_from_dataset(args.dataset, head.input.name, args.limit) if args.dataset
+                else utterances_from_files(args.features))
+    if not utts:
+        raise ValueError("no utterances to send")
+    for utt in utts[:max(0, args.warmup)]:
+        run_one(head, codec, client, utt)
+    rows = []
+    for utt in tqdm(utts, desc=f"edge {codec.name}", unit="utt", disable=args.no_progress):
+        row, reply = run_one(head, codec, client, utt, return_output=args.return_output)
+        if args.return_output and args.out is not None:
+            for out_name, arr in outputs_of(reply).items():
+                (args.out / out_name).mkdir(parents=True, exist_ok=True)
+                write_bin(args.out / out_name / f"{utt.key}.bin", arr, arr.dtype.name)
+                row.setdefault("output_shapes", {})[out_name] = list(arr.shape)
+        rows.append(row)
+    client.close()
+    table = summarize(rows, STAGES)
+    bits = sum(8 * r["payload_bytes"] for r in rows) / max(sum(r["elements"] for r in rows), 1)
+    meta = {"codec": codec.name, "server": args.server, "head": str(args.head), "utterances": len(rows),
+            "warmup": args.warmup, "payload_bits_per_element": bits,
+            "mean_request_bytes": sum(r["request_bytes"] for r in rows) / len(rows),
+            "tail_sha256": health.model_sha256}
+    refs = [r["reference"] for r in rows]
+    if all(refs) and any(r["transcript"] for r in rows):
+        from postprocess.metrics import corpus_scores
+
+        convention = (head.card or {}).get("metrics_convention", "deepspeech")
+        scores = corpus_scores(refs, [r["transcript"] for r in rows], convention=convention)
+        meta["wer"], meta["cer"] = scores["wer"], scores["cer"]
+    for row in table:
+        log.info("%-8s median %8.3f ms  p90 %8.3f ms", row["stage"], row["median_ms"], row["p90_ms"])
+    log.info("%d utterances, %.3f payload bits per element%s", len(rows), bits,
+             f", WER {100 * meta['wer']:.2f}%" if "wer" in meta else "")
+    if args.out is not None:
+        notes = [f"codec {codec.name}, {bits:.3f} payload bits per element, {len(rows)} utterances "
+                 f"({args.warmup} warm-up excluded)",
+                 "network = RPC wall time minus the server's handler time (+ any emulated delay)"]
+        write_tables(args.out, "timing", table, meta, title=f"Split inference stage times ({codec.name})",
+                     notes=notes)
+        atomic_write_bytes(args.out / "utterances.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+        log.info("wrote %s", args.out)
+    return 0

@@ -1,0 +1,110 @@
+"""Profile split points for the planner: per point, Head and Tail latency and per-codec bytes and WER.
+
+A split point is a Head/Tail ONNX pair (as `python -m split export` writes them). With the unsplit model
+two more points are added: `cloud-only` (nothing on the edge; the features themselves are encoded and
+sent) and `edge-only` (the whole model on the edge; nothing is sent). Times are medians over the
+utterances after one warm-up utterance; bytes are means (payload plus the codec parameters as serialised).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from split.codecs import Codec
+from split.edge import HeadModel, Utterance
+from split.planner import PROFILE_VERSION
+from split.tail import TailModel
+from split.wire import params_to_proto
+
+
+@dataclass
+class SplitPoint:
+    name: str
+    head: HeadModel | None  # None: the features are the boundary (cloud-only)
+    tail: TailModel | None  # None: nothing runs in the cloud (edge-only)
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, (time.perf_counter() - t0) * 1e3
+
+
+def _wer(refs: list[str], hyps: list[str], convention: str) -> float | None:
+    if not hyps or not all(refs):
+        return None
+    from postprocess.metrics import corpus_scores
+
+    return 100 * corpus_scores(refs, hyps, convention=convention)["wer"]
+
+
+def profile_point(point: SplitPoint, utts: list[Utterance], codecs: Iterable[Codec],
+                  convention: str = "deepspeech") -> dict[str, Any]:
+    codecs = list(codecs)
+    edge_ms, cloud_ms, refs, hyps_plain = [], [], [], []
+    per_codec: dict[str, dict[str, list]] = {c.name: {"bytes": [], "encode_ms": [], "decode_ms": [], "hyps": []}
+                                             for c in codecs}
+    time_axis = 1 if point.head is not None else -1
+    for i, utt in enumerate([utts[0]] + utts):  # the first run warms up and is dropped
+        warm = i == 0
+        if point.head is not None:
+            (boundary, lengths), t_edge = _timed(lambda: point.head.run(utt.features, utt.length))
+        else:
+            boundary, lengths, t_edge = utt.features, None, 0.0
+        if point.tail is None:  # edge-only: the "head" is the whole model
+            if not warm:
+                edge_ms.append(t_edge)
+            continue
+        outputs, t_cloud = _timed(lambda: point.tail.run(boundary, lengths, time_axis=time_axis))
+        if warm:
+            continue
+        edge_ms.append(t_edge)
+        cloud_ms.append(t_cloud)
+        refs.append(utt.reference)
+        hyps_plain += point.tail.transcripts(outputs, lengths)
+        for codec in codecs:
+            encoded, t_enc = _timed(lambda: codec.encode(boundary))
+            decoded, t_dec = _timed(lambda: codec.decode(encoded.payload, encoded.params, boundary.shape))
+            rec = per_codec[codec.name]
+            rec["bytes"].append(len(encoded.payload) + params_to_proto(encoded.params).ByteSize())
+            rec["encode_ms"].append(t_enc)
+            rec["decode_ms"].append(t_dec)
+            if point.tail.can_transcribe:
+                rec["hyps"] += point.tail.transcripts(point.tail.run(decoded, lengths, time_axis=time_axis), lengths)
+    result: dict[str, Any] = {"name": point.name, "edge_ms": float(np.median(edge_ms)),
+                              "cloud_ms": float(np.median(cloud_ms)) if cloud_ms else 0.0, "codecs": {}}
+    if point.tail is None:
+        result["local"] = True
+        return result
+    result["wer_unencoded"] = _wer(refs, hyps_plain, convention)
+    for name, rec in per_codec.items():
+        result["codecs"][name] = {"bytes": float(np.mean(rec["bytes"])),
+                                  "encode_ms": float(np.median(rec["encode_ms"])),
+                                  "decode_ms": float(np.median(rec["decode_ms"])),
+                                  "wer": _wer(refs, rec["hyps"], convention)}
+    return result
+
+
+def make_profile(points: list[SplitPoint], utts: list[Utterance], codecs_for: Callable[[SplitPoint], list[Codec]],
+                 full_model: Path | None = None, convention: str = "deepspeech") -> dict[str, Any]:
+    """The profile of every point (plus cloud-only / edge-only when `full_model` is given)."""
+    from runners.machine import machine_info
+
+    if not utts:
+        raise ValueError("profiling needs at least one utterance")
+    all_points = list(points)
+    if full_model is not None:
+        full_tail = TailModel(full_model)
+        all_points = [SplitPoint("cloud-only", None, full_tail)] + all_points + \
+                     [SplitPoint("edge-only", HeadModel(full_model), None)]
+    profiled = []
+    for p in all_points:
+        entry = profile_point(p, utts, codecs_for(p), convention)
+        if p.tail is None and full_model is not None:
+            entry["wer"] = profiled[0].get("wer_unencoded") if profiled else None
+        profiled.append(entry)
+    return {"version": PROFILE_VERSION, "utterances": len(utts), "machine": machine_info(), "points": profiled}
