@@ -17,7 +17,8 @@ encode / decode time (median), reconstruction RMSE; with --tail also the transcr
 WER, and dWER against the unencoded boundary (the unsplit model's transcripts).
 
   python -m split codecs
-  python -m split codecs --head DIR/head.onnx --tail DIR/tail.onnx --autoencoder DIR --dataset DS --out results --name split_codecs
+  python -m split codecs --head DIR/head.onnx --tail DIR/tail.onnx --autoencoder DIR --dataset DS \\
+      --out results --name split_codecs
 
 Writes NAME.{md,csv,json} and NAME.png (dWER against bits per element) under --out."""
 

@@ -39,9 +39,12 @@ class EdgeError(SplitError):
 
 class EdgeClient:
     def __init__(self, target: str, *, tls_ca: Path | None = None, timeout_s: float = 30.0,
-                 max_message_bytes: int = 16 * 1024 * 1024) -> None:
+                 max_message_bytes: int = 16 * 1024 * 1024, pace_bps: float | None = None) -> None:
+        """`pace_bps` emulates a link of that rate where no shaped link can be set up (split.netshape):
+        each request waits its own transmission time (bytes * 8 / rate) before it is sent."""
         self.target = target
         self.timeout_s = timeout_s
+        self.pace_bps = pace_bps
         options = [("grpc.max_send_message_length", max_message_bytes),
                    ("grpc.max_receive_message_length", max_message_bytes),
                    ("grpc.keepalive_time_ms", 30_000)]
@@ -70,6 +73,8 @@ class EdgeClient:
         return pb.HealthReply.FromString(self._call(self._health, pb.HealthRequest().SerializeToString(), "Health"))
 
     def infer_raw(self, request: bytes) -> bytes:
+        if self.pace_bps:
+            time.sleep(8 * len(request) / self.pace_bps)
         return self._call(self._infer, request, "Infer")
 
     def close(self) -> None:
@@ -136,11 +141,13 @@ def utterances_from_files(paths: list[Path]) -> Iterator[Utterance]:
         yield Utterance(Path(path).stem, arr)
 
 
-def run_one(head: HeadModel, codec: Codec, client: EdgeClient, utt: Utterance,
+def run_one(head: HeadModel | None, codec: Codec, client: EdgeClient, utt: Utterance,
             return_output: bool = False) -> tuple[dict[str, Any], pb.InferReply]:
-    """One utterance through Head -> codec -> server; the timing row and the server's reply."""
+    """One utterance through Head -> codec -> server; the timing row and the server's reply.
+
+    `head=None` sends the features themselves (the cloud-only split: the server runs the whole model)."""
     t0 = time.perf_counter()
-    boundary, lengths = head.run(utt.features, utt.length)
+    boundary, lengths = head.run(utt.features, utt.length) if head is not None else (utt.features, None)
     t1 = time.perf_counter()
     encoded = codec.encode(boundary)
     t2 = time.perf_counter()

@@ -4,10 +4,12 @@ A profile (JSON, written by `python -m split profile`) holds, per split point, t
 (edge_ms), Tail latency (cloud_ms) and, per codec, the bytes sent per utterance with encode/decode times
 and (when the Tail has labels) the WER. The prediction per point k and codec c at bandwidth B, RTT r:
 
-    e2e(k, c) = edge(k) * edge_scale + encode(c) + 8 * bytes(k, c) / B + r + decode(c) + cloud(k) * cloud_scale
+    e2e(k, c) = edge(k) * edge_scale + encode(c) + 8 * wire(k, c) / B + r + rpc + decode(c) + cloud(k) * cloud_scale
 
-A "local" point (the whole model on the edge) sends nothing and pays no network. `edge_scale` and
-`cloud_scale` let one profile, measured on one machine, stand for a slower edge or a faster cloud.
+where wire is the request plus the reply with their framing (FRAMING_*), and rpc is the transport's
+measured fixed cost per call (profile `rpc_overhead_ms`). A "local" point (the whole model on the edge)
+sends nothing and pays no network. `edge_scale` and `cloud_scale` let one profile, measured on one
+machine, stand for a slower edge or a faster cloud.
 """
 from __future__ import annotations
 
@@ -18,6 +20,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 PROFILE_VERSION = 1
+# Bytes a request / reply costs on the wire beyond its protobuf message: TCP/IP headers, HTTP/2 frame
+# headers and HPACK-compressed HEADERS/trailers, gRPC's 5-byte prefix. Calibrated with tc's byte
+# counters on the shaped veth link (docs/split.md); plan_check reports the measured values next to them.
+FRAMING_UP_BYTES = 150
+FRAMING_DOWN_BYTES = 120
+DEFAULT_REPLY_BYTES = 80
 
 _RATE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(|k|m|g)(bit|bps|b)?(/s)?\s*$", re.IGNORECASE)
 _TIME = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(us|ms|s)?\s*$", re.IGNORECASE)
@@ -57,14 +65,17 @@ class Candidate:
     encode_ms: float
     transfer_ms: float
     rtt_ms: float
+    rpc_ms: float
     decode_ms: float
     cloud_ms: float
     bytes: float
     wer: float | None
+    wire_bytes: float = 0.0  # request + reply with framing, as the transfer time counts them
 
     @property
     def predicted_ms(self) -> float:
-        return self.edge_ms + self.encode_ms + self.transfer_ms + self.rtt_ms + self.decode_ms + self.cloud_ms
+        return (self.edge_ms + self.encode_ms + self.transfer_ms + self.rtt_ms + self.rpc_ms + self.decode_ms
+                + self.cloud_ms)
 
 
 def load_profile(path: Path) -> dict[str, Any]:
@@ -96,18 +107,21 @@ def candidates(profile: dict[str, Any], bandwidth_bps: float, rtt_ms: float, *, 
                edge_scale: float = 1.0, cloud_scale: float = 1.0) -> list[Candidate]:
     """Every (point, codec) of the profile with its predicted latency at this bandwidth and RTT."""
     wanted = set(codecs) if codecs else None
+    rpc = float(profile.get("rpc_overhead_ms", 0.0))
     out = []
     for index, p in enumerate(profile["points"]):
         edge, cloud = float(p["edge_ms"]) * edge_scale, float(p["cloud_ms"]) * cloud_scale
         if p.get("local"):
-            out.append(Candidate(p["name"], index, "-", edge, 0.0, 0.0, 0.0, 0.0, cloud, 0.0, p.get("wer")))
+            out.append(Candidate(p["name"], index, "-", edge, 0.0, 0.0, 0.0, 0.0, 0.0, cloud, 0.0, p.get("wer")))
             continue
+        reply = float(p.get("reply_bytes", DEFAULT_REPLY_BYTES)) + FRAMING_DOWN_BYTES
         for codec, m in p["codecs"].items():
             if wanted is not None and codec not in wanted:
                 continue
+            wire = float(m["bytes"]) + FRAMING_UP_BYTES + reply
             out.append(Candidate(p["name"], index, codec, edge, float(m["encode_ms"]),
-                                 8e3 * float(m["bytes"]) / bandwidth_bps, rtt_ms, float(m["decode_ms"]), cloud,
-                                 float(m["bytes"]), m.get("wer")))
+                                 8e3 * wire / bandwidth_bps, rtt_ms, rpc, float(m["decode_ms"]), cloud,
+                                 float(m["bytes"]), m.get("wer"), wire))
     return out
 
 
@@ -135,5 +149,6 @@ def plan(profile: dict[str, Any], bandwidths_bps: list[float], rtt_ms: float, *,
 def _row(bw: float, c: Candidate) -> dict[str, Any]:
     return {"bandwidth": format_bandwidth(bw), "point": c.point, "index": c.index, "codec": c.codec,
             "edge_ms": c.edge_ms, "encode_ms": c.encode_ms, "transfer_ms": c.transfer_ms, "rtt_ms": c.rtt_ms,
+            "rpc_ms": c.rpc_ms,
             "decode_ms": c.decode_ms, "cloud_ms": c.cloud_ms, "bytes": c.bytes, "predicted_ms": c.predicted_ms,
             "wer": c.wer}

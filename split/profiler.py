@@ -3,7 +3,9 @@
 A split point is a Head/Tail ONNX pair (as `python -m split export` writes them). With the unsplit model
 two more points are added: `cloud-only` (nothing on the edge; the features themselves are encoded and
 sent) and `edge-only` (the whole model on the edge; nothing is sent). Times are medians over the
-utterances after one warm-up utterance; bytes are means (payload plus the codec parameters as serialised).
+utterances after one warm-up utterance; bytes are means of the whole serialised InferRequest (payload,
+codec parameters, shape, lengths). `rpc_overhead_ms` is the median round trip of an empty gRPC call
+(Health) on loopback: the transport's fixed cost per request, which the planner adds to remote points.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from split.codecs import Codec
 from split.edge import HeadModel, Utterance
 from split.planner import PROFILE_VERSION
 from split.tail import TailModel
-from split.wire import params_to_proto
+from split.wire import build_request
 
 
 @dataclass
@@ -40,6 +42,15 @@ def _wer(refs: list[str], hyps: list[str], convention: str) -> float | None:
     from postprocess.metrics import corpus_scores
 
     return 100 * corpus_scores(refs, hyps, convention=convention)["wer"]
+
+
+def reply_size(transcript: str) -> int:
+    """Serialised size of an InferReply carrying `transcript` and a full set of stage times."""
+    from split.proto import split_pb2 as pb
+
+    times = pb.ServerTimes(parse_ms=1.1, decode_ms=1.1, cloud_ms=1.1, postprocess_ms=1.1, added_delay_ms=1.1,
+                           handler_ms=1.1)
+    return pb.InferReply(version=1, request_id="x" * 24, transcripts=[transcript], times=times).ByteSize()
 
 
 def profile_point(point: SplitPoint, utts: list[Utterance], codecs: Iterable[Codec],
@@ -70,7 +81,8 @@ def profile_point(point: SplitPoint, utts: list[Utterance], codecs: Iterable[Cod
             encoded, t_enc = _timed(lambda: codec.encode(boundary))
             decoded, t_dec = _timed(lambda: codec.decode(encoded.payload, encoded.params, boundary.shape))
             rec = per_codec[codec.name]
-            rec["bytes"].append(len(encoded.payload) + params_to_proto(encoded.params).ByteSize())
+            request = build_request(encoded, codec=codec.name, shape=boundary.shape, lengths=lengths)
+            rec["bytes"].append(request.ByteSize())
             rec["encode_ms"].append(t_enc)
             rec["decode_ms"].append(t_dec)
             if point.tail.can_transcribe:
@@ -81,6 +93,7 @@ def profile_point(point: SplitPoint, utts: list[Utterance], codecs: Iterable[Cod
         result["local"] = True
         return result
     result["wer_unencoded"] = _wer(refs, hyps_plain, convention)
+    result["reply_bytes"] = float(np.mean([reply_size(h) for h in hyps_plain] or [reply_size("")]))
     for name, rec in per_codec.items():
         result["codecs"][name] = {"bytes": float(np.mean(rec["bytes"])),
                                   "encode_ms": float(np.median(rec["encode_ms"])),
@@ -107,4 +120,27 @@ def make_profile(points: list[SplitPoint], utts: list[Utterance], codecs_for: Ca
         if p.tail is None and full_model is not None:
             entry["wer"] = profiled[0].get("wer_unencoded") if profiled else None
         profiled.append(entry)
-    return {"version": PROFILE_VERSION, "utterances": len(utts), "machine": machine_info(), "points": profiled}
+    remote_tail = next((p.tail for p in points if p.tail is not None), None)
+    overhead = rpc_overhead_ms(remote_tail.path) if remote_tail is not None else 0.0
+    return {"version": PROFILE_VERSION, "utterances": len(utts), "machine": machine_info(),
+            "rpc_overhead_ms": overhead, "points": profiled}
+
+
+def rpc_overhead_ms(tail: Path, calls: int = 30) -> float:
+    """Median wall time of a Health call to an in-process server on loopback (after 3 warm-up calls)."""
+    from split.edge import EdgeClient
+    from split.server import ServerConfig, build_server
+
+    server, port, _ = build_server(ServerConfig(tail=tail, port=0, workers=1))
+    server.start()
+    try:
+        client = EdgeClient(f"127.0.0.1:{port}")
+        times = []
+        for i in range(calls + 3):
+            _, t = _timed(client.health)
+            if i >= 3:
+                times.append(t)
+        client.close()
+        return float(np.median(times))
+    finally:
+        server.stop(grace=None)

@@ -28,13 +28,18 @@ def summarize(rows: Sequence[dict[str, Any]], stages: Sequence[str]) -> list[dic
 def markdown(table: Sequence[dict[str, Any]], title: str = "", notes: Sequence[str] = ()) -> str:
     if not table:
         return f"{title}\n\n(no rows)\n"
-    cols = list(table[0])
+    cols = columns(table)
     lines = [title, ""] if title else []
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in table:
-        lines.append("| " + " | ".join(_fmt(row[c]) for c in cols) + " |")
+        lines.append("| " + " | ".join(_fmt(row.get(c, "")) for c in cols) + " |")
     lines += [""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
+
+
+def columns(table: Sequence[dict[str, Any]]) -> list[str]:
+    """Every key of every row, in first-seen order (rows may carry optional columns)."""
+    return list(dict.fromkeys(k for row in table for k in row))
 
 
 def _fmt(value: Any) -> str:
@@ -51,7 +56,7 @@ def write_tables(out: Path, name: str, table: Sequence[dict[str, Any]], meta: di
     atomic_write_bytes(md, markdown(table, title, notes).encode())
     buf = io.StringIO()
     if table:
-        writer = csv.DictWriter(buf, fieldnames=list(table[0]))
+        writer = csv.DictWriter(buf, fieldnames=columns(table), restval="")
         writer.writeheader()
         writer.writerows(table)
     atomic_write_bytes(csv_path, buf.getvalue().encode())

@@ -72,7 +72,8 @@ def _card(path: Path, inputs: list[dict], outputs: list[dict], **extra: object) 
 
 
 def make_split_pair(out: Path, seed: int = 0, autoencoder: bool = True) -> Path:
-    """DIR/head.onnx, DIR/tail.onnx (+ cards) and DIR/ae_encoder.onnx, DIR/ae_decoder.onnx."""
+    """DIR/head.onnx, DIR/tail.onnx (+ cards), the unsplit DIR/model.onnx, and DIR/ae_encoder.onnx,
+    DIR/ae_decoder.onnx."""
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     head, tail = Head(), Tail()
@@ -81,7 +82,12 @@ def make_split_pair(out: Path, seed: int = 0, autoencoder: bool = True) -> Path:
     _export(head, spec, out / "head.onnx", "spec", "features", {0: "batch", 3: "time"}, {0: "batch", 1: "frames"})
     _export(tail, boundary, out / "tail.onnx", "features", "logits", {0: "batch", 1: "frames"},
             {0: "batch", 1: "frames"})
+    _export(nn.Sequential(head, tail), spec, out / "model.onnx", "spec", "logits", {0: "batch", 3: "time"},
+            {0: "batch", 1: "frames"})
     rule = {"kind": "conv", "layers": [{"kernel": 3, "stride": 2, "padding": 1}]}
+    _card(out / "model.onnx", [{"name": "spec", "dtype": "float32", "shape": ["batch", 1, FEATS, "time"]}],
+          [{"name": "logits", "dtype": "float32", "shape": ["batch", "frames", len(LABELS)]}],
+          output_length_rule=rule, labels=LABELS, blank_index=0, metrics_convention="deepspeech")
     _card(out / "head.onnx", [{"name": "spec", "dtype": "float32", "shape": ["batch", 1, FEATS, "time"]}],
           [{"name": "features", "dtype": "float32", "shape": ["batch", "frames", CHANNELS]}],
           output_length_rule=rule, metrics_convention="deepspeech")

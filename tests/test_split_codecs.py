@@ -231,7 +231,8 @@ def test_autoencoder_codecs_round_trip(pair: Path, x: np.ndarray) -> None:
     fp = get_codec("ae", pair)
     enc = fp.encode(x)
     # fp32 latent decodes to exactly the autoencoder's own reconstruction (nothing lost on the wire).
-    assert np.allclose(fp.decode(enc.payload, enc.params, x.shape), fp.transform.inverse(fp.transform.forward(x), CHANNELS))
+    reconstruction = fp.transform.inverse(fp.transform.forward(x), CHANNELS)
+    assert np.allclose(fp.decode(enc.payload, enc.params, x.shape), reconstruction)
 
 
 def test_autoencoder_half_missing_is_a_clear_error(pair: Path, tmp_path: Path, x: np.ndarray) -> None:

@@ -71,8 +71,8 @@ def _utt(seed: int, length: int = 30) -> Utterance:
 def _request(head: HeadModel, utt: Utterance, encode_with: str = "fp32", **fields: object) -> pb.InferRequest:
     """A good request, then `fields` overwritten (to make it bad in one named way)."""
     boundary, lengths = head.run(utt.features, utt.length)
-    req = build_request(get_codec(encode_with).encode(boundary), codec=encode_with, shape=boundary.shape, lengths=lengths,
-                        request_id=utt.key, return_output=True, send_time=time.time())
+    req = build_request(get_codec(encode_with).encode(boundary), codec=encode_with, shape=boundary.shape,
+                        lengths=lengths, request_id=utt.key, return_output=True, send_time=time.time())
     for key, value in fields.items():
         if isinstance(value, list):
             del getattr(req, key)[:]
