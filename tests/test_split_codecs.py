@@ -253,3 +253,26 @@ def test_quantiser_and_stage_units() -> None:
     codec = Codec("t", q, Huffman((-128, 127)))
     enc = codec.encode(np.full((1, 4, 3), 2.0, np.float32))
     assert np.allclose(codec.decode(enc.payload, enc.params, (1, 4, 3)), 2.0)
+
+
+def test_codecs_cli_lists_and_measures(pair: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from split.__main__ import main
+    from tests.split_helpers import make_dataset
+
+    assert main(["codecs"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in CODECS) and "needs --autoencoder" in listed
+    ds = make_dataset(tmp_path / "ds", count=3)
+    out = tmp_path / "results"
+    assert main(["codecs", "--head", str(pair / "head.onnx"), "--tail", str(pair / "tail.onnx"), "--autoencoder",
+                 str(pair), "--dataset", str(ds), "--codecs", "fp32,int8-huffman,q2-ans,ae-q4-ans", "--out", str(out),
+                 "--no-progress"]) == 0
+    rows = {r["codec"]: r for r in json.loads((out / "split_codecs.json").read_text())["rows"]}
+    assert set(rows) == {"fp32", "int8-huffman", "q2-ans", "ae-q4-ans"}
+    # fp32 is the unsplit model: same transcripts, no WER change; wire bits include the parameter fields.
+    assert rows["fp32"]["delta_wer_points"] == 0 and rows["fp32"]["same_transcripts"] == 1.0
+    assert rows["fp32"]["bits_per_element"] == 32.0 and rows["fp32"]["wire_bits_per_element"] > 32.0
+    assert rows["q2-ans"]["bits_per_element"] < 2.0 < rows["int8-huffman"]["bits_per_element"]
+    assert (out / "split_codecs.png").stat().st_size > 0 and "| q2-ans |" in (out / "split_codecs.md").read_text()
+    assert main(["codecs", "--head", str(pair / "head.onnx")]) == 2
+    assert "--head needs --dataset" in capsys.readouterr().err

@@ -210,7 +210,7 @@ def test_client_disconnecting_mid_call_and_deadlines(slow_server, head: HeadMode
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     reply = pb.InferReply.FromString(_raw_call(target, payload))
     assert reply.transcripts[0] == _expected(head, tail, utt)[0]
-    assert reply.times.added_delay_ms == 400.0
+    assert reply.times.added_delay_ms >= 400.0  # the sleep as measured (never shorter than asked)
 
 
 def test_sixteen_concurrent_clients_with_bad_ones_mixed_in(server, head: HeadModel, tail: TailModel) -> None:
