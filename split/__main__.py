@@ -1,9 +1,10 @@
-"""python -m split SUBCOMMAND: split inference between an edge (Head) and a cloud server (Tail).
+"""python -m split: split inference between an edge (Head) and a cloud (Tail).
 
-Each subcommand lives in its own module exposing `describe(name)`, `add_arguments(name, parser)` and
-`run(name, args) -> int`;
-adding one is one line in SUBCOMMANDS. Modules import their heavy dependencies inside `run`, so
-`--help` stays fast.
+Subcommands are registered by module in SUBCOMMANDS; each module provides HELP (one line),
+`add_arguments(parser)` and `main(args) -> int` (0 ok, 2 bad input, 3 a failed gate), and optionally
+DESCRIPTION (the long help, printed as written; otherwise the docstring's first paragraph). Modules
+import their heavy dependencies inside `main`, so `--help` stays fast. Adding a subcommand is one line
+here and one module.
 """
 from __future__ import annotations
 
@@ -12,41 +13,36 @@ import importlib
 import logging
 import sys
 
-from split.errors import USER_ERRORS
-
-# name -> (module, one-line help)
-SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "serve": ("split.serve_cmd", "cloud: serve tail.onnx over gRPC"),
-    "edge": ("split.edge_cmd", "edge: run head.onnx, encode, send each utterance, time every stage"),
-    "codecs": ("split.codecs_cmd", "list the codecs, or measure them on real boundary tensors"),
-    "profile": ("split.plan_cmd", "measure each split point: edge/cloud latency and bytes per codec"),
-    "plan": ("split.plan_cmd", "choose the split point per bandwidth and RTT from a profile"),
+SUBCOMMANDS: dict[str, str] = {
+    "serve": "split.serve_cmd",
+    "edge": "split.edge_cmd",
+    "codecs": "split.codecs_cmd",
+    "profile": "split.profile_cmd",
+    "plan": "split.plan_cmd",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m split", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
-    for name, (module_name, help_text) in SUBCOMMANDS.items():
+    parser = argparse.ArgumentParser(
+        prog="python -m split",
+        description="Split a speech model into a Head that runs on the edge and a Tail that runs in the cloud, "
+                    "compress the activations between them, serve the Tail over gRPC, time every stage, and "
+                    "choose the split point per link.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, module_name in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=help_text, description=module.describe(name),
+        description = getattr(module, "DESCRIPTION", None) or (module.__doc__ or module.HELP).split("\n\n")[0]
+        p = sub.add_parser(name, help=module.HELP, description=description,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.add_arguments(name, p)
-        p.set_defaults(_module=module)
+        module.add_arguments(p)
+        p.set_defaults(func=module.main)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        return int(args._module.run(args.command, args))
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return args.func(args)
 
 
 if __name__ == "__main__":

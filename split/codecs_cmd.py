@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from split.errors import run_cli
+
 log = logging.getLogger("split.codecs")
 
 DESCRIPTION = """Without --head: list the registered codecs. With --head and --dataset: run the Head on each
@@ -23,11 +25,10 @@ WER, and dWER against the unencoded boundary (the unsplit model's transcripts).
 Writes NAME.{md,csv,json} and NAME.png (dWER against bits per element) under --out."""
 
 
-def describe(name: str) -> str:
-    return DESCRIPTION
+HELP = "list the boundary codecs, or measure them (size, time, error, WER) on real boundary tensors"
 
 
-def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head", type=Path, help="head.onnx (its card beside it)")
     p.add_argument("--tail", type=Path, help="tail.onnx with a card holding labels (adds WER columns)")
     p.add_argument("--dataset", type=Path, help="dataset dir for the Head's input")
@@ -47,7 +48,11 @@ def _list() -> int:
     return 0
 
 
-def run(name: str, args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
+    return run_cli(_run, args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.head is None:
         return _list()
     if args.dataset is None:

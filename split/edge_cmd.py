@@ -6,6 +6,8 @@ import json
 import logging
 from pathlib import Path
 
+from split.errors import run_cli
+
 log = logging.getLogger("split.edge")
 
 DESCRIPTION = """Run head.onnx on each utterance, encode the boundary tensor, send it to the split server,
@@ -22,11 +24,10 @@ incl. any emulated delay), decode (server parse + codec decode), cloud (Tail), r
 reply parse), e2e."""
 
 
-def describe(name: str) -> str:
-    return DESCRIPTION
+HELP = "edge: run head.onnx, encode, send each utterance to the server, time every stage"
 
 
-def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head", type=Path, required=True, help="head.onnx (its card beside it)")
     p.add_argument("--server", default="127.0.0.1:50051", help="HOST:PORT of `python -m split serve`")
     src = p.add_mutually_exclusive_group(required=True)
@@ -44,7 +45,11 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def run(name: str, args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
+    return run_cli(_run, args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from preprocess.dataset_dir import atomic_write_bytes, write_bin

@@ -1,26 +1,19 @@
-"""`python -m split profile` and `python -m split plan`: measure split points, then choose one per link."""
+"""`python -m split plan`: choose the split point per bandwidth from a profile, and check it on a shaped link."""
 from __future__ import annotations
 
 import argparse
 import logging
 from pathlib import Path
 
+from split.errors import run_cli
+
 log = logging.getLogger("split.plan")
 
-PROFILE_DESCRIPTION = """Measure split points for the planner: per point the Head's latency (edge), the Tail's
-latency (cloud) and, per codec, bytes per utterance, encode / decode time and WER (when the Tail's card
-has labels and the dataset has transcripts). Medians over the utterances, one warm-up excluded.
+HELP = "choose the split point and codec per bandwidth and RTT from a profile (--measure: check it)"
 
-  python -m split profile --point cnn=work/split/after_cnn --point rnn1=work/split/after_rnn1 \\
-      --full work/export/split_asr/model.onnx --dataset DS --codecs fp32,int8-zstd,q4-ans --out profile.json
-
---point NAME=DIR takes DIR/head.onnx and DIR/tail.onnx (or NAME=HEAD.onnx,TAIL.onnx). --full adds the
-cloud-only (features sent) and edge-only (nothing sent) points. --autoencoder NAME=DIR adds the ae*
-codecs at that point (the autoencoder is trained for one boundary)."""
-
-PLAN_DESCRIPTION = """Predict end-to-end latency per split point and codec for each bandwidth, and choose the best:
-  e2e = edge * edge_scale + encode + 8 * bytes / bandwidth + RTT + rpc + decode + cloud * cloud_scale
-(bytes: the whole serialised request; rpc: the transport's measured fixed cost per call)
+DESCRIPTION = """Predict end-to-end latency per split point and codec for each bandwidth, and choose the best:
+  e2e = edge * edge_scale + encode + 8 * wire / bandwidth + RTT + rpc + decode + cloud * cloud_scale
+(wire: request + reply with their framing; rpc: the transport's measured fixed cost per call)
 
   python -m split plan --profile profile.json --bandwidth 1mbit,10mbit,100mbit --rtt 20ms [--codec q4-ans]
 
@@ -28,101 +21,37 @@ Writes the sweep (every point x codec x bandwidth) and the choice per bandwidth 
 (and NAME_chosen.*) under --out, and prints the choices. --max-wer drops candidates above a WER (percent)."""
 
 
-def describe(name: str) -> str:
-    return PROFILE_DESCRIPTION if name == "profile" else PLAN_DESCRIPTION
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", type=Path, required=True, help="profile JSON from `python -m split profile`")
+    p.add_argument("--bandwidth", default="1mbit,10mbit,100mbit",
+                   help="comma-separated rates (default %(default)s)")
+    p.add_argument("--rtt", default="20ms", help="round-trip time (default %(default)s)")
+    p.add_argument("--codec", help="comma-separated codecs to consider (default: every codec in the profile)")
+    p.add_argument("--edge-scale", type=float, default=1.0, help="multiply edge latencies (a slower edge device)")
+    p.add_argument("--cloud-scale", type=float, default=1.0, help="multiply cloud latencies")
+    p.add_argument("--max-wer", type=float, help="ignore candidates whose WER (percent) is above this")
+    p.add_argument("--out", type=Path, help="folder for the sweep and choice tables")
+    p.add_argument("--name", default="split_plan", help="file stem (default %(default)s)")
+    m = p.add_argument_group("measured check (--measure)")
+    m.add_argument("--measure", action="store_true",
+                   help="also run every point for real over a shaped link and compare with the prediction")
+    m.add_argument("--point", action="append", default=[], metavar="NAME=DIR|NAME=HEAD,TAIL",
+                   help="files of a profiled split point (as for `profile`)")
+    m.add_argument("--full", type=Path, help="the unsplit model.onnx (measures cloud-only and edge-only)")
+    m.add_argument("--autoencoder", action="append", default=[], metavar="NAME=DIR",
+                   help="autoencoder pair of point NAME (for its ae* codecs)")
+    m.add_argument("--dataset", type=Path, help="dataset dir of the utterances to send")
+    m.add_argument("--limit", type=int, default=20, help="utterances per point and bandwidth (default 20)")
+    m.add_argument("--link", choices=["auto", "netns", "pacing"], default="auto",
+                   help="netns: veth + tc tbf between namespaces (root); pacing: loopback, the edge "
+                        "sleeps bytes/rate; auto: netns, else pacing (default)")
 
 
-def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
-    if name == "profile":
-        p.add_argument("--point", action="append", required=True, metavar="NAME=DIR|NAME=HEAD,TAIL",
-                       help="a split point (repeat, in model order)")
-        p.add_argument("--full", type=Path, help="the unsplit model.onnx (adds cloud-only and edge-only points)")
-        p.add_argument("--dataset", type=Path, required=True, help="dataset dir for the Head's input")
-        p.add_argument("--codecs", default="fp32,fp16,int8,int8-zstd,int8-huffman,q4-ans,q2-ans",
-                       help="comma-separated codecs to measure (default: %(default)s)")
-        p.add_argument("--autoencoder", action="append", default=[], metavar="NAME=DIR",
-                       help="autoencoder pair for point NAME (adds ae, ae-int8-zstd, ae-q4-ans there)")
-        p.add_argument("--limit", type=int, help="only the first N utterances")
-        p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
-        p.add_argument("--out", type=Path, required=True, help="the profile JSON to write")
-    else:
-        p.add_argument("--profile", type=Path, required=True, help="profile JSON from `python -m split profile`")
-        p.add_argument("--bandwidth", default="1mbit,10mbit,100mbit",
-                       help="comma-separated rates (default %(default)s)")
-        p.add_argument("--rtt", default="20ms", help="round-trip time (default %(default)s)")
-        p.add_argument("--codec", help="comma-separated codecs to consider (default: every codec in the profile)")
-        p.add_argument("--edge-scale", type=float, default=1.0, help="multiply edge latencies (a slower edge device)")
-        p.add_argument("--cloud-scale", type=float, default=1.0, help="multiply cloud latencies")
-        p.add_argument("--max-wer", type=float, help="ignore candidates whose WER (percent) is above this")
-        p.add_argument("--out", type=Path, help="folder for the sweep and choice tables")
-        p.add_argument("--name", default="split_plan", help="file stem (default %(default)s)")
-        m = p.add_argument_group("measured check (--measure)")
-        m.add_argument("--measure", action="store_true",
-                       help="also run every point for real over a shaped link and compare with the prediction")
-        m.add_argument("--point", action="append", default=[], metavar="NAME=DIR|NAME=HEAD,TAIL",
-                       help="files of a profiled split point (as for `profile`)")
-        m.add_argument("--full", type=Path, help="the unsplit model.onnx (measures cloud-only and edge-only)")
-        m.add_argument("--autoencoder", action="append", default=[], metavar="NAME=DIR",
-                       help="autoencoder pair of point NAME (for its ae* codecs)")
-        m.add_argument("--dataset", type=Path, help="dataset dir of the utterances to send")
-        m.add_argument("--limit", type=int, default=20, help="utterances per point and bandwidth (default 20)")
-        m.add_argument("--link", choices=["auto", "netns", "pacing"], default="auto",
-                       help="netns: veth + tc tbf between namespaces (root); pacing: loopback, the edge "
-                            "sleeps bytes/rate; auto: netns, else pacing (default)")
+def main(args: argparse.Namespace) -> int:
+    return run_cli(_run, args)
 
 
-def _pair(spec: str) -> tuple[str, Path, Path]:
-    if "=" not in spec:
-        raise ValueError(f"--point {spec!r}: expected NAME=DIR or NAME=HEAD.onnx,TAIL.onnx")
-    name, rest = spec.split("=", 1)
-    if "," in rest:
-        head, tail = (Path(x) for x in rest.split(",", 1))
-    else:
-        head, tail = Path(rest) / "head.onnx", Path(rest) / "tail.onnx"
-    for path in (head, tail):
-        if not path.is_file():
-            raise FileNotFoundError(f"--point {name}: file not found: {path}")
-    return name, head, tail
-
-
-def _profile(args: argparse.Namespace) -> int:
-    from preprocess.dataset_dir import atomic_write_json
-    from split.codecs import get_codec
-    from split.codecs.autoencoder import Autoencoder
-    from split.edge import HeadModel, utterances_from_dataset
-    from split.profiler import SplitPoint, make_profile
-    from split.tail import TailModel
-
-    points = []
-    for spec in args.point:
-        name, head, tail = _pair(spec)
-        points.append(SplitPoint(name, HeadModel(head, threads=args.threads), TailModel(tail, threads=args.threads)))
-    aes = {}
-    for spec in args.autoencoder:
-        name, _, folder = spec.partition("=")
-        if name not in {p.name for p in points}:
-            raise ValueError(f"--autoencoder {spec!r}: no --point named {name!r}")
-        aes[name] = Autoencoder.from_dir(Path(folder))
-    plain = [get_codec(c) for c in args.codecs.split(",")]
-
-    def codecs_for(point: SplitPoint) -> list:
-        ae = aes.get(point.name)
-        return plain + ([get_codec(n, ae) for n in ("ae", "ae-int8-zstd", "ae-q4-ans")] if ae else [])
-
-    first_head = points[0].head
-    utts = list(utterances_from_dataset(args.dataset, first_head.input.name, args.limit))
-    convention = (first_head.card or {}).get("metrics_convention", "deepspeech")
-    profile = make_profile(points, utts, codecs_for, args.full, convention)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out, profile)
-    for p in profile["points"]:
-        log.info("%-12s edge %8.3f ms  cloud %8.3f ms  %s", p["name"], p["edge_ms"], p["cloud_ms"],
-                 ", ".join(f"{c} {m['bytes']:.0f} B" for c, m in p["codecs"].items()))
-    log.info("wrote %s", args.out)
-    return 0
-
-
-def _plan(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> int:
     from split.planner import load_profile, parse_bandwidth, parse_duration_ms, plan
     from split.timing import write_tables
 
@@ -162,6 +91,7 @@ def _measure(args: argparse.Namespace, profile: dict, bandwidths: list[float], r
              codecs: list[str] | None) -> None:
     from split.edge import utterances_from_dataset
     from split.plan_check import PointFiles, measure_plan
+    from split.profiler import parse_point
     from split.timing import write_tables
 
     if args.dataset is None or not (args.point or args.full):
@@ -169,7 +99,7 @@ def _measure(args: argparse.Namespace, profile: dict, bandwidths: list[float], r
     aes = dict(spec.split("=", 1) for spec in args.autoencoder)
     files: dict[str, PointFiles] = {}
     for spec in args.point:
-        name, head, tail = _pair(spec)
+        name, head, tail = parse_point(spec)
         files[name] = PointFiles(head, tail, Path(aes[name]) if name in aes else None)
     if args.full is not None:
         if not args.full.is_file():
@@ -195,7 +125,3 @@ def _measure(args: argparse.Namespace, profile: dict, bandwidths: list[float], r
                      notes=note)
         write_tables(args.out, f"{args.name}_check", result["summary"], meta,
                      title="Planner's choice vs best measured point", notes=note)
-
-
-def run(name: str, args: argparse.Namespace) -> int:
-    return _profile(args) if name == "profile" else _plan(args)

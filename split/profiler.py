@@ -144,3 +144,18 @@ def rpc_overhead_ms(tail: Path, calls: int = 30) -> float:
         return float(np.median(times))
     finally:
         server.stop(grace=None)
+
+
+def parse_point(spec: str) -> tuple[str, Path, Path]:
+    """NAME=DIR (DIR/head.onnx + DIR/tail.onnx) or NAME=HEAD.onnx,TAIL.onnx, files checked."""
+    if "=" not in spec:
+        raise ValueError(f"--point {spec!r}: expected NAME=DIR or NAME=HEAD.onnx,TAIL.onnx")
+    name, rest = spec.split("=", 1)
+    if "," in rest:
+        head, tail = (Path(x) for x in rest.split(",", 1))
+    else:
+        head, tail = Path(rest) / "head.onnx", Path(rest) / "tail.onnx"
+    for path in (head, tail):
+        if not path.is_file():
+            raise FileNotFoundError(f"--point {name}: file not found: {path}")
+    return name, head, tail

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from split.errors import run_cli
+
 DESCRIPTION = """Serve tail.onnx over gRPC (split.v1.SplitInference: Infer, Health).
 
   python -m split serve --tail DIR/tail.onnx [--autoencoder DIR] --port 50051 [--workers 4]
@@ -16,11 +18,10 @@ served too. SIGTERM/SIGINT stop accepting calls and finish those in flight (up t
 unavailable; it is reported separately in every reply's times."""
 
 
-def describe(name: str) -> str:
-    return DESCRIPTION
+HELP = "cloud: serve tail.onnx over gRPC (Infer, Health), bounded and validated"
 
 
-def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tail", type=Path, required=True, help="tail.onnx (its card beside it)")
     p.add_argument("--card", type=Path, help="the Tail's card, if not beside --tail")
     p.add_argument("--autoencoder", type=Path, help="folder with ae_decoder.onnx (enables the ae* codecs)")
@@ -40,7 +41,11 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-key", type=Path, help="PEM private key")
 
 
-def run(name: str, args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
+    return run_cli(_run, args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from split.server import ServerConfig, serve_forever
     from split.wire import Limits
 
