@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from split.errors import run_cli
@@ -42,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-ca", type=Path, help="PEM root certificate(s) to verify a TLS server")
     p.add_argument("--timeout", type=float, default=30.0, help="per-request deadline in seconds (default 30)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads for the Head (default 1)")
+    p.add_argument("--clients", type=int, default=1,
+                   help="concurrent edge clients (own connection each) sharing the utterances: a load test; "
+                        "adds requests/s to the tables (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -72,22 +77,40 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError("no utterances to send")
     for utt in utts[:max(0, args.warmup)]:
         run_one(head, codec, client, utt)
-    rows = []
-    for utt in tqdm(utts, desc=f"edge {codec.name}", unit="utt", disable=args.no_progress):
-        row, reply = run_one(head, codec, client, utt, return_output=args.return_output)
-        if args.return_output and args.out is not None:
-            for out_name, arr in outputs_of(reply).items():
-                (args.out / out_name).mkdir(parents=True, exist_ok=True)
-                write_bin(args.out / out_name / f"{utt.key}.bin", arr, arr.dtype.name)
-                row.setdefault("output_shapes", {})[out_name] = list(arr.shape)
-        rows.append(row)
-    client.close()
+    if args.clients < 1:
+        raise ValueError("--clients must be at least 1")
+    bar = tqdm(total=len(utts), desc=f"edge {codec.name}", unit="utt", disable=args.no_progress)
+
+    def send_all(share: list, own_client: EdgeClient) -> list[dict]:
+        out = []
+        for utt in share:
+            row, reply = run_one(head, codec, own_client, utt, return_output=args.return_output)
+            if args.return_output and args.out is not None:
+                for out_name, arr in outputs_of(reply).items():
+                    (args.out / out_name).mkdir(parents=True, exist_ok=True)
+                    write_bin(args.out / out_name / f"{utt.key}.bin", arr, arr.dtype.name)
+                    row.setdefault("output_shapes", {})[out_name] = list(arr.shape)
+            out.append(row)
+            bar.update(1)
+        return out
+
+    clients = [client] + [EdgeClient(args.server, tls_ca=args.tls_ca, timeout_s=args.timeout)
+                          for _ in range(args.clients - 1)]
+    t_start = time.perf_counter()
+    with ThreadPoolExecutor(len(clients)) as pool:
+        shares = [pool.submit(send_all, utts[i::len(clients)], c) for i, c in enumerate(clients)]
+        rows = sorted((r for f in shares for r in f.result()), key=lambda r: r["key"])
+    wall = time.perf_counter() - t_start
+    bar.close()
+    for c in clients:
+        c.close()
     table = summarize(rows, STAGES)
     bits = sum(8 * r["payload_bytes"] for r in rows) / max(sum(r["elements"] for r in rows), 1)
     meta = {"codec": codec.name, "server": args.server, "head": str(args.head), "utterances": len(rows),
             "warmup": args.warmup, "payload_bits_per_element": bits,
             "mean_request_bytes": sum(r["request_bytes"] for r in rows) / len(rows),
-            "tail_sha256": health.model_sha256}
+            "tail_sha256": health.model_sha256, "clients": len(clients), "wall_s": wall,
+            "requests_per_s": len(rows) / wall}
     refs = [r["reference"] for r in rows]
     if all(refs) and any(r["transcript"] for r in rows):
         from postprocess.metrics import corpus_scores
@@ -97,11 +120,13 @@ def _run(args: argparse.Namespace) -> int:
         meta["wer"], meta["cer"] = scores["wer"], scores["cer"]
     for row in table:
         log.info("%-8s median %8.3f ms  p90 %8.3f ms", row["stage"], row["median_ms"], row["p90_ms"])
-    log.info("%d utterances, %.3f payload bits per element%s", len(rows), bits,
+    log.info("%d utterances, %d client(s), %.1f requests/s, %.3f payload bits per element%s", len(rows),
+             len(clients), len(rows) / wall, bits,
              f", WER {100 * meta['wer']:.2f}%" if "wer" in meta else "")
     if args.out is not None:
         notes = [f"codec {codec.name}, {bits:.3f} payload bits per element, {len(rows)} utterances "
-                 f"({args.warmup} warm-up excluded)",
+                 f"({args.warmup} warm-up excluded), {len(clients)} concurrent client(s): "
+                 f"{len(rows) / wall:.1f} requests/s",
                  "network = RPC wall time minus the server's handler time (+ any emulated delay)"]
         write_tables(args.out, "timing", table, meta, title=f"Split inference stage times ({codec.name})",
                      notes=notes)

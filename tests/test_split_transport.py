@@ -301,6 +301,14 @@ def test_edge_cli_writes_timing_tables(server, pair: Path, tmp_path: Path) -> No
     rows = [json.loads(line) for line in (out / "utterances.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all((out / "logits" / f"{r['key']}.bin").is_file() for r in rows)
     assert "| edge |" in (out / "timing.md").read_text() and timing["payload_bits_per_element"] < 4
+    # The same as a load test: 4 concurrent clients share the utterances; every one still answered once.
+    load = tmp_path / "load"
+    assert main(["edge", "--head", str(pair / "head.onnx"), "--server", target, "--dataset", str(ds),
+                 "--codec", "int8", "--clients", "4", "--out", str(load), "--no-progress"]) == 0
+    timing = json.loads((load / "timing.json").read_text())
+    assert timing["clients"] == 4 and timing["requests_per_s"] > 0 and timing["utterances"] == 3
+    assert sorted(json.loads(line)["key"] for line in (load / "utterances.jsonl").read_text().splitlines()) == \
+        sorted(r["key"] for r in rows)
 
 
 def test_edge_cli_unreachable_exits_2(pair: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
