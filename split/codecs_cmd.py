@@ -81,14 +81,17 @@ def _run(args: argparse.Namespace) -> int:
                     desc="codecs", unit="utt", disable=args.no_progress):
         boundary, lengths = head.run(utt.features, utt.length)
         refs.append(utt.reference)
+        in_lengths = [utt.length] if utt.length else None
+        frames = boundary.shape[1] if boundary.ndim > 1 else None
         if tail is not None:
-            unsplit += tail.transcripts(tail.run(boundary, lengths), lengths)
+            unsplit += tail.transcripts(tail.run(boundary, lengths, input_lengths=in_lengths), lengths, frames)
         for codec in codecs:
             m, decoded = measure(codec, boundary)
             m["params_bytes"] = params_to_proto(m.pop("params")).ByteSize()
             per_codec[codec.name].append(m)
             if tail is not None:
-                hyps[codec.name] += tail.transcripts(tail.run(decoded, lengths), lengths)
+                hyps[codec.name] += tail.transcripts(tail.run(decoded, lengths, input_lengths=in_lengths), lengths,
+                                                     frames)
     table = [_row(c.name, per_codec[c.name], refs, unsplit, hyps[c.name], head) for c in codecs]
     for row in table:
         log.info("%-14s %6.3f bits/elem  x%-7.1f %s", row["codec"], row["bits_per_element"], row["ratio_vs_fp32"],

@@ -105,8 +105,12 @@ class HeadModel:
         return boundary, self.boundary_lengths(boundary, length)
 
     def boundary_lengths(self, boundary: np.ndarray, length: int | None) -> list[int] | None:
-        """Valid boundary frames: by the card's output-length rule when it has one, else all frames."""
+        """Valid frames along the boundary's axis 1 by the card's output-length rule, or None (all frames)
+        when the card has no rule or the boundary's time axis is another one (e.g. a cut after a conv)."""
         if length is None or self.card is None or boundary.ndim < 2:
+            return None
+        declared = (self.card.get("outputs") or [{}])[0].get("time_axis")
+        if (declared if declared is not None else (1 if boundary.ndim == 3 else None)) != 1:
             return None
         try:
             frames = output_frames(self.card, length)
@@ -151,9 +155,10 @@ def run_one(head: HeadModel | None, codec: Codec, client: EdgeClient, utt: Utter
     t1 = time.perf_counter()
     encoded = codec.encode(boundary)
     t2 = time.perf_counter()
+    input_lengths = [utt.length] * boundary.shape[0] if utt.length and boundary.ndim > 0 else None
     request = build_request(encoded, codec=codec.name, shape=boundary.shape, lengths=lengths,
-                            request_id=f"{utt.key}-{uuid.uuid4().hex[:8]}", return_output=return_output,
-                            send_time=time.time()).SerializeToString()
+                            input_lengths=input_lengths, request_id=f"{utt.key}-{uuid.uuid4().hex[:8]}",
+                            return_output=return_output, send_time=time.time()).SerializeToString()
     t3 = time.perf_counter()
     raw = client.infer_raw(request)
     t4 = time.perf_counter()

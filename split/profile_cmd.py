@@ -13,7 +13,7 @@ HELP = "measure each split point: edge/cloud latency, bytes, encode/decode time 
 
 DESCRIPTION = """Measure split points for the planner: per point the Head's latency (edge), the Tail's
 latency (cloud) and, per codec, bytes per utterance, encode / decode time and WER (when the Tail's card
-has labels and the dataset has transcripts). Medians over the utterances, one warm-up excluded.
+has labels and the dataset has transcripts). Medians over the utterances (each the median of --repeats runs), one warm-up excluded.
 
   python -m split profile --point cnn=work/split/after_cnn --point rnn1=work/split/after_rnn1 \\
       --full work/export/split_asr/model.onnx --dataset DS --codecs fp32,int8-zstd,q4-ans --out profile.json
@@ -34,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="autoencoder pair for point NAME (adds ae, ae-int8-zstd, ae-q4-ans there)")
     p.add_argument("--limit", type=int, help="only the first N utterances")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per utterance and stage, median kept (default 3)")
     p.add_argument("--out", type=Path, required=True, help="the profile JSON to write")
 
 
@@ -68,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
     first_head = points[0].head
     utts = list(utterances_from_dataset(args.dataset, first_head.input.name, args.limit))
     convention = (first_head.card or {}).get("metrics_convention", "deepspeech")
-    profile = make_profile(points, utts, codecs_for, args.full, convention)
+    profile = make_profile(points, utts, codecs_for, args.full, convention, args.repeats)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out, profile)
     for p in profile["points"]:

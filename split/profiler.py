@@ -3,8 +3,8 @@
 A split point is a Head/Tail ONNX pair (as `python -m split export` writes them). With the unsplit model
 two more points are added: `cloud-only` (nothing on the edge; the features themselves are encoded and
 sent) and `edge-only` (the whole model on the edge; nothing is sent). Times are medians over the
-utterances after one warm-up utterance; bytes are means of the whole serialised InferRequest (payload,
-codec parameters, shape, lengths). `rpc_overhead_ms` is the median round trip of an empty gRPC call
+utterances (each the median of `repeats` runs) after one warm-up utterance; bytes are means of the whole
+serialised InferRequest (payload, codec parameters, shape, lengths). `rpc_overhead_ms` is the median round trip of an empty gRPC call
 (Health) on loopback: the transport's fixed cost per request, which the planner adds to remote points.
 """
 from __future__ import annotations
@@ -30,10 +30,14 @@ class SplitPoint:
     tail: TailModel | None  # None: nothing runs in the cloud (edge-only)
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    out = fn()
-    return out, (time.perf_counter() - t0) * 1e3
+def _timed(fn: Callable[[], Any], repeats: int = 1) -> tuple[Any, float]:
+    """fn()'s result and its median wall time in ms over `repeats` calls (a shared CPU is noisy)."""
+    times = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return out, float(np.median(times))
 
 
 def _wer(refs: list[str], hyps: list[str], convention: str) -> float | None:
@@ -54,7 +58,7 @@ def reply_size(transcript: str) -> int:
 
 
 def profile_point(point: SplitPoint, utts: list[Utterance], codecs: Iterable[Codec],
-                  convention: str = "deepspeech") -> dict[str, Any]:
+                  convention: str = "deepspeech", repeats: int = 3) -> dict[str, Any]:
     codecs = list(codecs)
     edge_ms, cloud_ms, refs, hyps_plain = [], [], [], []
     per_codec: dict[str, dict[str, list]] = {c.name: {"bytes": [], "encode_ms": [], "decode_ms": [], "hyps": []}
@@ -63,30 +67,34 @@ def profile_point(point: SplitPoint, utts: list[Utterance], codecs: Iterable[Cod
     for i, utt in enumerate([utts[0]] + utts):  # the first run warms up and is dropped
         warm = i == 0
         if point.head is not None:
-            (boundary, lengths), t_edge = _timed(lambda: point.head.run(utt.features, utt.length))
+            (boundary, lengths), t_edge = _timed(lambda: point.head.run(utt.features, utt.length), repeats)
         else:
             boundary, lengths, t_edge = utt.features, None, 0.0
         if point.tail is None:  # edge-only: the "head" is the whole model
             if not warm:
                 edge_ms.append(t_edge)
             continue
-        outputs, t_cloud = _timed(lambda: point.tail.run(boundary, lengths, time_axis=time_axis))
+        in_lengths = [utt.length] if utt.length else None
+        outputs, t_cloud = _timed(lambda: point.tail.run(boundary, lengths, time_axis, in_lengths), repeats)
         if warm:
             continue
         edge_ms.append(t_edge)
         cloud_ms.append(t_cloud)
         refs.append(utt.reference)
-        hyps_plain += point.tail.transcripts(outputs, lengths)
+        frames = boundary.shape[1] if point.head is not None else None
+        hyps_plain += point.tail.transcripts(outputs, lengths, frames)
         for codec in codecs:
-            encoded, t_enc = _timed(lambda: codec.encode(boundary))
-            decoded, t_dec = _timed(lambda: codec.decode(encoded.payload, encoded.params, boundary.shape))
+            encoded, t_enc = _timed(lambda: codec.encode(boundary), repeats)
+            decoded, t_dec = _timed(lambda: codec.decode(encoded.payload, encoded.params, boundary.shape), repeats)
             rec = per_codec[codec.name]
-            request = build_request(encoded, codec=codec.name, shape=boundary.shape, lengths=lengths)
+            request = build_request(encoded, codec=codec.name, shape=boundary.shape, lengths=lengths,
+                                    input_lengths=in_lengths)
             rec["bytes"].append(request.ByteSize())
             rec["encode_ms"].append(t_enc)
             rec["decode_ms"].append(t_dec)
             if point.tail.can_transcribe:
-                rec["hyps"] += point.tail.transcripts(point.tail.run(decoded, lengths, time_axis=time_axis), lengths)
+                decoded_out = point.tail.run(decoded, lengths, time_axis, in_lengths)
+                rec["hyps"] += point.tail.transcripts(decoded_out, lengths, frames)
     result: dict[str, Any] = {"name": point.name, "edge_ms": float(np.median(edge_ms)),
                               "cloud_ms": float(np.median(cloud_ms)) if cloud_ms else 0.0, "codecs": {}}
     if point.tail is None:
@@ -103,7 +111,7 @@ def profile_point(point: SplitPoint, utts: list[Utterance], codecs: Iterable[Cod
 
 
 def make_profile(points: list[SplitPoint], utts: list[Utterance], codecs_for: Callable[[SplitPoint], list[Codec]],
-                 full_model: Path | None = None, convention: str = "deepspeech") -> dict[str, Any]:
+                 full_model: Path | None = None, convention: str = "deepspeech", repeats: int = 3) -> dict[str, Any]:
     """The profile of every point (plus cloud-only / edge-only when `full_model` is given)."""
     from runners.machine import machine_info
 
@@ -116,7 +124,7 @@ def make_profile(points: list[SplitPoint], utts: list[Utterance], codecs_for: Ca
                      [SplitPoint("edge-only", HeadModel(full_model), None)]
     profiled = []
     for p in all_points:
-        entry = profile_point(p, utts, codecs_for(p), convention)
+        entry = profile_point(p, utts, codecs_for(p), convention, repeats)
         if p.tail is None and full_model is not None:
             entry["wer"] = profiled[0].get("wer_unencoded") if profiled else None
         profiled.append(entry)

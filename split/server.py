@@ -102,12 +102,12 @@ class SplitService:
         t2 = time.perf_counter()
         self._check_deadline(context, "the Tail")
         try:
-            outputs = self.tail.run(x, req.lengths)
+            outputs = self.tail.run(x, req.lengths, input_lengths=req.input_lengths)
         except Exception as exc:  # onnxruntime's errors (e.g. a frames axis the Tail cannot take)
             self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, f"the Tail cannot run on shape "
                          f"{list(req.shape)}: {str(exc).splitlines()[0][:300]}")
         t3 = time.perf_counter()
-        transcripts = self.tail.transcripts(outputs, req.lengths)
+        transcripts = self.tail.transcripts(outputs, req.lengths, x.shape[1] if x.ndim > 1 else None)
         slept_ms = 0.0
         if self.config.added_delay_ms > 0:
             # Link emulation: netem is unavailable on these kernels, so the round-trip time is added here

@@ -65,23 +65,29 @@ class TailModel:
         self.sha256 = sha256_of(self.path)
         self.can_transcribe = bool(self.card and self.card.get("labels") and "blank_index" in self.card)
 
-    def run(self, x: np.ndarray, lengths: list[int] | None, time_axis: int = 1) -> dict[str, np.ndarray]:
-        """Outputs by name; a lengths input gets `lengths` or else the full `time_axis` of every item
-        (axis 1 for a (batch, frames, channels) boundary; -1 when a whole model takes spectrograms)."""
+    def run(self, x: np.ndarray, lengths: list[int] | None, time_axis: int = 1,
+            input_lengths: list[int] | None = None) -> dict[str, np.ndarray]:
+        """Outputs by name. A lengths input (a Tail cut from a model that takes lengths) gets the model
+        input's lengths when known, else `lengths`, else the full `time_axis` of every item (axis 1 for a
+        (batch, frames, channels) boundary; -1 when a whole model takes spectrograms)."""
         feeds = {self.boundary.name: x.astype(np.float32)}
         if self.lengths_input is not None:
-            n = lengths if lengths is not None else [x.shape[time_axis]] * x.shape[0]
+            n = input_lengths or lengths or [x.shape[time_axis]] * x.shape[0]
             dtype = np.int64 if self._input_type(self.lengths_input) == "tensor(int64)" else np.int32
             feeds[self.lengths_input] = np.asarray(n, dtype=dtype)
         names = [o.name for o in self.session.get_outputs()]
         return dict(zip(names, self.session.run(None, feeds)))
 
-    def transcripts(self, outputs: dict[str, np.ndarray], lengths: list[int] | None) -> list[str]:
-        """Greedy CTC text per item from the first output (frames = the boundary's valid frames)."""
+    def transcripts(self, outputs: dict[str, np.ndarray], lengths: list[int] | None,
+                    boundary_frames: int | None = None) -> list[str]:
+        """Greedy CTC text per item from the first output. `lengths` (valid boundary frames) limit the
+        decoded frames only where the Tail keeps the boundary's frame count (`boundary_frames`); otherwise,
+        and for unpadded batch-1 requests, every output frame is decoded."""
         if not self.can_transcribe:
             return []
         scores = next(iter(outputs.values()))
-        frames = lengths if lengths is not None else [scores.shape[1]] * scores.shape[0]
+        same_frames = boundary_frames is None or boundary_frames == scores.shape[1]
+        frames = lengths if lengths is not None and same_frames else [scores.shape[1]] * scores.shape[0]
         return [decode(scores[b], min(int(frames[b]), scores.shape[1]), self.card) for b in range(scores.shape[0])]
 
     def _input_type(self, name: str) -> str:

@@ -43,6 +43,7 @@ class ParsedRequest:
     codec: str
     shape: tuple[int, ...]
     lengths: list[int] | None
+    input_lengths: list[int] | None
     payload: bytes
     params: dict[str, Any]
     return_output: bool
@@ -67,10 +68,12 @@ def params_from_proto(msg: pb.CodecParams) -> dict[str, Any]:
 
 
 def build_request(encoded: Encoded, *, codec: str, shape: Iterable[int], lengths: Iterable[int] | None = None,
-                  request_id: str = "", return_output: bool = False, send_time: float = 0.0) -> pb.InferRequest:
+                  input_lengths: Iterable[int] | None = None, request_id: str = "", return_output: bool = False,
+                  send_time: float = 0.0) -> pb.InferRequest:
     return pb.InferRequest(
         version=PROTOCOL_VERSION, request_id=request_id, codec=codec, dtype="float32",
-        shape=[int(d) for d in shape], lengths=[int(n) for n in (lengths or [])], payload=encoded.payload,
+        shape=[int(d) for d in shape], lengths=[int(n) for n in (lengths or [])],
+        input_lengths=[int(n) for n in (input_lengths or [])], payload=encoded.payload,
         params=params_to_proto(encoded.params), return_output=return_output, client_send_unix=send_time)
 
 
@@ -107,10 +110,16 @@ def parse_request(raw: bytes, known_codecs: Iterable[str], limits: Limits = Limi
             raise RequestError(f"lengths: {len(lengths)} values for a batch of {shape[0]}")
         if any(not 0 <= n <= shape[1] for n in lengths):
             raise RequestError(f"lengths: {lengths} must lie in 0..{shape[1]} (the frames axis)")
+    input_lengths = [int(n) for n in req.input_lengths] or None
+    if input_lengths is not None:
+        if len(input_lengths) != shape[0]:
+            raise RequestError(f"input_lengths: {len(input_lengths)} values for a batch of {shape[0]}")
+        if any(not 1 <= n <= limits.max_dim for n in input_lengths):
+            raise RequestError(f"input_lengths: {input_lengths} must lie in 1..{limits.max_dim}")
     if len(req.payload) > MAX_EXPANSION * 4 * elements + PAYLOAD_SLACK:
         raise RequestError(f"payload: {len(req.payload)} bytes is far more than {elements} float32 values need")
     return ParsedRequest(request_id=req.request_id[:128], codec=req.codec, shape=shape, lengths=lengths,
-                         payload=req.payload, params=params_from_proto(req.params),
+                         input_lengths=input_lengths, payload=req.payload, params=params_from_proto(req.params),
                          return_output=req.return_output)
 
 
