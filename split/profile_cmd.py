@@ -13,7 +13,8 @@ HELP = "measure each split point: edge/cloud latency, bytes, encode/decode time 
 
 DESCRIPTION = """Measure split points for the planner: per point the Head's latency (edge), the Tail's
 latency (cloud) and, per codec, bytes per utterance, encode / decode time and WER (when the Tail's card
-has labels and the dataset has transcripts). Medians over the utterances (each the median of --repeats runs), one warm-up excluded.
+has labels and the dataset has transcripts). Medians over the utterances (each the median of --repeats
+runs), one warm-up excluded.
 
   python -m split profile --point cnn=work/split/after_cnn --point rnn1=work/split/after_rnn1 \\
       --full work/export/split_asr/model.onnx --dataset DS --codecs fp32,int8-zstd,q4-ans --out profile.json

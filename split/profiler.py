@@ -4,8 +4,9 @@ A split point is a Head/Tail ONNX pair (as `python -m split export` writes them)
 two more points are added: `cloud-only` (nothing on the edge; the features themselves are encoded and
 sent) and `edge-only` (the whole model on the edge; nothing is sent). Times are medians over the
 utterances (each the median of `repeats` runs) after one warm-up utterance; bytes are means of the whole
-serialised InferRequest (payload, codec parameters, shape, lengths). `rpc_overhead_ms` is the median round trip of an empty gRPC call
-(Health) on loopback: the transport's fixed cost per request, which the planner adds to remote points.
+serialised InferRequest (payload, codec parameters, shape, lengths). `rpc_overhead_ms` is the median
+round trip of an empty gRPC call (Health) on loopback: the transport's fixed cost per request, which the
+planner adds to remote points.
 """
 from __future__ import annotations
 
