@@ -23,10 +23,10 @@ import grpc
 import numpy as np
 
 from export.card import CardError, output_frames
-from runners.ort import create_session
 from split.codecs import Codec
 from split.errors import SplitError
 from split.proto import split_pb2 as pb
+from split.session import load_session
 from split.tail import lengths_input_name, read_optional_card
 from split.wire import HEALTH_METHOD, INFER_METHOD, build_request, tensor_from_proto
 
@@ -87,7 +87,7 @@ class HeadModel:
     def __init__(self, onnx_path: Path, card_path: Path | None = None, threads: int = 1) -> None:
         self.path = Path(onnx_path)
         self.card = read_optional_card(self.path, card_path)
-        self.session = create_session(self.path, threads=threads)
+        self.session = load_session(self.path, threads)
         self.lengths_input = lengths_input_name(self.session, self.card)
         feats = [i for i in self.session.get_inputs() if i.name != self.lengths_input]
         if len(feats) != 1:

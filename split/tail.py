@@ -15,7 +15,7 @@ import numpy as np
 
 from export.card import card_path_for, read_card
 from postprocess.score import decode
-from runners.ort import create_session
+from split.session import load_session
 
 INT_TYPES = ("tensor(int32)", "tensor(int64)")
 
@@ -53,7 +53,7 @@ class TailModel:
     def __init__(self, onnx_path: Path, card_path: Path | None = None, threads: int = 1) -> None:
         self.path = Path(onnx_path)
         self.card = read_optional_card(self.path, card_path)
-        self.session = create_session(self.path, threads=threads)
+        self.session = load_session(self.path, threads)
         self.lengths_input = lengths_input_name(self.session, self.card)
         boundary = [i for i in self.session.get_inputs() if i.name != self.lengths_input]
         if len(boundary) != 1:

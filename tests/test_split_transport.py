@@ -376,3 +376,55 @@ def test_committed_split_pb2_matches_regeneration() -> None:
     from split.proto.generate import GENERATED, generate
 
     assert generate() == GENERATED.read_text(), "run `python -m split.proto.generate` after editing split.proto"
+
+
+def _tail_with_lengths_input(path: Path) -> Path:
+    """A Tail that also takes the model's lengths input (as a DeepSpeech2 cut does): y = x + lengths."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["lengths"], ["lf"], to=TensorProto.FLOAT),
+         helper.make_node("Unsqueeze", ["lf", "axes"], ["l3"]),
+         helper.make_node("Add", ["features", "l3"], ["logits"])],
+        "tail_with_lengths",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", "frames", 29]),
+         helper.make_tensor_value_info("lengths", TensorProto.INT32, ["batch"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "frames", 29])],
+        initializer=[helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+def test_tail_lengths_input_gets_the_model_input_lengths(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tail_path = _tail_with_lengths_input(tmp_path / "tail.onnx")
+    srv, port, service = build_server(ServerConfig(tail=tail_path, port=0))
+    srv.start()
+    try:
+        x = np.zeros((1, 7, 29), np.float32)
+        enc = get_codec("fp32").encode(x)
+        req = build_request(enc, codec="fp32", shape=x.shape, lengths=[5], input_lengths=[15], return_output=True)
+        reply = pb.InferReply.FromString(_raw_call(f"127.0.0.1:{port}", req.SerializeToString()))
+        assert np.all(outputs_of(reply)["logits"] == 15.0)  # the model input's length, not the boundary's 5
+        no_input = build_request(enc, codec="fp32", shape=x.shape, lengths=[5], return_output=True)
+        reply = pb.InferReply.FromString(_raw_call(f"127.0.0.1:{port}", no_input.SerializeToString()))
+        assert np.all(outputs_of(reply)["logits"] == 5.0)
+        bad = build_request(enc, codec="fp32", shape=x.shape, input_lengths=[15, 3])
+        with caplog.at_level("WARNING", logger="split.server"):
+            code, details = _status(f"127.0.0.1:{port}", bad.SerializeToString())
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "input_lengths: 2 values for a batch of 1" in details
+        # Every refused request is logged with the peer and the reason.
+        assert any("refused request from" in r.message and "input_lengths" in r.message for r in caplog.records)
+    finally:
+        srv.stop(grace=None)
+
+
+def test_serve_cli_refuses_a_corrupt_tail(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from split.__main__ import main
+
+    bad = tmp_path / "tail.onnx"
+    bad.write_bytes(b"not an onnx file")
+    assert main(["serve", "--tail", str(bad), "--port", "0"]) == 2
+    assert "onnxruntime cannot load it" in capsys.readouterr().err
+    assert main(["serve", "--tail", str(tmp_path / "missing.onnx"), "--port", "0"]) == 2
+    assert "--tail: file not found" in capsys.readouterr().err

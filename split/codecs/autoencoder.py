@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from runners.ort import create_session
 from split.codecs.base import CodecError
+from split.session import load_session
 
 ENCODER_FILE = "ae_encoder.onnx"
 DECODER_FILE = "ae_decoder.onnx"
@@ -28,8 +28,8 @@ class Autoencoder:
     def __init__(self, encoder: Path | None, decoder: Path | None, threads: int = 1) -> None:
         if encoder is None and decoder is None:
             raise FileNotFoundError("autoencoder codec needs ae_encoder.onnx and/or ae_decoder.onnx")
-        self._enc = create_session(encoder, threads=threads) if encoder is not None else None
-        self._dec = create_session(decoder, threads=threads) if decoder is not None else None
+        self._enc = load_session(encoder, threads) if encoder is not None else None
+        self._dec = load_session(decoder, threads) if decoder is not None else None
         latent = None
         if self._enc is not None:
             latent = _last_dim(self._enc, "output")
