@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clients", type=int, default=1,
                    help="concurrent edge clients (own connection each) sharing the utterances: a load test; "
                         "adds requests/s to the tables (default 1)")
+    p.add_argument("--pace", metavar="RATE",
+                   help="emulate an uplink of RATE (e.g. 10mbit) on loopback: each request first waits "
+                        "bytes * 8 / RATE (counted in network)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -61,13 +64,15 @@ def _run(args: argparse.Namespace) -> int:
     from split.codecs import get_codec
     from split.edge import STAGES, EdgeClient, HeadModel, outputs_of, run_one, utterances_from_dataset, \
         utterances_from_files
+    from split.planner import parse_bandwidth
     from split.timing import summarize, write_tables
 
     if not args.head.is_file():
         raise FileNotFoundError(f"--head: file not found: {args.head}")
     head = HeadModel(args.head, threads=args.threads)
     codec = get_codec(args.codec, args.autoencoder)
-    client = EdgeClient(args.server, tls_ca=args.tls_ca, timeout_s=args.timeout)
+    pace = parse_bandwidth(args.pace) if args.pace else None
+    client = EdgeClient(args.server, tls_ca=args.tls_ca, timeout_s=args.timeout, pace_bps=pace)
     health = client.health()
     if codec.name not in health.codecs:
         raise ValueError(f"--codec {codec.name}: the server does not decode it (it offers {list(health.codecs)})")
@@ -94,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
             bar.update(1)
         return out
 
-    clients = [client] + [EdgeClient(args.server, tls_ca=args.tls_ca, timeout_s=args.timeout)
+    clients = [client] + [EdgeClient(args.server, tls_ca=args.tls_ca, timeout_s=args.timeout, pace_bps=pace)
                           for _ in range(args.clients - 1)]
     t_start = time.perf_counter()
     with ThreadPoolExecutor(len(clients)) as pool:
@@ -110,7 +115,7 @@ def _run(args: argparse.Namespace) -> int:
             "warmup": args.warmup, "payload_bits_per_element": bits,
             "mean_request_bytes": sum(r["request_bytes"] for r in rows) / len(rows),
             "tail_sha256": health.model_sha256, "clients": len(clients), "wall_s": wall,
-            "requests_per_s": len(rows) / wall}
+            "requests_per_s": len(rows) / wall, "paced_bps": pace}
     refs = [r["reference"] for r in rows]
     if all(refs) and any(r["transcript"] for r in rows):
         from postprocess.metrics import corpus_scores

@@ -309,6 +309,11 @@ def test_edge_cli_writes_timing_tables(server, pair: Path, tmp_path: Path) -> No
     assert timing["clients"] == 4 and timing["requests_per_s"] > 0 and timing["utterances"] == 3
     assert sorted(json.loads(line)["key"] for line in (load / "utterances.jsonl").read_text().splitlines()) == \
         sorted(r["key"] for r in rows)
+    paced = tmp_path / "paced"
+    assert main(["edge", "--head", str(pair / "head.onnx"), "--server", target, "--dataset", str(ds),
+                 "--codec", "fp32", "--pace", "200kbit", "--out", str(paced), "--no-progress"]) == 0
+    for row in (json.loads(line) for line in (paced / "utterances.jsonl").read_text().splitlines()):
+        assert row["network"] >= 8e3 * row["request_bytes"] / 2e5  # the emulated uplink's transmission time
 
 
 def test_edge_cli_unreachable_exits_2(pair: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
