@@ -276,3 +276,41 @@ def test_codecs_cli_lists_and_measures(pair: Path, tmp_path: Path, capsys: pytes
     assert (out / "split_codecs.png").stat().st_size > 0 and "| q2-ans |" in (out / "split_codecs.md").read_text()
     assert main(["codecs", "--head", str(pair / "head.onnx")]) == 2
     assert "--head needs --dataset" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", PLAIN)
+def test_fuzzed_parameters_and_payloads_only_raise_codec_errors(name: str) -> None:
+    """A sender that keeps the checksum right but lies in every other way: decode either returns a finite
+    tensor of the right shape or raises CodecError, never anything else (the server maps that to
+    INVALID_ARGUMENT)."""
+    import random
+
+    rng = random.Random(name)
+    x = boundary_example(frames=20)
+    codec = get_codec(name)
+    enc = codec.encode(x)
+    extremes = [0, -1, 1, 2 ** 31, -2 ** 31, 2 ** 40, 3e38, -3e38, 1e30, float("nan"), float("inf"), 0.5, 256, 65536]
+    for _ in range(60):
+        params = {k: (list(v) if isinstance(v, list) else v) for k, v in enc.params.items()}
+        payload = bytearray(enc.payload)
+        for _ in range(rng.randint(1, 3)):
+            r = rng.random()
+            keys = [k for k in params if k != "crc32"]
+            if r < 0.4 and keys:
+                k = rng.choice(keys)
+                if isinstance(params[k], list) and params[k]:
+                    params[k][rng.randrange(len(params[k]))] = rng.choice(extremes)
+                else:
+                    params[k] = rng.choice(extremes)
+            elif r < 0.7 and payload:
+                payload[rng.randrange(len(payload))] = rng.randrange(256)
+            elif r < 0.85:
+                del payload[rng.randrange(len(payload) + 1):]
+            else:
+                payload += bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+        params["crc32"] = zlib.crc32(bytes(payload))
+        try:
+            y = codec.decode(bytes(payload), params, x.shape)
+        except CodecError:
+            continue
+        assert y.shape == x.shape and np.isfinite(y).all()

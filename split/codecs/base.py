@@ -121,6 +121,11 @@ class Codec:
             inner_shape = shape[:-1] + (self.transform.latent_dim,)
         count = int(np.prod(inner_shape, dtype=np.int64))
         symbols = self.entropy.unpack(payload, params, count, self.quantizer.symbol_dtype)
-        z = self.quantizer.dequantize(symbols, params, inner_shape)
-        x = self.transform.inverse(z, shape[-1]) if self.transform is not None else z
-        return np.ascontiguousarray(x, dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught just below, by name
+            z = self.quantizer.dequantize(symbols, params, inner_shape)
+            x = self.transform.inverse(z, shape[-1]) if self.transform is not None else z
+            x = np.ascontiguousarray(x, dtype=np.float32)
+        if not np.isfinite(x).all():
+            # Valid-looking but extreme parameters (a scale near float32's limit) overflow here.
+            raise CodecError(f"{self.name}: the decoded tensor holds NaN or inf (parameters out of range)")
+        return x
