@@ -43,8 +43,11 @@ class ShapedLink:
         tag = uuid.uuid4().hex[:6]
         self.namespace = f"split-{tag}"
         self.edge_dev, self.server_dev = f"spe{tag}", f"sps{tag}"
-        octet = int(tag[:2], 16) % 250 + 1
-        self.edge_ip, self.server_ip = f"10.213.{octet}.1", f"10.213.{octet}.2"
+        # A random /30 in 10.200-249.x.x, so links set up at the same time (parallel tests) do not collide.
+        r = uuid.uuid4().int
+        base = f"10.{200 + r % 50}.{(r >> 8) % 256}.{((r >> 16) % 64) * 4}"
+        prefix, last = base.rsplit(".", 1)
+        self.edge_ip, self.server_ip = f"{prefix}.{int(last) + 1}", f"{prefix}.{int(last) + 2}"
         self.rate_bps = rate_bps
         self._up = False
 
