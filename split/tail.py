@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from export.card import card_path_for, read_card
-from postprocess.score import decode
+from postprocess.ctc import greedy_decode
 from split.session import load_session
 
 INT_TYPES = ("tensor(int32)", "tensor(int64)")
@@ -32,7 +31,9 @@ def read_optional_card(onnx_path: Path, card_path: Path | None = None) -> dict[s
     """The card beside `onnx_path` (or at `card_path`) as plain JSON, or None when there is none."""
     import json
 
-    path = card_path or card_path_for(Path(onnx_path))
+    # The export stage's naming (export.card.card_path_for), written out here because importing the
+    # export stage pulls in torch, which neither the server nor the edge otherwise needs.
+    path = card_path or Path(onnx_path).with_name(Path(onnx_path).stem + ".card.json")
     if not path.is_file():
         return None
     try:
@@ -88,7 +89,12 @@ class TailModel:
         scores = next(iter(outputs.values()))
         same_frames = boundary_frames is None or boundary_frames == scores.shape[1]
         frames = lengths if lengths is not None and same_frames else [scores.shape[1]] * scores.shape[0]
-        return [decode(scores[b], min(int(frames[b]), scores.shape[1]), self.card) for b in range(scores.shape[0])]
+        card = self.card
+        delimiter = card.get("word_delimiter")
+        return [greedy_decode(scores[b], min(int(frames[b]), scores.shape[1]), card["labels"], int(card["blank_index"]),
+                              word_delimiter=delimiter if delimiter and delimiter != " " else None,
+                              special_tokens=card.get("special_tokens", []))
+                for b in range(scores.shape[0])]
 
     def _input_type(self, name: str) -> str:
         return next(i.type for i in self.session.get_inputs() if i.name == name)
