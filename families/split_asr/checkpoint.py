@@ -32,8 +32,13 @@ def read_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{path}: refused by torch.load(weights_only=True); a {what} holds only tensors "
-                              f"({str(exc).splitlines()[0]})") from None
+        # torch wraps the reason in advice to drop weights_only; keep only the reason.
+        found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. Please use|\n|$)", str(exc))
+        reason = found.group(1).strip() if found else str(exc).splitlines()[0]
+        if "Unsupported global" in reason:
+            raise CheckpointError(f"{path}: refused by torch.load(weights_only=True): it holds Python objects, not "
+                                  f"only tensors ({reason}); a {what} holds only tensors") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch file ({reason})") from None
     except Exception as exc:  # zip/pickle corruption surfaces as RuntimeError, EOFError, ...
         raise CheckpointError(f"{path}: not a readable PyTorch file ({type(exc).__name__}: {exc})") from None
     if not isinstance(obj, dict) or not obj:
