@@ -197,7 +197,8 @@ def _variant_up_to_date(target: Path, card: dict, opts, dataset: Path) -> bool:
             and old.get("onnx_sha256") == sha256_file(target))
 
 
-TRAIN_FAMILIES = {"deepspeech2": "export.train_deepspeech2", "wav2vec2": "export.train_wav2vec2"}
+TRAIN_FAMILIES = {"deepspeech2": "export.train_deepspeech2", "wav2vec2": "export.train_wav2vec2",
+                  "split_asr": "export.train_split_asr"}
 
 
 def train_parser(family: str) -> argparse.ArgumentParser:
@@ -307,12 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--force", action="store_true", help="redo even when an up-to-date variant exists")
     v.set_defaults(func=cmd_variant)
 
-    t = sub.add_parser("train", help="train a small demo model (deepspeech2 on AN4, wav2vec2 on LibriSpeech)",
-                       usage="python -m export train {deepspeech2,wav2vec2} [options]",
+    t = sub.add_parser("train", help="train a small demo model (deepspeech2 on AN4, wav2vec2 and split_asr on "
+                                     "LibriSpeech)",
+                       usage="python -m export train {deepspeech2,wav2vec2,split_asr} [options]",
                        description="Train an embedded demo model with a fixed seed: deepspeech2 (V3.0 architecture, "
-                                   "saved as a V3.0 checkpoint, from an AN4-layout corpus) or wav2vec2 (a small "
+                                   "saved as a V3.0 checkpoint, from an AN4-layout corpus), wav2vec2 (a small "
                                    "Wav2Vec2ForCTC, saved as a Hugging Face model directory, from a LibriSpeech "
-                                   "split). `python -m export train FAMILY --help` lists the family's options.")
+                                   "split) or split_asr (the split-model-inference model, saved as model.pth; with "
+                                   "--autoencoder its activation autoencoder, autoencoder.pth). "
+                                   "`python -m export train FAMILY --help` lists the family's options.")
     t.add_argument("family", choices=sorted(TRAIN_FAMILIES), help="model family to train")
     t.add_argument("options", nargs=argparse.REMAINDER, help="the family's options (see FAMILY --help)")
     t.set_defaults(func=cmd_train)
