@@ -13,6 +13,7 @@ import sys
 
 SUBCOMMANDS: dict[str, str] = {
     "export": "split.export_split",
+    "cut": "split.cut_graph",
 }
 
 

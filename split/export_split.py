@@ -137,10 +137,53 @@ def export_split_asr(checkpoint: Path, out: Path, *, autoencoder: Path | None = 
     return cards
 
 
+def export_family_cut(family: str, checkpoint: Path, out: Path, after: str, *, threads: int = 0,
+                      optimize_graph: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Any family cut after a module: export the whole model (its own parity gate vs PyTorch), cut the graph
+    at the module's boundary, and check head -> tail against the whole graph on the family's parity sweep
+    (each length at batch 1, the padded batch, the reordered batch)."""
+    import onnx
+
+    from export.models import family_module
+    from export.pipeline import export_family
+    from split.cut_graph import derive_cards, write_parts
+    from split.onnx_cut import compare_chain, cut, module_boundary, save
+
+    model = family_module(family).load(checkpoint)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".split-") as tmp_name:
+        tmp = Path(tmp_name)
+        card = export_family(model, tmp, name="model", optimize_graph=optimize_graph,
+                             options={"split_after": after}, threads=threads)
+        proto = onnx.load(str(tmp / "model.onnx"))
+        result = cut(proto, module_boundary(proto, after))
+        save(result.head, tmp / "head.onnx")
+        save(result.tail, tmp / "tail.onnx")
+        static = model.inputs[0].shape[0]
+        sweep = [[n] * static for n in model.parity_lengths] if isinstance(static, int) else \
+            composition_cases(model.parity_lengths)
+        cases = [{k: v.numpy() for k, v in model.make_inputs(lens, None).items()} for lens in sweep]
+        parity = compare_chain(tmp / "model.onnx", tmp / "head.onnx", tmp / "tail.onnx", cases, threads=threads)
+        parity["sweep"] = sweep
+        if not parity["passed"]:
+            raise SplitExportError("head -> tail does not reproduce the whole model:\n  " +
+                                   "\n  ".join(parity["failures"]), parity)
+        cards = derive_cards(card, result, parity, {"family": family, "after": after})
+        write_parts(out, result, cards, {})
+    return cards
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from export.models import FAMILIES
     from families.split_asr.options import add_override_arguments
 
-    p.add_argument("--checkpoint", type=Path, required=True, help="the split ASR model.pth (plain state_dict)")
+    p.add_argument("--family", default="split_asr", choices=sorted(FAMILIES),
+                   help="model family (default split_asr: its own Head/Tail cut after fully_connected)")
+    p.add_argument("--checkpoint", type=Path, required=True,
+                   help="the family's artifact: split_asr model.pth, deepspeech2 .ckpt, wav2vec2 model directory")
+    p.add_argument("--after", metavar="LAYER",
+                   help="cut after this module (top-level name, or e.g. rnns.1); required for families other than "
+                        "split_asr, where it replaces the Head/Tail cut")
     p.add_argument("--autoencoder", type=Path, help="autoencoder.pth: also write ae_encoder.onnx and ae_decoder.onnx")
     p.add_argument("--out", type=Path, required=True, help="output folder for head.onnx, tail.onnx and their cards")
     p.add_argument("--no-optimize", action="store_true", help="skip onnxoptimizer")
@@ -148,10 +191,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_override_arguments(p)
 
 
+def _main_family_cut(args: argparse.Namespace) -> int:
+    from export.parity import ParityError
+
+    if not args.after:
+        log.error("--family %s needs --after LAYER (a top-level module of the model)", args.family)
+        return 2
+    if args.autoencoder:
+        log.error("--autoencoder goes with the split_asr Head/Tail cut (no --after)")
+        return 2
+    try:
+        head, _ = export_family_cut(args.family, args.checkpoint, args.out, args.after, threads=args.threads,
+                                    optimize_graph=not args.no_optimize)
+    except ValueError as exc:  # CheckpointError, ModelDirError, CutError: the message names the problem
+        log.error("%s", exc)
+        return 2
+    except ParityError:
+        return 3
+    except SplitExportError as exc:
+        log.error("%s", exc)
+        return 3
+    log.info("wrote head.onnx and tail.onnx into %s; boundary %s; tail also takes %s", args.out,
+             [(b["name"], b["shape"]) for b in head["split"]["boundary"]], head["split"]["tail_graph_inputs"])
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     from export.parity import ParityError
     from families.split_asr.options import overrides_from
 
+    if args.family != "split_asr" or args.after:
+        return _main_family_cut(args)
     try:
         cards = export_split_asr(args.checkpoint, args.out, autoencoder=args.autoencoder,
                                  overrides=overrides_from(args), threads=args.threads,
