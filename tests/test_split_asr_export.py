@@ -197,3 +197,26 @@ def test_preprocess_makes_the_cards_features(tmp_path: Path, whole_export: Path)
     stored = np.fromfile(out / "spec" / ref.file, dtype="<f4").reshape(ref.shape)
     want = extract(sf.read(wav, dtype="float32")[0], card["feature"])
     np.testing.assert_allclose(stored[0, 0], want, rtol=1e-6)
+
+
+def test_pipeline_runs_the_family_from_its_card(tmp_path: Path, whole_export: Path, checkpoints: tuple[Path, Path],
+                                                tiny_corpus: Path) -> None:
+    """preprocess -> onnxruntime and torch runners -> postprocess score, from the card alone."""
+    from conftest import run_quiet
+    from postprocess.__main__ import main as post
+    from preprocess.__main__ import main as pre
+
+    card = whole_export / "model.card.json"
+    ds = tmp_path / "ds"
+    assert pre(["--librispeech", str(tiny_corpus / "LibriSpeech" / "test-demo"), "--card", str(card),
+                "--out", str(ds), "--no-progress"]) == 0
+    assert run_quiet(["--backend", "onnxruntime", "--model", str(whole_export / "model.onnx"), "--dataset", str(ds),
+                      "--out", str(tmp_path / "ort")]) == 0
+    assert run_quiet(["--backend", "torch", "--checkpoint", str(checkpoints[0]), "--card", str(card),
+                      "--dataset", str(ds), "--out", str(tmp_path / "torch")]) == 0
+    scores = []
+    for run in ("ort", "torch"):
+        assert post(["score", "--run", str(tmp_path / run), "--dataset", str(ds), "--card", str(card)]) == 0
+        scores.append(json.loads((tmp_path / run / "scores.json").read_text()))
+    assert scores[0]["utterances"] == scores[1]["utterances"] > 0
+    assert scores[0]["word"] == scores[1]["word"] and scores[0]["char"] == scores[1]["char"]
