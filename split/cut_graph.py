@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import onnx
 
-from split.onnx_cut import Cut, CutError, compare_chain, cut, module_boundary, random_feeds, save, tensor_names
+from split.onnx_cut import Cut, CutError, compare_chain, cut, module_boundary, random_feeds, save
 
 log = logging.getLogger("split")
 
@@ -116,8 +117,6 @@ def main(args: argparse.Namespace) -> int:
     except CutError as exc:
         log.error("%s: %s", args.model, exc)
         return 2
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         save(result.head, tmp / "head.onnx")
@@ -129,9 +128,9 @@ def main(args: argparse.Namespace) -> int:
     if not parity["passed"]:
         log.error("head -> tail does not reproduce %s:\n  %s", args.model, "\n  ".join(parity["failures"]))
         return 3
-    cards = None
     from export.card import CardError, card_path_for, read_card
 
+    cards = None
     if card_path_for(args.model).is_file():
         try:
             cards = derive_cards(read_card(card_path_for(args.model)), result, parity, how)
@@ -144,5 +143,3 @@ def main(args: argparse.Namespace) -> int:
              result.tail_graph_inputs or "no graph input", parity["cases"])
     return 0
 
-
-__all__ = ["add_arguments", "main", "HELP", "derive_cards", "write_parts", "tensor_names"]

@@ -93,7 +93,6 @@ def module_boundary(proto: onnx.ModelProto, layer: str) -> list[str]:
         scopes = sorted({n.name.split("/")[1] for n in proto.graph.node if n.name.count("/") > 1})
         raise CutError(f"no node of module {layer!r} in the graph; top-level modules: {scopes}")
     in_set = set(inside)
-    produced = {out for i in inside for out in proto.graph.node[i].output if out}
     used_outside = {name for j, n in enumerate(proto.graph.node) if j not in in_set for name in n.input}
     used_outside |= {o.name for o in proto.graph.output}
     boundary = [name for i in inside for name in proto.graph.node[i].output if name in used_outside]
