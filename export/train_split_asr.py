@@ -70,7 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--batch-size", type=int, default=8)
-    t.add_argument("--lr", type=float, default=1e-3, help="peak of the one-cycle schedule (original: 5e-4)")
+    t.add_argument("--lr", type=float, default=3e-3, help="peak of the one-cycle schedule (original: 5e-4)")
     t.add_argument("--max-norm", type=float, default=1.0, help="gradient clipping norm (0 = off, as the original)")
     t.add_argument("--freq-mask", type=int, default=0, help="SpecAugment frequency mask width (original: 30)")
     t.add_argument("--time-mask", type=int, default=0, help="SpecAugment time mask width (original: 100)")
