@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from export.card import card_path_for
+from families.split_asr.options import add_override_arguments
 
 log = logging.getLogger("export")
 
@@ -71,6 +72,13 @@ def cmd_wav2vec2(args: argparse.Namespace) -> int:
     batch, samples = args.static_shape or (None, None)
     return _export(args, "wav2vec2", Path(args.model_dir), "model directory (Hugging Face wav2vec2 CTC)",
                    {"static_samples": samples, "static_batch": batch})
+
+
+def cmd_split_asr(args: argparse.Namespace) -> int:
+    from families.split_asr.options import overrides_from
+
+    return _export(args, "split_asr", Path(args.checkpoint), "checkpoint (a split-model-inference model.pth)",
+                   overrides_from(args))
 
 
 def _static_shape(text: str) -> tuple[int, int]:
@@ -189,7 +197,8 @@ def _variant_up_to_date(target: Path, card: dict, opts, dataset: Path) -> bool:
             and old.get("onnx_sha256") == sha256_file(target))
 
 
-TRAIN_FAMILIES = {"deepspeech2": "export.train_deepspeech2", "wav2vec2": "export.train_wav2vec2"}
+TRAIN_FAMILIES = {"deepspeech2": "export.train_deepspeech2", "wav2vec2": "export.train_wav2vec2",
+                  "split_asr": "export.train_split_asr"}
 
 
 def train_parser(family: str) -> argparse.ArgumentParser:
@@ -232,6 +241,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fix batch and samples, e.g. 1,100000 as the Ascend guide does (default: dynamic)")
     _common(w)
     w.set_defaults(func=cmd_wav2vec2)
+
+    s = sub.add_parser("split-asr", help="a split-model-inference model.pth (conv + BiGRU CTC)",
+                       description="Export the split-model-inference ASR model from its model.pth (a plain "
+                                   "state_dict, read with weights_only=True; sizes inferred from the tensor shapes). "
+                                   "Input: spec (B,1,n_feats,T) float32, torchaudio MelSpectrogram() defaults; "
+                                   "output: logits (B,ceil(T/2),29), the classifier's raw output. The original's "
+                                   "batch_first quirk of the 2nd+ GRU layers is reproduced (see the card).")
+    s.add_argument("--checkpoint", required=True, help="path of model.pth")
+    add_override_arguments(s)
+    _common(s)
+    s.set_defaults(func=cmd_split_asr)
 
     a = sub.add_parser("atc", help="the Ascend atc command for an exported model (runs it if atc is installed)",
                        description="Build the atc (ONNX -> .om) command from the model card: framework 5, "
@@ -290,12 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--force", action="store_true", help="redo even when an up-to-date variant exists")
     v.set_defaults(func=cmd_variant)
 
-    t = sub.add_parser("train", help="train a small demo model (deepspeech2 on AN4, wav2vec2 on LibriSpeech)",
-                       usage="python -m export train {deepspeech2,wav2vec2} [options]",
+    t = sub.add_parser("train", help="train a small demo model (deepspeech2 on AN4, wav2vec2 and split_asr on "
+                                     "LibriSpeech)",
+                       usage="python -m export train {deepspeech2,wav2vec2,split_asr} [options]",
                        description="Train an embedded demo model with a fixed seed: deepspeech2 (V3.0 architecture, "
-                                   "saved as a V3.0 checkpoint, from an AN4-layout corpus) or wav2vec2 (a small "
+                                   "saved as a V3.0 checkpoint, from an AN4-layout corpus), wav2vec2 (a small "
                                    "Wav2Vec2ForCTC, saved as a Hugging Face model directory, from a LibriSpeech "
-                                   "split). `python -m export train FAMILY --help` lists the family's options.")
+                                   "split) or split_asr (the split-model-inference model, saved as model.pth; with "
+                                   "--autoencoder its activation autoencoder, autoencoder.pth). "
+                                   "`python -m export train FAMILY --help` lists the family's options.")
     t.add_argument("family", choices=sorted(TRAIN_FAMILIES), help="model family to train")
     t.add_argument("options", nargs=argparse.REMAINDER, help="the family's options (see FAMILY --help)")
     t.set_defaults(func=cmd_train)

@@ -11,6 +11,8 @@ from typing import Any, Callable
 import librosa
 import numpy as np
 
+from preprocess.mel import mel_frames, mel_spectrogram
+
 
 def deepspeech_spectrogram(audio: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
     """(freq_bins, frames) float32: |STFT| -> log1p -> (x - mean) / std over the whole utterance.
@@ -54,10 +56,12 @@ def wav2vec2_waveform(audio: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
 EXTRACTORS: dict[str, Callable[[np.ndarray, dict[str, Any]], np.ndarray]] = {
     "deepspeech_spectrogram": deepspeech_spectrogram,
     "wav2vec2_waveform": wav2vec2_waveform,
+    "mel_spectrogram": mel_spectrogram,
 }
 FRAME_RULES: dict[str, Callable[[int, dict[str, Any]], int]] = {
     "deepspeech_spectrogram": deepspeech_frames,
     "wav2vec2_waveform": lambda num_samples, cfg: num_samples,
+    "mel_spectrogram": mel_frames,
 }
 
 

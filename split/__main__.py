@@ -14,6 +14,8 @@ import logging
 import sys
 
 SUBCOMMANDS: dict[str, str] = {
+    "export": "split.export_split",
+    "cut": "split.cut_graph",
     "serve": "split.serve_cmd",
     "edge": "split.edge_cmd",
     "codecs": "split.codecs_cmd",
@@ -25,8 +27,9 @@ SUBCOMMANDS: dict[str, str] = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m split",
-        description="Split a speech model into a Head that runs on the edge and a Tail that runs in the cloud, "
-                    "compress the activations between them, serve the Tail over gRPC, time every stage, and "
+        description="Split a speech model into a Head that runs on the edge and a Tail that runs in the cloud: "
+                    "export both parts to ONNX (each parity-gated, and their composition against the whole "
+                    "model), compress the activations between them, serve the Tail over gRPC, time every stage, and "
                     "choose the split point per link.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module_name in SUBCOMMANDS.items():

@@ -10,6 +10,7 @@ from types import ModuleType
 FAMILIES: dict[str, str] = {
     "deepspeech2": "export.models.deepspeech2",
     "wav2vec2": "export.models.wav2vec2",
+    "split_asr": "families.split_asr.recipe",
 }
 
 
