@@ -15,6 +15,7 @@ TOOL_BACKENDS = ("msame", "ais_bench")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m runners",
+        epilog="`python -m runners stream --help`: run one utterance through a streaming export chunk by chunk.",
         description="Run every sample of a dataset dir through one backend and write a run dir: one folder per "
                     "model output with <key>.bin per sample, and run.json with backend, versions, threads, machine, "
                     "per-batch latency, total time and seq/s (warm-up excluded).")
@@ -110,6 +111,11 @@ def _report(summary: dict, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "stream":  # one utterance through a streaming export: runners/streaming.py
+        from runners.streaming import main as stream_main
+
+        return stream_main(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     from export.card import CardError, load_model_and_card, read_card
