@@ -112,7 +112,8 @@ def export_streaming_family(family: str, source: Path, chunk_frames: int, out_di
         "feature": facts["feature"],
         "metrics_convention": facts.get("metrics_convention"),
         "architecture": facts.get("architecture"),
-        "streaming": state_card(spec),
+        # The offline features input: the dataset dir folder a streaming dataset run reads.
+        "streaming": {**state_card(spec), "features_input": model.inputs[0].name},
         "source": model.source,
         "export_options": {"streaming": True, "chunk_frames": spec.chunk_frames},
         "parity": {**parity, "kind": "streaming rollout vs offline forward"},

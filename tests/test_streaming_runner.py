@@ -1,0 +1,74 @@
+"""`python -m runners --streaming`: a dataset dir chunk by chunk into the normal run dir, scored unchanged."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from export.card import card_path_for, read_card
+from export.models import deepspeech2 as ds
+from preprocess.dataset_dir import DatasetDir
+from tests.conftest import run_quiet
+
+GRU_FIXTURE = Path(__file__).parent / "fixtures" / "ds2_v3_unidir_gru_tiny.ckpt"
+
+
+@pytest.fixture(scope="module")
+def stream_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from export.__main__ import main
+
+    out = tmp_path_factory.mktemp("stream_run")
+    assert main(["deepspeech2", "--checkpoint", str(GRU_FIXTURE), "--streaming", "--chunk-frames", "16",
+                 "--out", str(out), "--threads", "1"]) == 0
+    return out / "model.onnx"
+
+
+def test_streaming_run_matches_offline_and_scores(stream_export: Path, tiny_an4_test: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    from postprocess.score import score_run
+
+    run = tmp_path / "run"
+    assert run_quiet(["--backend", "onnxruntime", "--streaming", "--model", str(stream_export),
+                      "--dataset", str(tiny_an4_test), "--out", str(run), "--batch-size", "2", "--show-partials"]) == 0
+    summary = json.loads((run / "run.json").read_text())
+    assert summary["streaming"]["chunk_frames"] == 16 and summary["batch_size"] == 2
+    assert [o["name"] for o in summary["outputs"]] == ["probs", "probs_lengths"]
+    dataset = DatasetDir.open(tiny_an4_test)
+    model = ds.load(GRU_FIXTURE).module
+    for meta, sample in zip(sorted(summary["samples"], key=lambda m: m["key"]), dataset.samples):
+        spect = torch.from_numpy(dataset.load(sample, "spect")[..., :sample.length].copy())
+        with torch.no_grad():
+            probs, lengths = model(spect, torch.tensor([sample.length], dtype=torch.int32))
+        got = np.fromfile(run / "probs" / f"{sample.key}.bin", dtype="<f4").reshape(meta["shapes"]["probs"])
+        assert got.shape == (int(lengths[0]), 29)
+        assert np.abs(got - probs[0].numpy()).max() <= 1e-4
+    card = read_card(card_path_for(stream_export))
+    scores = score_run(run, dataset, card, write=False)
+    assert set(scores["hypotheses"]) == {s.uid for s in dataset.samples}
+    printed = capsys.readouterr().out
+    assert printed.count("[final]") == len(dataset.samples)
+
+
+def test_torch_streaming_backend_writes_the_same_outputs(stream_export: Path, tiny_an4_test: Path,
+                                                         tmp_path: Path) -> None:
+    a, b = tmp_path / "ort", tmp_path / "torch"
+    assert run_quiet(["--backend", "onnxruntime", "--streaming", "--model", str(stream_export),
+                      "--dataset", str(tiny_an4_test), "--out", str(a)]) == 0
+    assert run_quiet(["--backend", "torch", "--streaming", "--model", str(stream_export),
+                      "--dataset", str(tiny_an4_test), "--out", str(b)]) == 0
+    for f in sorted((a / "probs").iterdir()):
+        np.testing.assert_allclose(np.fromfile(f, "<f4"), np.fromfile(b / "probs" / f.name, "<f4"), atol=1e-5)
+
+
+def test_streaming_export_without_the_flag_and_flag_without_streaming_export(
+        stream_export: Path, tiny_export: Path, tiny_an4_test: Path, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    assert run_quiet(["--backend", "onnxruntime", "--model", str(stream_export), "--dataset", str(tiny_an4_test),
+                      "--out", str(tmp_path / "a")]) == 2
+    assert "run it with --streaming" in caplog.text
+    assert run_quiet(["--backend", "onnxruntime", "--streaming", "--model", str(tiny_export),
+                      "--dataset", str(tiny_an4_test), "--out", str(tmp_path / "b")]) == 2
+    assert "not a streaming export" in caplog.text
