@@ -138,6 +138,11 @@ def _names(text: str) -> list[str]:
 
 
 def cmd_variant(args: argparse.Namespace) -> int:
+    from export.streaming_quant import streaming_variant_cli
+
+    streaming = streaming_variant_cli(args)  # a streaming card: int8-static calibrated with its caches
+    if streaming is not None:
+        return streaming
     from export.card import CardError, load_model_and_card
     from export.variants import VariantError, VariantOptions, make_variant
     from preprocess.dataset_dir import DatasetDir, DatasetDirError
