@@ -72,3 +72,22 @@ def test_streaming_export_without_the_flag_and_flag_without_streaming_export(
     assert run_quiet(["--backend", "onnxruntime", "--streaming", "--model", str(tiny_export),
                       "--dataset", str(tiny_an4_test), "--out", str(tmp_path / "b")]) == 2
     assert "not a streaming export" in caplog.text
+
+
+def test_streaming_table_and_plot(stream_export: Path, tiny_an4_test: Path, tmp_path: Path) -> None:
+    from postprocess.__main__ import main as post_main
+
+    run = tmp_path / "run"
+    assert run_quiet(["--backend", "onnxruntime", "--streaming", "--model", str(stream_export),
+                      "--dataset", str(tiny_an4_test), "--out", str(run)]) == 0
+    card = card_path_for(stream_export)
+    assert post_main(["streaming", "--dataset", str(tiny_an4_test), "--card", str(card), "--row", f"fp32 16={run}",
+                      "--row", f"again={run}", "--out", str(tmp_path / "results"), "--name", "tiny"]) == 0
+    table = json.loads((tmp_path / "results" / "tiny_streaming.json").read_text())
+    first, second = table["rows"]
+    assert first["chunk frames"] == 16 and first["precision"] == "fp32"
+    assert first["latency ms (+chunk wait)"] == first["algorithmic latency ms"] + 150
+    assert second["same transcripts as first row"] == second["utterances"] == len(DatasetDir.open(tiny_an4_test).samples)
+    assert first["chunk compute p90 ms"] >= first["chunk compute p50 ms"] > 0
+    assert (tmp_path / "results" / "tiny_streaming.png").stat().st_size > 0
+    assert (tmp_path / "results" / "tiny_streaming.md").read_text().startswith("#")
