@@ -132,14 +132,9 @@ def test_rollout_result_does_not_depend_on_how_frames_arrive(model: ds.DeepSpeec
 
 # -- the CLI -------------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from export.__main__ import main
-
-    out = tmp_path_factory.mktemp("stream_bad")
-    assert main(["deepspeech2", "--checkpoint", str(GRU_FIXTURE), "--streaming", "--chunk-frames", "8",
-                 "--out", str(out), "--threads", "1"]) == 0
-    return out / "model.onnx"
+@pytest.fixture
+def exported(uni_stream_export: Path) -> Path:
+    return uni_stream_export
 
 
 @pytest.mark.parametrize("features,message", [

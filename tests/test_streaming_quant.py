@@ -13,17 +13,11 @@ from export.streaming_quant import ChunkCalibrationReader, chunk_feeds
 from preprocess.dataset_dir import DatasetDir
 from runners.streaming import StreamRunner, ort_step, spec_from_card
 
-GRU_FIXTURE = Path(__file__).parent / "fixtures" / "ds2_v3_unidir_gru_tiny.ckpt"
 
 
-@pytest.fixture(scope="module")
-def stream_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from export.__main__ import main
-
-    out = tmp_path_factory.mktemp("stream_q")
-    assert main(["deepspeech2", "--checkpoint", str(GRU_FIXTURE), "--streaming", "--chunk-frames", "16",
-                 "--out", str(out), "--threads", "1"]) == 0
-    return out / "model.onnx"
+@pytest.fixture
+def stream_export(uni_stream_export: Path) -> Path:
+    return uni_stream_export
 
 
 def test_calibration_feeds_carry_the_fp32_caches(stream_export: Path, tiny_an4_test: Path) -> None:

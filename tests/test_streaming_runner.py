@@ -16,14 +16,9 @@ from tests.conftest import run_quiet
 GRU_FIXTURE = Path(__file__).parent / "fixtures" / "ds2_v3_unidir_gru_tiny.ckpt"
 
 
-@pytest.fixture(scope="module")
-def stream_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from export.__main__ import main
-
-    out = tmp_path_factory.mktemp("stream_run")
-    assert main(["deepspeech2", "--checkpoint", str(GRU_FIXTURE), "--streaming", "--chunk-frames", "16",
-                 "--out", str(out), "--threads", "1"]) == 0
-    return out / "model.onnx"
+@pytest.fixture
+def stream_export(uni_stream_export: Path) -> Path:
+    return uni_stream_export
 
 
 def test_streaming_run_matches_offline_and_scores(stream_export: Path, tiny_an4_test: Path, tmp_path: Path,
