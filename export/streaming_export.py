@@ -115,7 +115,7 @@ def export_streaming_family(family: str, source: Path, chunk_frames: int, out_di
         # The offline features input: the dataset dir folder a streaming dataset run reads.
         "streaming": {**state_card(spec), "features_input": model.inputs[0].name},
         "source": model.source,
-        "export_options": {"streaming": True, "chunk_frames": spec.chunk_frames},
+        "export_options": {"streaming": True, "chunk_frames": spec.chunk_frames},  # streaming_cli's up-to-date key
         "parity": {**parity, "kind": "streaming rollout vs offline forward"},
         "timings_s": {"export": round(export_s, 3), "parity": round(parity_s, 3)},
         "versions": versions(),
@@ -141,6 +141,14 @@ def streaming_cli(args: Any, family: str, source: Path) -> int:
     if not source.is_file():
         log.error("checkpoint not found: %s", source)
         return 2
+    from export.pipeline import up_to_date
+    from export.recipe import sha256_file
+
+    onnx_path = args.out / f"{args.name}.onnx"
+    options = {"streaming": True, "chunk_frames": args.chunk_frames}
+    if not args.force and up_to_date(onnx_path, sha256_file(source), options):
+        log.info("%s is up to date (same checkpoint and chunk size, parity passed); --force to redo", onnx_path)
+        return 0
     try:
         card = export_streaming_family(family, source, args.chunk_frames, args.out, name=args.name,
                                        threads=args.threads)
@@ -153,7 +161,6 @@ def streaming_cli(args: Any, family: str, source: Path) -> int:
         log.error("%s: %s", source, exc)
         return 2
     lat = card["streaming"]["latency"]
-    onnx_path = args.out / card["onnx"]
     log.info("wrote %s and %s", onnx_path, card_path_for(onnx_path))
     log.info("chunk %d frames; states %s; output delay %d frames; latency %.0f ms (algorithmic %.0f ms)",
              card["streaming"]["chunk_frames"], ", ".join(s["name"] for s in card["streaming"]["states"]),

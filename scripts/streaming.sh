@@ -46,7 +46,7 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$QUICK" = "1" ]; then
-    WORK_DIR="${WORK_DIR%/}-quick"
+    case "${WORK_DIR%/}" in *-quick) ;; *) WORK_DIR="${WORK_DIR%/}-quick" ;; esac  # run_all --quick passes its own
     RESULTS_DIR="${RESULTS_DIR:-$WORK_DIR/results}"
     synth_sizes=(--an4-train 40 --an4-test 8 --libri-train 1 --libri-test 1)
     train_opts=(--epochs 1 --hidden-size 32 --hidden-layers 1)

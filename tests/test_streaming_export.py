@@ -3,6 +3,7 @@ and the rollout of real-format V3.0 unidirectional checkpoints (GRU fixture, LST
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -126,3 +127,14 @@ def test_gate_catches_a_stream_that_is_not_flushed(tmp_path: Path, monkeypatch: 
     assert not (tmp_path / "out" / "model.card.json").exists()
     report = json.loads((tmp_path / "out" / "model.parity_failed.json").read_text())
     assert report["passed"] is False
+
+
+def test_rerun_skips_an_up_to_date_export(exports: dict, caplog: pytest.LogCaptureFixture) -> None:
+    from export.__main__ import main
+
+    caplog.set_level(logging.INFO)
+    checkpoint, onnx_path = exports["gru6"]
+    before = onnx_path.stat().st_mtime_ns
+    assert main(["deepspeech2", "--checkpoint", str(checkpoint), "--streaming", "--chunk-frames", "6",
+                 "--out", str(onnx_path.parent)]) == 0
+    assert "up to date" in caplog.text and onnx_path.stat().st_mtime_ns == before
