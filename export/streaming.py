@@ -142,9 +142,11 @@ def export_streaming_onnx(model: torch.nn.Module, out_path: Path, opset: int = 1
     for s in spec.states:
         axes[s.name] = {s.batch_axis: "batch"}
         axes[s.name + NEXT_SUFFIX] = {s.batch_axis: "batch"}
+    from export.onnx_export import quiet_known_stderr
+
     tmp = out_path.with_name(out_path.name + ".tmp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's notes about itself
+    with warnings.catch_warnings(), quiet_known_stderr():
+        warnings.simplefilter("ignore")  # the legacy exporter's notes about itself and PackPadded shapes
         torch.onnx.export(StreamingExportWrapper(model).eval(), example_inputs(spec, 2), str(tmp), dynamo=False,
                           input_names=spec.input_names(), output_names=spec.output_names(), dynamic_axes=axes,
                           opset_version=opset, do_constant_folding=True)

@@ -27,8 +27,8 @@ stage zeroes the frames past its valid count instead, which is what padding past
 
 Every stage emits a variable number of frames per call (stride 2 and odd chunks, and the flush), so the
 graph has fixed-size outputs with a valid count per stream: ``probs`` (B, M, classes) and
-``probs_lengths``. M covers the flush too; the unused RNN steps are masked (state kept), which costs
-compute on small chunks and is the price of one graph for the whole stream.
+``probs_lengths``. M covers the flush too; each RNN runs packed to its stream's valid count (the RNN
+op's sequence_lens in ONNX), so the padding steps change no state.
 """
 from __future__ import annotations
 
@@ -215,22 +215,25 @@ class DeepSpeechStreaming(nn.Module):
 
     def _rnn_layer(self, layer: int, x: torch.Tensor, count: torch.Tensor, h: torch.Tensor,
                    c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """x (T, B, H); steps t >= count_b leave that stream's state as it was."""
+        """x (T, B, H) of which each stream's first count_b steps are real; returns outputs and the state after
+        the last real step (unchanged for a stream with none).
+
+        Packing does what the offline BatchRNN does (and exports as the RNN op's sequence_lens): each stream's
+        final state is taken at its own last step. Packing needs at least one step, so an empty stream runs
+        one throw-away step and keeps its old state.
+        """
         block = self.model.rnns[layer]
         if block.batch_norm is not None:
             x = block.batch_norm(x)
-        outs = []
-        for t in range(x.size(0)):
-            live = (count > t).view(1, -1, 1)
-            if c is None:
-                y, h_new = block.rnn(x[t:t + 1], h.unsqueeze(0))
-                h = torch.where(live[0], h_new[0], h)
-            else:
-                y, (h_new, c_new) = block.rnn(x[t:t + 1], (h.unsqueeze(0), c.unsqueeze(0)))
-                h = torch.where(live[0], h_new[0], h)
-                c = torch.where(live[0], c_new[0], c)
-            outs.append(y)
-        return torch.cat(outs, dim=0), h, c
+        steps = torch.clamp(count, min=1)
+        packed = nn.utils.rnn.pack_padded_sequence(x, steps.cpu(), enforce_sorted=False)
+        state = h.unsqueeze(0) if c is None else (h.unsqueeze(0), c.unsqueeze(0))
+        y, new = block.rnn(packed, state)
+        y, _ = nn.utils.rnn.pad_packed_sequence(y, total_length=x.size(0))
+        live = (count > 0).view(-1, 1)
+        if c is None:
+            return y, torch.where(live, new[0], h), None
+        return y, torch.where(live, new[0][0], h), torch.where(live, new[1][0], c)
 
     def streaming_forward(self, chunk: torch.Tensor, chunk_lengths: torch.Tensor, end: torch.Tensor,
                           *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
