@@ -63,6 +63,10 @@ def _export(args: argparse.Namespace, family: str, source: Path, what: str, load
 
 
 def cmd_deepspeech2(args: argparse.Namespace) -> int:
+    if args.streaming or args.chunk_frames is not None:
+        from export.streaming_export import streaming_cli
+
+        return streaming_cli(args, "deepspeech2", Path(args.checkpoint))
     batch, frames = args.static_shape or (None, None)
     return _export(args, "deepspeech2", Path(args.checkpoint), "checkpoint (a deepspeech.pytorch V3.0 .ckpt)",
                    {"static_frames": frames, "static_batch": batch})
@@ -142,6 +146,11 @@ def _names(text: str) -> list[str]:
 
 
 def cmd_variant(args: argparse.Namespace) -> int:
+    from export.streaming_quant import streaming_variant_cli
+
+    streaming = streaming_variant_cli(args)  # a streaming card: int8-static calibrated with its caches
+    if streaming is not None:
+        return streaming
     from export.card import CardError, load_model_and_card
     from export.variants import VariantError, VariantOptions, make_variant
     from preprocess.dataset_dir import DatasetDir, DatasetDirError
@@ -227,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="path of the V3.0 .ckpt file")
     p.add_argument("--static-shape", type=_static_shape, metavar="B,1,161,T",
                    help="fix batch and frames, e.g. 1,1,161,621 as the Ascend guide does (default: dynamic)")
+    p.add_argument("--streaming", action="store_true",
+                   help="export the chunk-by-chunk graph of a unidirectional checkpoint instead: its caches are "
+                        "inputs and outputs (docs/streaming.md); needs --chunk-frames")
+    p.add_argument("--chunk-frames", type=int, metavar="N",
+                   help="--streaming: feature frames per chunk (10 ms each), fixed in the graph")
     _common(p)
     p.set_defaults(func=cmd_deepspeech2)
 

@@ -60,6 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--name", required=True, help="file stem prefix, e.g. deepspeech2_an4 (writes <name>_variants.*)")
     v.add_argument("--title", default=None)
 
+    st = sub.add_parser("streaming", help="the streaming table: chunk size vs latency, chunk compute, RTF, WER + plot",
+                        description="One row per run dir (LABEL=RUN, repeatable; first = the offline reference): "
+                                    "latency from the streaming cards, first-partial latency, per-chunk compute "
+                                    "p50/p90 and RTF from run.json, WER/CER scored with each run's own card.")
+    st.add_argument("--dataset", type=Path, required=True)
+    st.add_argument("--card", type=Path, required=True, help="card of the offline model (for runs without one)")
+    st.add_argument("--row", action="append", required=True, metavar="LABEL=RUN", help="a run dir (repeatable)")
+    st.add_argument("--out", type=Path, required=True, help="results folder")
+    st.add_argument("--name", required=True, help="file stem, e.g. deepspeech2_uni")
+    st.add_argument("--title", help="table title (default: the name)")
     m = sub.add_parser("readme", help="gather the tables of several reports into <out>/README.md")
     m.add_argument("--out", type=Path, default=Path("results"))
     m.add_argument("--names", nargs="+", required=True, help="report names (the --name of each report)")
@@ -104,6 +114,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "variants":
             return _variants(args, card, dataset)
+        if args.command == "streaming":
+            from postprocess.streaming_table import write_streaming_table
+
+            for path in write_streaming_table(args.out, args.name, dataset, card, [_labelled(r) for r in args.row],
+                                              args.title or args.name):
+                log.info("wrote %s", path)
+            return 0
         return _report(args, card, dataset)
     except (CardError, DatasetDirError, RunError, ValueError) as exc:
         log.error("%s", exc)

@@ -15,6 +15,7 @@ TOOL_BACKENDS = ("msame", "ais_bench")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m runners",
+        epilog="`python -m runners stream --help`: run one utterance through a streaming export chunk by chunk.",
         description="Run every sample of a dataset dir through one backend and write a run dir: one folder per "
                     "model output with <key>.bin per sample, and run.json with backend, versions, threads, machine, "
                     "per-batch latency, total time and seq/s (warm-up excluded).")
@@ -59,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-order", action="store_true", help="batch in manifest order instead of by length")
     p.add_argument("--force", action="store_true", help="run again even if an identical finished run exists")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--streaming", action="store_true",
+                   help="run a streaming export (onnxruntime, or torch from its checkpoint) chunk by chunk; "
+                        "--batch-size streams run side by side, one state row each (runners/streaming_dataset.py)")
+    p.add_argument("--show-partials", action="store_true", help="--streaming: print transcripts as chunks arrive")
     return p
 
 
@@ -110,6 +115,11 @@ def _report(summary: dict, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "stream":  # one utterance through a streaming export: runners/streaming.py
+        from runners.streaming import main as stream_main
+
+        return stream_main(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     from export.card import CardError, load_model_and_card, read_card
@@ -128,6 +138,18 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise CardError("give --model (ONNX + card beside it) or --card")
         dataset = open_dataset_for(args.dataset, card)
+        if args.streaming or "streaming" in card:
+            from runners.streaming_dataset import run_streaming_dataset, streaming_backend
+
+            if not args.streaming:
+                raise RunError(f"{args.model} is a streaming export: run it with --streaming")
+            runner, name, info = streaming_backend(args, card)
+            summary = run_streaming_dataset(runner, name, info, dataset, card, args.out, streams=args.batch_size,
+                                            warmup=min(args.warmup, 1), progress=not args.no_progress,
+                                            force=args.force, show_partials=args.show_partials,
+                                            model_path=args.model)
+            _report(summary, args.out)
+            return 0
         if args.backend == "onnxruntime":
             if not args.model:
                 raise RunError("the onnxruntime backend needs --model")

@@ -23,6 +23,8 @@
 #   --soc-version NAME      Ascend SoC for atc/torch_aie (ASCEND_SOC, default Ascend310P3); the Ascend rows
 #                           (atc + msame, ais_bench, torch_aie) are added when those tools are installed
 #   --quick                 tiny corpus and model, a smoke test of the whole chain (results in work-quick/)
+#   --streaming             also the streaming section (STREAMING=1): scripts/streaming.sh trains a unidirectional
+#                           demo DeepSpeech2 with Lookahead and writes results/deepspeech2_uni_an4_streaming.*
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -40,6 +42,7 @@ WAV2VEC2_DIR="${WAV2VEC2_DIR:-}"
 FAMILIES="${FAMILIES:-deepspeech2 wav2vec2}"
 ASCEND_SOC="${ASCEND_SOC:-Ascend310P3}"
 QUICK=0
+STREAMING="${STREAMING:-0}"
 while [ $# -gt 0 ]; do
     case "$1" in
         --an4-root) AN4_ROOT="$2"; shift 2 ;;
@@ -55,6 +58,7 @@ while [ $# -gt 0 ]; do
         --families) FAMILIES="$2"; shift 2 ;;
         --soc-version) ASCEND_SOC="$2"; shift 2 ;;
         --quick) QUICK=1; shift ;;
+        --streaming) STREAMING=1; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run_all.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -289,6 +293,13 @@ run_wav2vec2() {
 names=()
 if has deepspeech2; then run_deepspeech2; names+=(deepspeech2_an4); fi
 if has wav2vec2; then run_wav2vec2; names+=(wav2vec2_librispeech); fi
+if [ "$STREAMING" = "1" ]; then
+    step "streaming section (scripts/streaming.sh) -> $RESULTS_DIR/deepspeech2_uni_an4_streaming.*"
+    stream_args=(--work "$WORK_DIR" --results "$RESULTS_DIR" --threads "$THREADS")
+    if [ -n "$AN4_ROOT" ] || [ -n "${DEMO_AN4:-}" ]; then stream_args+=(--an4-root "${AN4_ROOT:-$DEMO_AN4}"); fi
+    if [ "$QUICK" = "1" ]; then stream_args+=(--quick); fi
+    bash scripts/streaming.sh "${stream_args[@]}"
+fi
 $PY -m postprocess readme --out "$RESULTS_DIR" --names "${names[@]}" "${training[@]}"
 
 step "done in $(( $(date +%s) - start ))s"
