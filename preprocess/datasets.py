@@ -26,6 +26,16 @@ class Utterance:
     speaker: str = ""
 
 
+def warn_empty_transcripts(utts: list[Utterance], source: Path) -> list[Utterance]:
+    """Log how many utterances have an empty transcript (they can only add insertions when scored)."""
+    empty = [u.uid for u in utts if not u.transcript.strip()]
+    if empty:
+        shown = ", ".join(empty[:5]) + (", ..." if len(empty) > 5 else "")
+        log.warning("%s: %d of %d utterances have an empty transcript (%s); they are kept, and scoring counts "
+                    "them as empty references", source, len(empty), len(utts), shown)
+    return utts
+
+
 # `<s> TEXT </s> (utt-id)`; real AN4 also has lines without the <s> markers, so they are optional.
 _AN4_LINE = re.compile(r"^\s*(?:<s>)?\s*(?P<text>.*?)\s*(?:</s>)?\s*\((?P<uid>[^()\s]+)\)\s*$")
 AN4_AUDIO_DIRS = {"train": "an4_clstk", "test": "an4test_clstk"}
@@ -78,7 +88,7 @@ def read_an4_raw(root: Path, split: str = "test") -> list[Utterance]:
                                f"entry {fid!r}")
         audio = _an4_audio_path(root, split, fid, f"{fileids}:{id_lineno}")
         out.append(Utterance(uid=uid, audio=audio, transcript=m.group("text"), speaker=Path(fid).parent.name))
-    return out
+    return warn_empty_transcripts(out, trans)
 
 
 def read_ds_manifest(path: Path) -> list[Utterance]:
@@ -104,7 +114,7 @@ def read_ds_manifest(path: Path) -> list[Utterance]:
         if not txt.is_file():
             raise DatasetError(f"{path}: sample {i}: transcript file not found: {txt}")
         out.append(Utterance(uid=wav.stem, audio=wav, transcript=txt.read_text().replace("\n", " ").strip()))
-    return out
+    return warn_empty_transcripts(out, path)
 
 
 # Files the real release keeps in LibriSpeech/ beside the split folders.
@@ -159,4 +169,4 @@ def read_librispeech(path: Path, split: str | None = None) -> list[Utterance]:
             out.append(Utterance(uid=uid, audio=audio, transcript=text, speaker=uid.split("-")[0]))
     if not out:
         raise DatasetError(f"{split_dir}: no */*/*.trans.txt files (expected LibriSpeech/<split>/<spk>/<chapter>/)")
-    return sorted(out, key=lambda u: u.uid)
+    return warn_empty_transcripts(sorted(out, key=lambda u: u.uid), split_dir)
