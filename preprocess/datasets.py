@@ -92,7 +92,12 @@ def read_an4_raw(root: Path, split: str = "test") -> list[Utterance]:
 
 
 def read_ds_manifest(path: Path) -> list[Utterance]:
-    """deepspeech.pytorch's JSON manifest: {"root_path": ..., "samples": [{"wav_path", "transcript_path"}]}."""
+    """deepspeech.pytorch's JSON manifest: {"root_path": ..., "samples": [{"wav_path", "transcript_path"}]}.
+
+    Paths join as V3.0's loader joins them (os.path.join(root_path, path): an absolute path wins). V3.0's
+    create_manifest always writes an absolute root_path; a relative one is taken from the manifest's own
+    folder here (V3.0 would take it from the working directory), so a moved manifest + data pair still reads.
+    """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"manifest not found: {path}")
