@@ -65,3 +65,12 @@ def test_scores_json_is_valid_with_empty_references(tmp_path: Path, tiny_export:
     written = _strict_json(tmp_path / "run" / score.SCORES_JSON)
     assert written["empty_references"] == 3 and written["wer"] is None and written["cer"] is None
     assert written["empty_reference_uids"] == ["an406-fcaw-b", "an407-fcaw-b", "cen1-fcaw-b"]
+
+
+def test_table_json_has_no_infinity(tmp_path: Path) -> None:
+    from postprocess.tables import write_table
+
+    rows = [{"system": "all references empty", "WER %": float("inf"), "CER %": 12.5}]
+    written = write_table(tmp_path, "t", "T", rows, ["note"], {"machine": "test"})
+    table = _strict_json(next(p for p in written if p.suffix == ".json"))
+    assert table["rows"][0]["WER %"] is None and table["rows"][0]["CER %"] == 12.5
