@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             utts = read_an4_raw(args.an4_root, split)
             source = {"kind": "an4_raw", "root": str(args.an4_root.resolve()), "split": split}
         elif args.manifest:
+            if args.split:
+                raise DatasetError(f"--split {args.split} does not apply to --manifest (a manifest is one split)")
             utts = read_ds_manifest(args.manifest)
             source = {"kind": "deepspeech_manifest", "path": str(args.manifest.resolve())}
         else:

@@ -114,3 +114,14 @@ def test_librispeech_root_with_one_split_is_taken(tmp_path: Path) -> None:
     root = tmp_path / "LibriSpeech"
     shutil.copytree(LIBRI, root, ignore=shutil.ignore_patterns("dev-clean"))
     assert len(read_librispeech(root)) == 2
+
+
+def test_split_with_a_manifest_is_refused(tmp_path: Path, tiny_export: Path) -> None:
+    from export.card import card_path_for
+    from preprocess.__main__ import main
+
+    manifest = _v3_manifest(tmp_path / "m.json", str((FIXTURES / "an4_dataset" / "test").resolve()),
+                            ["an4/wav/an406-fcaw-b.wav"])
+    assert main(["--manifest", str(manifest), "--split", "test", "--card", str(card_path_for(tiny_export)),
+                 "--out", str(tmp_path / "ds"), "--no-progress"]) == 2
+    assert not (tmp_path / "ds").exists()
