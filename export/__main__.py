@@ -31,6 +31,7 @@ def _export(args: argparse.Namespace, family: str, source: Path, what: str, load
     from export.models import family_module
     from export.parity import ParityError
     from export.pipeline import export_family, up_to_date
+    from export.recipe import NonFiniteWeightsError
 
     torchscript = bool(getattr(args, "torchscript", False))
     options = {**load_kwargs, "optimize": not args.no_optimize, "torchscript": torchscript}
@@ -53,6 +54,9 @@ def _export(args: argparse.Namespace, family: str, source: Path, what: str, load
                              options=options, threads=args.threads, torchscript=torchscript)
     except ParityError:
         return 3
+    except NonFiniteWeightsError as exc:
+        log.error("%s", exc)
+        return 2
     par = card["parity"]["outputs"]
     opt = card["optimization"]
     log.info("wrote %s and %s", onnx_path, card_path_for(onnx_path))

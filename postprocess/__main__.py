@@ -109,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
 
             res = score_run(args.run, dataset, card, modelzoo=args.modelzoo)
             extra = f", accuracy (1-CER) {1 - res['cer']:.4f}" if res["convention"] == "hf" else ""
-            log.info("%s: WER %.3f%% CER %.3f%%%s (%d utterances, %s)", args.run, 100 * res["wer"], 100 * res["cer"],
-                     extra, res["utterances"], res["convention"])
+            empty = f", {res['empty_references']} empty references" if res["empty_references"] else ""
+            log.info("%s: WER %.3f%% CER %.3f%%%s (%d utterances%s, %s)", args.run, 100 * res["wer"],
+                     100 * res["cer"], extra, res["utterances"], empty, res["convention"])
             return 0
         if args.command == "variants":
             return _variants(args, card, dataset)
@@ -196,6 +197,9 @@ def _report(args: argparse.Namespace, card: dict, dataset) -> int:
         f"({dataset.path.name}); greedy CTC decoding.",
         machine_note(ctx),
     ]
+    if ref_scores.get("empty_references"):
+        notes.append(f"{ref_scores['empty_references']} of {ref_scores['utterances']} utterances have an empty "
+                     "reference: their hypothesis words count as insertions against no reference words.")
     if modelzoo_note:
         notes.insert(2, modelzoo_note)
     if card.get("parity", {}).get("padding_invariant") is False:

@@ -3,6 +3,7 @@
     python -m preprocess --card CARD --out DIR --an4-root ROOT [--split test]
     python -m preprocess --card CARD --out DIR --manifest an4_test_manifest.json
     python -m preprocess --card CARD --out DIR --librispeech LibriSpeech/test-clean
+    python -m preprocess --card CARD --out DIR --librispeech LibriSpeech --split test-clean
     python -m preprocess synth --out DIR        (the embedded demo corpus; see --help there)
 """
 from __future__ import annotations
@@ -25,8 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--an4-root", type=Path, help="AN4 raw release (the an4/ folder or its parent)")
     src.add_argument("--manifest", type=Path, help="deepspeech.pytorch JSON manifest (root_path + samples)")
-    src.add_argument("--librispeech", type=Path, help="a LibriSpeech split folder, e.g. LibriSpeech/test-clean")
-    p.add_argument("--split", default="test", choices=["train", "test"], help="AN4 split (default: test)")
+    src.add_argument("--librispeech", type=Path,
+                     help="a LibriSpeech split folder (LibriSpeech/test-clean), or the LibriSpeech/ root with --split")
+    p.add_argument("--split", help="AN4: train or test (default: test). LibriSpeech root: the split folder to read, "
+                                   "e.g. test-clean (needed when the root holds more than one split)")
     p.add_argument("--card", type=Path, required=True, help="model card (<model>.card.json) written by export")
     p.add_argument("--out", type=Path, required=True, help="dataset dir to write")
     p.add_argument("--modelzoo", action="store_true",
@@ -82,14 +85,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         card = read_card(args.card)
         if args.an4_root:
-            utts = read_an4_raw(args.an4_root, args.split)
-            source = {"kind": "an4_raw", "root": str(args.an4_root.resolve()), "split": args.split}
+            split = args.split or "test"
+            utts = read_an4_raw(args.an4_root, split)
+            source = {"kind": "an4_raw", "root": str(args.an4_root.resolve()), "split": split}
         elif args.manifest:
+            if args.split:
+                raise DatasetError(f"--split {args.split} does not apply to --manifest (a manifest is one split)")
             utts = read_ds_manifest(args.manifest)
             source = {"kind": "deepspeech_manifest", "path": str(args.manifest.resolve())}
         else:
-            utts = read_librispeech(args.librispeech)
+            utts = read_librispeech(args.librispeech, args.split)
             source = {"kind": "librispeech", "root": str(args.librispeech.resolve())}
+            if args.split:
+                source["split"] = args.split
         if args.limit:
             utts = utts[: args.limit]
             source["limit"] = args.limit
