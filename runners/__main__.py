@@ -59,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-order", action="store_true", help="batch in manifest order instead of by length")
     p.add_argument("--force", action="store_true", help="run again even if an identical finished run exists")
     p.add_argument("--no-progress", action="store_true")
+    # Issue 13: the same run spread over a Ray cluster (runners/ray_runner.py, docs/ray.md).
+    p.add_argument("--ray", action="store_true",
+                   help="spread the batches over Ray workers (onnxruntime, openvino, torch); the run dir and dataset "
+                        "dir must be on storage every node sees; same outputs as without --ray")
+    p.add_argument("--ray-address", help="join this Ray cluster (HOST:PORT of `ray start --head`, or auto); "
+                                         "default: start a local Ray instance on this machine's cores")
+    p.add_argument("--workers", type=int, help="--ray: number of model sessions (actors); default: the cluster's "
+                                               "CPUs divided by --threads")
     return p
 
 
@@ -119,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.profile and args.backend != "onnxruntime":
             raise RunError("--profile is for the onnxruntime backend only")
+        if args.ray and args.backend in TOOL_BACKENDS:
+            raise RunError(f"--ray runs onnxruntime, openvino or torch, not {args.backend}")
         if args.backend in TOOL_BACKENDS:
             return _run_tool(args)
         if args.model:
@@ -128,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise CardError("give --model (ONNX + card beside it) or --card")
         dataset = open_dataset_for(args.dataset, card)
+        if args.ray:  # issue 13: dispatch to the Ray runner
+            from runners.ray_runner import run_from_args
+
+            _report(run_from_args(args, card, dataset), args.out)
+            return 0
         if args.backend == "onnxruntime":
             if not args.model:
                 raise RunError("the onnxruntime backend needs --model")

@@ -1,0 +1,180 @@
+"""The Ray runner and the Ray preprocess: same files as the single-process stages, resume, faults, bad input.
+
+Every test that needs Ray shares one small local instance (two CPUs, a small object store), started once.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_quiet
+
+MB = 1024 * 1024
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    try:
+        import ray  # noqa: F401
+        import ray.data  # noqa: F401
+    except ImportError:
+        pytest.skip("ray[data] is not installed (requirements.txt pins it)")
+    from preprocess.ray_cluster import RayCluster, RayOptions
+
+    with RayCluster(RayOptions(num_cpus=2, object_store_memory=256 * MB)) as cluster:
+        yield cluster
+
+
+def output_files(run: Path) -> dict[str, bytes]:
+    """Every output file of a run dir (run.json, scores and Ray's progress records left out)."""
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*.bin"))}
+
+
+def single_run(tiny_export: Path, dataset: Path, out: Path, batch_size: int) -> Path:
+    assert run_quiet(["--backend", "onnxruntime", "--model", str(tiny_export), "--dataset", str(dataset),
+                      "--out", str(out), "--batch-size", str(batch_size)]) == 0
+    return out
+
+
+def open_inputs(tiny_export: Path, dataset: Path):
+    from export.card import card_path_for, read_card
+    from preprocess.dataset_dir import DatasetDir
+
+    return read_card(card_path_for(tiny_export)), DatasetDir.open(dataset)
+
+
+def ort_spec(tiny_export: Path):
+    from runners.ray_runner import BackendSpec
+
+    return BackendSpec("onnxruntime", model=str(tiny_export), options={"threads": 1})
+
+
+def test_ray_run_scores_like_single_process(ray_local, tiny_export, tiny_an4_test, tmp_path):
+    from postprocess.score import score_run
+    from runners.base import open_run
+
+    single = single_run(tiny_export, tiny_an4_test, tmp_path / "single", 2)
+    ray_dir = tmp_path / "ray"
+    assert run_quiet(["--backend", "onnxruntime", "--model", str(tiny_export), "--dataset", str(tiny_an4_test),
+                      "--out", str(ray_dir), "--batch-size", "2", "--ray", "--workers", "2"]) == 0
+    a, b = open_run(single), open_run(ray_dir)
+    assert output_files(single) and output_files(ray_dir) == output_files(single)
+    assert [(s["key"], s["batch"], s["shapes"]) for s in b["samples"]] == \
+        [(s["key"], s["batch"], s["shapes"]) for s in a["samples"]]
+    assert b["ray"]["workers"] == 2 and b["ray"]["cluster"]["nodes"] >= 1
+    assert sum(w["samples"] for w in b["ray"]["per_worker"]) == a["dataset"]["samples"]
+    assert len(b["batch_latency_ms"]) == a["batches"] and b["latency_ms"]["p90"] is not None
+    assert not (ray_dir / ".ray").exists()
+    card, ds = open_inputs(tiny_export, tiny_an4_test)
+    sa, sb = score_run(single, ds, card), score_run(ray_dir, ds, card)
+    assert sb["hypotheses"] == sa["hypotheses"]
+    assert (sb["wer"], sb["cer"]) == (sa["wer"], sa["cer"])
+    # The same command again finds the finished run and does nothing.
+    mtime = (ray_dir / "run.json").stat().st_mtime_ns
+    assert run_quiet(["--backend", "onnxruntime", "--model", str(tiny_export), "--dataset", str(tiny_an4_test),
+                      "--out", str(ray_dir), "--batch-size", "2", "--ray", "--workers", "2"]) == 0
+    assert (ray_dir / "run.json").stat().st_mtime_ns == mtime
+
+
+def test_killed_worker_loses_nothing(ray_local, tiny_export, tiny_an4_test, tmp_path):
+    from runners.base import RunOptions, open_run
+    from runners.ray_runner import RayOptions, run_dataset_ray
+
+    single = single_run(tiny_export, tiny_an4_test, tmp_path / "single", 1)
+    card, ds = open_inputs(tiny_export, tiny_an4_test)
+    killed: list[int] = []
+
+    def kill_first_worker(record: dict) -> None:
+        if not killed:  # the worker that finished the first batch still has batches queued (pause_s)
+            killed.append(record["worker"]["pid"])
+            os.kill(record["worker"]["pid"], signal.SIGKILL)
+
+    out = tmp_path / "ray"
+    run_dataset_ray(ort_spec(tiny_export), ds, card, out, RunOptions(batch_size=1, warmup=1, progress=False),
+                    RayOptions(workers=2, pause_s=0.5), on_batch=kill_first_worker)
+    run = open_run(out)
+    pids = {w["pid"] for w in run["ray"]["per_worker"]}
+    assert killed and killed[0] in pids
+    assert len(pids) >= 3, "no restarted worker took over the killed one's batches"
+    assert output_files(out) == output_files(single)
+    assert sorted(s["key"] for s in run["samples"]) == sorted(s.key for s in ds.samples)
+
+
+def test_interrupted_run_resumes_without_redoing(ray_local, tiny_export, tiny_an4_test, tmp_path):
+    from runners.base import RunError, RunOptions, open_run
+    from runners.ray_runner import RayOptions, run_dataset_ray
+
+    single = single_run(tiny_export, tiny_an4_test, tmp_path / "single", 1)
+    card, ds = open_inputs(tiny_export, tiny_an4_test)
+    out = tmp_path / "ray"
+    seen: list[dict] = []
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_two(record: dict) -> None:
+        seen.append(record)
+        if len(seen) == 2:
+            raise Interrupt("stopped by the test")
+
+    opts = RunOptions(batch_size=1, warmup=1, progress=False)
+    with pytest.raises(RunError):
+        run_dataset_ray(ort_spec(tiny_export), ds, card, out, opts, RayOptions(workers=2, pause_s=0.3),
+                        on_batch=stop_after_two)
+    assert not (out / "run.json").exists()
+    time.sleep(1.0)  # let the batches in flight when the driver stopped settle
+    first = out / card["outputs"][0]["name"]
+    finished = {k: (first / f"{k}.bin").stat().st_mtime_ns for r in seen for k in r["keys"]}
+    assert finished
+    run_dataset_ray(ort_spec(tiny_export), ds, card, out, opts, RayOptions(workers=2))
+    run = open_run(out)
+    assert run["ray"]["batches_resumed"] >= 2
+    assert run["ray"]["batches_this_run"] + run["ray"]["batches_resumed"] == run["batches"]
+    assert {k: (first / f"{k}.bin").stat().st_mtime_ns for k in finished} == finished
+    assert output_files(out) == output_files(single)
+
+
+def test_model_that_fails_to_load_on_a_worker(ray_local, tiny_export, tiny_an4_test, tmp_path):
+    from runners.base import RunError, RunOptions
+    from runners.ray_runner import BackendSpec, RayOptions, run_dataset_ray
+
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"not an onnx model")
+    card, ds = open_inputs(tiny_export, tiny_an4_test)
+    out = tmp_path / "ray"
+    with pytest.raises(RunError, match=r"cannot load model .*broken\.onnx"):
+        run_dataset_ray(BackendSpec("onnxruntime", model=str(bad), options={"threads": 1}), ds, card, out,
+                        RunOptions(batch_size=1, warmup=1, progress=False), RayOptions(workers=1))
+    assert not (out / "run.json").exists()
+
+
+def test_unreachable_cluster_is_one_clear_message(tiny_export, tiny_an4_test, tmp_path, caplog):
+    pytest.importorskip("ray", reason="ray[data] is not installed (requirements.txt pins it)")
+    t0 = time.monotonic()
+    rc = run_quiet(["--backend", "onnxruntime", "--model", str(tiny_export), "--dataset", str(tiny_an4_test),
+                    "--out", str(tmp_path / "r"), "--ray", "--ray-address", "127.0.0.1:1"])
+    assert rc == 2
+    assert time.monotonic() - t0 < 30
+    assert "127.0.0.1:1 does not answer" in caplog.text
+    assert not (tmp_path / "r" / "run.json").exists()
+
+
+def test_ray_refuses_tool_backends(tiny_export, tiny_an4_test, tmp_path, caplog):
+    rc = run_quiet(["--backend", "msame", "--model", str(tiny_export), "--dataset", str(tiny_an4_test),
+                    "--out", str(tmp_path / "r"), "--ray"])
+    assert rc == 2 and "--ray runs onnxruntime, openvino or torch" in caplog.text
+
+
+def test_worker_error_line_finds_the_message():
+    from preprocess.ray_cluster import worker_error_line
+    from runners.base import RunError
+
+    wrapped = RuntimeError("Traceback (most recent call last):\n  File x\nrunners.base.RunError: cannot load model m")
+    assert worker_error_line(wrapped, RunError) == "cannot load model m"
+    assert worker_error_line(RunError("plain"), RunError) == "plain"
+    assert json.dumps(worker_error_line(KeyError("k"), RunError)).startswith('"the Ray run failed')
