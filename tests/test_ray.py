@@ -178,3 +178,40 @@ def test_worker_error_line_finds_the_message():
     assert worker_error_line(wrapped, RunError) == "cannot load model m"
     assert worker_error_line(RunError("plain"), RunError) == "plain"
     assert json.dumps(worker_error_line(KeyError("k"), RunError)).startswith('"the Ray run failed')
+
+
+def dir_files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_ray_preprocess_writes_the_same_dataset_dir(ray_local, tiny_corpus, tiny_export, tmp_path):
+    from export.card import card_path_for
+    from preprocess.__main__ import main
+
+    args = ["--card", str(card_path_for(tiny_export)), "--an4-root", str(tiny_corpus / "an4"), "--no-progress"]
+    single, ray_dir = tmp_path / "single", tmp_path / "ray"
+    assert main(args + ["--out", str(single)]) == 0
+    assert main(args + ["--out", str(ray_dir), "--ray"]) == 0
+    assert dir_files(ray_dir) == dir_files(single)
+    # An interrupted build (the manifest's last entries lost, header not complete) resumes over Ray.
+    header = json.loads((ray_dir / "dataset.json").read_text())
+    header["complete"] = False
+    (ray_dir / "dataset.json").write_text(json.dumps(header))
+    lines = (ray_dir / "manifest.jsonl").read_text().splitlines(keepends=True)
+    (ray_dir / "manifest.jsonl").write_text("".join(lines[:2]))
+    kept = {p: p.stat().st_mtime_ns for p in ray_dir.rglob("*.bin")
+            if p.stem in {json.loads(line)["key"] for line in lines[:2]}}
+    assert main(args + ["--out", str(ray_dir), "--ray"]) == 0
+    assert dir_files(ray_dir) == dir_files(single)
+    assert kept and {p: p.stat().st_mtime_ns for p in kept} == kept
+
+
+def test_ray_preprocess_unreachable_cluster(tiny_corpus, tiny_export, tmp_path, caplog):
+    pytest.importorskip("ray", reason="ray[data] is not installed (requirements.txt pins it)")
+    from export.card import card_path_for
+    from preprocess.__main__ import main
+
+    rc = main(["--card", str(card_path_for(tiny_export)), "--an4-root", str(tiny_corpus / "an4"), "--no-progress",
+               "--out", str(tmp_path / "ds"), "--ray", "--ray-address", "127.0.0.1:1"])
+    assert rc == 2 and "127.0.0.1:1 does not answer" in caplog.text
+    assert not (tmp_path / "ds" / "dataset.json").exists()
