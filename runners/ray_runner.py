@@ -19,6 +19,7 @@ import os
 import shutil
 import socket
 import statistics
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -102,7 +103,7 @@ class BatchWorker:
                  warm_keys: list[str], fixed: int | None, warmup: int, pause_s: float) -> None:
         self.host = socket.gethostname()
         self.pid = os.getpid()
-        self.card, self.fixed, self.pause_s = card, fixed, pause_s
+        self.card, self.fixed, self.pause_s, self.threads = card, fixed, pause_s, spec.threads
         self.out = Path(out)
         try:
             self.dataset = DatasetDir.open(Path(dataset_path))
@@ -136,6 +137,11 @@ class BatchWorker:
         return {"record": records}
 
     def run_batch(self, index: int, keys: list[str]) -> dict[str, Any]:
+        if self.threads and "torch" in sys.modules:
+            # Ray calls the actor from another thread than the one that built the backend, and OpenMP's
+            # thread count is per thread: without this torch computes with its default count there, which
+            # changes its sums' order and so the output bits.
+            sys.modules["torch"].set_num_threads(self.threads)
         batch = [self.by_key[k] for k in keys]
         inputs = assemble(self.dataset, self.card, batch, self.fixed)
         started = time.time()

@@ -81,6 +81,19 @@ def test_ray_run_scores_like_single_process(ray_local, tiny_export, tiny_an4_tes
     assert (ray_dir / "run.json").stat().st_mtime_ns == mtime
 
 
+@pytest.mark.parametrize("backend", ["openvino", "torch"])
+def test_ray_run_other_backends_match_their_single_process_run(ray_local, backend, tiny_export, tiny_ckpt,
+                                                               tiny_an4_test, tmp_path):
+    from export.card import card_path_for
+
+    model = (["--model", str(tiny_export)] if backend == "openvino"
+             else ["--card", str(card_path_for(tiny_export)), "--checkpoint", str(tiny_ckpt)])
+    args = ["--backend", backend, *model, "--dataset", str(tiny_an4_test), "--batch-size", "2"]
+    assert run_quiet(args + ["--out", str(tmp_path / "single")]) == 0
+    assert run_quiet(args + ["--out", str(tmp_path / "ray"), "--ray", "--workers", "2"]) == 0
+    assert output_files(tmp_path / "single") and output_files(tmp_path / "ray") == output_files(tmp_path / "single")
+
+
 def test_killed_worker_loses_nothing(ray_local, tiny_export, tiny_an4_test, tmp_path):
     from runners.base import RunOptions, open_run
     from runners.ray_runner import RayOptions, run_dataset_ray
