@@ -204,6 +204,10 @@ def run_dataset_ray(spec: BackendSpec, dataset: DatasetDir, card: dict[str, Any]
         cluster = ray_cluster.describe()
         cpus_per_worker = max(1, spec.threads)
         workers = ray_opts.workers or max(1, cluster["cpus"] // cpus_per_worker)
+        if workers * cpus_per_worker > cluster["cpus"]:
+            # Ray would wait for CPUs that never come.
+            raise RunError(f"--workers {workers} x {cpus_per_worker} CPUs each needs more than the cluster's "
+                           f"{cluster['cpus']} CPUs; lower --workers or --threads")
         workers = max(1, min(workers, len(todo) or 1))
         wall0 = time.perf_counter()
         if todo:

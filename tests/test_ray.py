@@ -166,6 +166,17 @@ def test_model_that_fails_to_load_on_a_worker(ray_local, tiny_export, tiny_an4_t
     assert not (out / "run.json").exists()
 
 
+def test_more_workers_than_cluster_cpus_is_refused(ray_local, tiny_export, tiny_an4_test, tmp_path):
+    from runners.base import RunError, RunOptions
+    from runners.ray_runner import RayOptions, run_dataset_ray
+
+    card, ds = open_inputs(tiny_export, tiny_an4_test)
+    with pytest.raises(RunError, match="more than the cluster's 2 CPUs"):
+        run_dataset_ray(ort_spec(tiny_export), ds, card, tmp_path / "r", RunOptions(progress=False),
+                        RayOptions(workers=3))
+    assert not (tmp_path / "r" / "run.json").exists()
+
+
 def test_unreachable_cluster_is_one_clear_message(tiny_export, tiny_an4_test, tmp_path, caplog):
     pytest.importorskip("ray", reason="ray[data] is not installed (requirements.txt pins it)")
     t0 = time.monotonic()
@@ -228,3 +239,34 @@ def test_ray_preprocess_unreachable_cluster(tiny_corpus, tiny_export, tmp_path, 
                "--out", str(tmp_path / "ds"), "--ray", "--ray-address", "127.0.0.1:1"])
     assert rc == 2 and "127.0.0.1:1 does not answer" in caplog.text
     assert not (tmp_path / "ds" / "dataset.json").exists()
+
+
+def test_bench_scale_smoke(ray_local, tiny_export, tiny_an4_test, tmp_path):
+    """A tiny run of the scaling report: files written, measured and projected rows told apart (no speed check)."""
+    from postprocess.__main__ import main
+
+    out = tmp_path / "scale"
+    assert main(["bench-scale", "--model", str(tiny_export), "--dataset", str(tiny_an4_test), "--out", str(out),
+                 "--workers", "2", "--threads", "1", "--warmup", "1", "--project", "1,4", "--no-progress"]) == 0
+    rep = json.loads((out / "bench_scale.json").read_text())
+    assert [p["workers"] for p in rep["projected"]] == [1, 4] and all(p["kind"] == "projected" for p in rep["projected"])
+    assert rep["measured"]["workers"] == 2 and rep["measured"]["ray_over_single"] > 0
+    table = (out / "bench_scale.md").read_text()
+    assert table.count("| measured |") == 2 and table.count("| projected |") == 2
+    assert (out / "bench_scale.png").stat().st_size > 0
+    assert output_files(out / "ray") == output_files(out / "single")
+
+
+def test_scale_report_projection_follows_its_rule():
+    from postprocess.bench_scale import scale_report
+
+    def run(rate_key: str, rate: float) -> dict:
+        return {"dataset": {"samples": 8}, "batches": 4, "batch_size": 2, "batch_latency_ms": [100.0] * 4,
+                rate_key: rate, "ray": {"workers": 2, "threads_per_worker": 1, "seq_per_s_total": rate,
+                                        "per_worker": [], "cluster": {"nodes": 1, "cpus": 2}}}
+
+    # 8 samples over 2 workers in 0.5 s: 1.0 worker-s for 0.4 s of model time -> 0.15 s coordination per batch.
+    rep = scale_report(run("seq_per_s_wall", 20.0), run("seq_per_s_wall", 16.0), [1, 2])
+    assert rep["measured"]["coordination_s_per_batch"] == pytest.approx(0.15)
+    assert rep["measured"]["ray_over_single"] == pytest.approx(0.8)
+    assert [p["seq_per_s"] for p in rep["projected"]] == pytest.approx([2 / 0.25, 4 / 0.25])
