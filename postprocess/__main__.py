@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Time torch eager and onnxruntime side by side in one run (alternating, after "
                                    "warm-up, fixed threads) and print medians, spread, ratios and GFLOP/s.")
     add_bench_arguments(b)
+    # Issue 13: Ray's overhead and N-worker projections (postprocess/bench_scale.py).
+    from postprocess import bench_scale
+
+    sc = sub.add_parser("bench-scale", help="Ray runner vs single-process runner at equal threads; N-worker projection",
+                        description=(bench_scale.__doc__ or "").strip(),
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench_scale.add_arguments(sc)
     return p
 
 
@@ -92,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         from postprocess.bench import main as bench_main
 
         return bench_main(args)
+    if args.command == "bench-scale":
+        from postprocess.bench_scale import main as scale_main
+
+        return scale_main(args)
     if args.command == "readme":
         from postprocess.summary import write_results_readme
 

@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only N utterances spread evenly over the dataset (every speaker; e.g. a calibration set)")
     p.add_argument("--force", action="store_true", help="overwrite a dataset dir made with other settings")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # Issue 13: the same build spread over a Ray cluster (preprocess/ray_build.py, docs/ray.md).
+    p.add_argument("--ray", action="store_true",
+                   help="write the utterances' feature files as Ray tasks; --out must be on storage every node "
+                        "sees; the same dataset dir as without --ray")
+    p.add_argument("--ray-address", help="join this Ray cluster (HOST:PORT of `ray start --head`, or auto); "
+                                         "default: start a local Ray instance on this machine's cores")
     return p
 
 
@@ -79,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     from preprocess.audio import AudioError
     from preprocess.build import BuildOptions, build_dataset
     from preprocess.dataset_dir import DatasetDirError
+    from preprocess.ray_cluster import ClusterError
     from preprocess.datasets import DatasetError, read_an4_raw, read_ds_manifest, read_librispeech
 
     args = build_parser().parse_args(argv)
@@ -109,9 +116,12 @@ def main(argv: list[str] | None = None) -> int:
                             sample_rate=int(card["feature"]["sample_rate"]), raw_rate=args.raw_rate,
                             resample=_resample(args, card), downmix=args.downmix, batch_size=args.batch_size,
                             max_samples=args.max_samples)
-        out = build_dataset(utts, args.out, card, source, opts, card_path=args.card.resolve(), force=args.force,
-                            progress=not args.no_progress)
-    except (CardError, AudioError, DatasetError, DatasetDirError) as exc:
+        from preprocess.ray_build import mapper_for  # issue 13: --ray
+
+        with mapper_for(args.ray, args.ray_address) as mapper:
+            out = build_dataset(utts, args.out, card, source, opts, card_path=args.card.resolve(), force=args.force,
+                                progress=not args.no_progress, mapper=mapper)
+    except (CardError, AudioError, DatasetError, DatasetDirError, ClusterError) as exc:
         log.error("%s", exc)
         return 2
     log.info("dataset dir ready: %s (%d utterances)", out, len(utts))

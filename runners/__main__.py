@@ -64,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run a streaming export (onnxruntime, or torch from its checkpoint) chunk by chunk; "
                         "--batch-size streams run side by side, one state row each (runners/streaming_dataset.py)")
     p.add_argument("--show-partials", action="store_true", help="--streaming: print transcripts as chunks arrive")
+    # Issue 13: the same run spread over a Ray cluster (runners/ray_runner.py, docs/ray.md).
+    p.add_argument("--ray", action="store_true",
+                   help="spread the batches over Ray workers (onnxruntime, openvino, torch); the run dir and dataset "
+                        "dir must be on storage every node sees; same outputs as without --ray")
+    p.add_argument("--ray-address", help="join this Ray cluster (HOST:PORT of `ray start --head`, or auto); "
+                                         "default: start a local Ray instance on this machine's cores")
+    p.add_argument("--workers", type=int, help="--ray: number of model sessions (actors); default: the cluster's "
+                                               "CPUs divided by --threads")
     return p
 
 
@@ -129,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.profile and args.backend != "onnxruntime":
             raise RunError("--profile is for the onnxruntime backend only")
+        if args.ray and args.backend in TOOL_BACKENDS:
+            raise RunError(f"--ray runs onnxruntime, openvino or torch, not {args.backend}")
         if args.backend in TOOL_BACKENDS:
             return _run_tool(args)
         if args.model:
@@ -149,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
                                             force=args.force, show_partials=args.show_partials,
                                             model_path=args.model)
             _report(summary, args.out)
+            return 0
+        if args.ray:  # issue 13: dispatch to the Ray runner
+            from runners.ray_runner import run_from_args
+
+            _report(run_from_args(args, card, dataset), args.out)
             return 0
         if args.backend == "onnxruntime":
             if not args.model:

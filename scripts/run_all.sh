@@ -25,6 +25,10 @@
 #   --quick                 tiny corpus and model, a smoke test of the whole chain (results in work-quick/)
 #   --streaming             also the streaming section (STREAMING=1): scripts/streaming.sh trains a unidirectional
 #                           demo DeepSpeech2 with Lookahead and writes results/deepspeech2_uni_an4_streaming.*
+#   --ray                   preprocess the test sets and run torch/onnxruntime/openvino over Ray (off by default:
+#                           one machine needs no cluster); each command starts a local Ray instance unless
+#                           --ray-address is given; workers = the cluster's CPUs / --threads (docs/ray.md)
+#   --ray-address ADDR      join this Ray cluster (HOST:PORT of `ray start --head`); WORK_DIR must be shared storage
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -43,6 +47,7 @@ FAMILIES="${FAMILIES:-deepspeech2 wav2vec2}"
 ASCEND_SOC="${ASCEND_SOC:-Ascend310P3}"
 QUICK=0
 STREAMING="${STREAMING:-0}"
+RAY=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --an4-root) AN4_ROOT="$2"; shift 2 ;;
@@ -59,6 +64,8 @@ while [ $# -gt 0 ]; do
         --soc-version) ASCEND_SOC="$2"; shift 2 ;;
         --quick) QUICK=1; shift ;;
         --streaming) STREAMING=1; shift ;;
+        --ray) RAY+=(--ray); shift ;;
+        --ray-address) RAY+=(--ray-address "$2"); shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run_all.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -74,6 +81,7 @@ if has wav2vec2 && { [ -z "$LIBRISPEECH_TEST" ] || [ -z "$WAV2VEC2_DIR" ]; }; th
 NEED_ESPEAK=$need_corpus bash scripts/setup_env.sh
 source env.sh
 PY=.venv/bin/python
+if [ ${#RAY[@]} -gt 0 ] && [ "${RAY[0]}" != "--ray" ]; then RAY=(--ray "${RAY[@]}"); fi  # --ray-address implies --ray
 start=$(date +%s)
 step() { echo; echo "==> [$(( $(date +%s) - start ))s] $*"; }
 
@@ -115,16 +123,16 @@ run_variants() {
         kinds+=(.fused)
     fi
     for bs in 1 8; do
-        $PY -m runners --backend torch "${torch_args[@]}" --dataset "$data" --out "$runs/torch_bs$bs" \
+        $PY -m runners "${RAY[@]}" --backend torch "${torch_args[@]}" --dataset "$data" --out "$runs/torch_bs$bs" \
             --batch-size "$bs" --threads "$THREADS" --no-progress
         for v in "${kinds[@]}"; do
             step "$title: onnxruntime${v:-.fp32} batch $bs"
-            $PY -m runners --backend onnxruntime --model "$stem$v.onnx" --dataset "$data" \
+            $PY -m runners "${RAY[@]}" --backend onnxruntime --model "$stem$v.onnx" --dataset "$data" \
                 --out "$runs/onnxruntime${v}_bs$bs" --batch-size "$bs" --threads "$THREADS" --no-progress
         done
         for v in "" .int8-static; do
             step "$title: openvino${v:-.fp32} batch $bs"
-            $PY -m runners --backend openvino --model "$stem$v.onnx" --dataset "$data" \
+            $PY -m runners "${RAY[@]}" --backend openvino --model "$stem$v.onnx" --dataset "$data" \
                 --out "$runs/openvino${v}_bs$bs" --batch-size "$bs" --threads "$THREADS" --no-progress
         done
     done
@@ -161,9 +169,9 @@ run_deepspeech2() {
     DATA="$WORK_DIR/data/deepspeech2_an4_test"
     step "preprocess AN4 test -> $DATA"
     if [ -n "$AN4_MANIFEST" ]; then
-        $PY -m preprocess --manifest "$AN4_MANIFEST" --card "$CARD" --out "$DATA"
+        $PY -m preprocess "${RAY[@]}" --manifest "$AN4_MANIFEST" --card "$CARD" --out "$DATA"
     else
-        $PY -m preprocess --an4-root "${AN4_ROOT:-$DEMO_AN4}" --split test --card "$CARD" --out "$DATA"
+        $PY -m preprocess "${RAY[@]}" --an4-root "${AN4_ROOT:-$DEMO_AN4}" --split test --card "$CARD" --out "$DATA"
     fi
 
     RUNS="$WORK_DIR/runs/deepspeech2"
@@ -173,7 +181,7 @@ run_deepspeech2() {
             step "run $backend batch $bs"
             model_args=(--model "$MODEL")
             if [ "$backend" = "torch" ]; then model_args=(--card "$CARD" --checkpoint "$DEEPSPEECH_CKPT"); fi
-            $PY -m runners --backend "$backend" "${model_args[@]}" --dataset "$DATA" \
+            $PY -m runners "${RAY[@]}" --backend "$backend" "${model_args[@]}" --dataset "$DATA" \
                 --out "$RUNS/${backend}_bs${bs}" --batch-size "$bs" --threads "$THREADS" --no-progress
             throughput+=("$RUNS/${backend}_bs${bs}")
         done
@@ -216,7 +224,7 @@ run_deepspeech2() {
         echo "run_all: a manifest gives no training split; calibrating int8-static on the test data"
         calib="$DATA"
     else
-        $PY -m preprocess --an4-root "${AN4_ROOT:-$DEMO_AN4}" --split train --card "$CARD" --out "$calib" --spread 100
+        $PY -m preprocess "${RAY[@]}" --an4-root "${AN4_ROOT:-$DEMO_AN4}" --split train --card "$CARD" --out "$calib" --spread 100
     fi
     run_variants deepspeech2_an4 "DeepSpeech2 on AN4 test" "$MODEL" "$DATA" "$calib" "$RUNS" \
         --card "$CARD" --checkpoint "$DEEPSPEECH_CKPT"
@@ -237,7 +245,7 @@ run_wav2vec2() {
     step "export wav2vec2 to ONNX (+ TorchScript) + parity gate -> $export_dir"
     $PY -m export wav2vec2 --model-dir "$WAV2VEC2_DIR" --out "$export_dir" --torchscript --threads "$THREADS"
     step "preprocess LibriSpeech $(basename "$test_split") -> $data"
-    $PY -m preprocess --librispeech "$test_split" --card "$export_dir/model.card.json" --out "$data"
+    $PY -m preprocess "${RAY[@]}" --librispeech "$test_split" --card "$export_dir/model.card.json" --out "$data"
     local w2v_throughput=() first_bs="${W2V_BATCH_SIZES%% *}" candidates=()
     for bs in $W2V_BATCH_SIZES; do
         for backend in torch onnxruntime; do
@@ -246,7 +254,7 @@ run_wav2vec2() {
             if [ "$backend" = "torch" ]; then
                 model_args=(--card "$export_dir/model.card.json" --checkpoint "$WAV2VEC2_DIR")
             fi
-            $PY -m runners --backend "$backend" "${model_args[@]}" --dataset "$data" \
+            $PY -m runners "${RAY[@]}" --backend "$backend" "${model_args[@]}" --dataset "$data" \
                 --out "$runs/${backend}_bs${bs}" --batch-size "$bs" --threads "$THREADS" --no-progress
             w2v_throughput+=("$runs/${backend}_bs${bs}")
         done
@@ -281,7 +289,7 @@ run_wav2vec2() {
     local calib="$WORK_DIR/data/wav2vec2_librispeech_calibration" train_split="${LIBRISPEECH_CALIB:-}"
     if [ -z "$train_split" ] && [ -z "$LIBRISPEECH_TEST" ]; then train_split="$WORK_DIR/corpus/LibriSpeech/train-demo"; fi
     if [ -n "$train_split" ]; then
-        $PY -m preprocess --librispeech "$train_split" --card "$export_dir/model.card.json" --out "$calib" --spread 100
+        $PY -m preprocess "${RAY[@]}" --librispeech "$train_split" --card "$export_dir/model.card.json" --out "$calib" --spread 100
     else
         echo "run_all: no LIBRISPEECH_CALIB split given; calibrating int8-static on the test data"
         calib="$data"
