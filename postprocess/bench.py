@@ -152,9 +152,39 @@ def _ms(times: list[float]) -> dict[str, float]:
     return {"median": 1e3 * statistics.median(times), "min": 1e3 * min(times), "max": 1e3 * max(times)}
 
 
+# Which graph's bytes each contender moves (torch and OpenVINO run the fp32 computation).
+GRAPH_OF_CONTENDER = {"torch eager": "fp32", "onnxruntime": "fp32", "openvino": "fp32",
+                      "onnxruntime int8": "int8", "onnxruntime fused": "fused"}
+
+
+def roofline_of(times: dict[str, list[float]], flops: int, graphs: dict[str, Path],
+                shapes: dict[str, list[int]], peak_gflops: float, bandwidth_gbs: float) -> tuple[dict, dict]:
+    """Per graph the bytes one forward moves, and per contender its point on the roofline (median time)."""
+    from postprocess.roofline import graph_traffic, roofline_point
+
+    traffic: dict[str, dict[str, int]] = {}
+    for kind, path in graphs.items():
+        try:
+            traffic[kind] = graph_traffic(path, shapes).to_dict()
+        except Exception as exc:  # a graph shape inference cannot follow: that row has no point, not a crash
+            log.warning("no roofline for the %s graph %s: %s", kind, path.name, exc)
+    points = {}
+    for name, ts in times.items():
+        kind = GRAPH_OF_CONTENDER.get(name)
+        if kind in traffic:
+            points[name] = roofline_point(flops, traffic[kind]["total_bytes"], statistics.median(ts),
+                                          peak_gflops, bandwidth_gbs)
+    return traffic, points
+
+
 def bench_model(label: str, family: str, loaded: Any, onnx_path: Path, batch_sizes: list[int], length: int,
-                threads: int, repeats: int, warmup: int) -> list[dict[str, Any]]:
-    """torch eager, onnxruntime fp32, onnxruntime int8-dynamic and OpenVINO fp32, alternating."""
+                threads: int, repeats: int, warmup: int, roofs: tuple[float, float] | None = None
+                ) -> list[dict[str, Any]]:
+    """torch eager, onnxruntime fp32, onnxruntime int8-dynamic and OpenVINO fp32, alternating.
+
+    `roofs` = (GEMM peak GFLOP/s, triad GB/s): each row then also gets the bytes its graphs move and
+    every contender's point on the roofline (postprocess/roofline.py).
+    """
     from runners.ort import create_session
 
     torch.set_num_threads(threads)
@@ -203,6 +233,10 @@ def bench_model(label: str, family: str, loaded: Any, onnx_path: Path, batch_siz
         if "openvino" in med:
             row["openvino_ms"] = _ms(times["openvino"])
             row["openvino_over_ort"] = med["onnxruntime"] / med["openvino"]
+        if roofs is not None:
+            graphs = {k: p for k, p in (("fp32", onnx_path), ("int8", int8_path), ("fused", fused_path)) if p}
+            row["traffic"], row["roofline"] = roofline_of(times, flops, graphs,
+                                                          {k: list(v.shape) for k, v in feeds.items()}, *roofs)
         rows.append(row)
     return rows
 
@@ -229,6 +263,18 @@ def _print(rows: list[dict[str, Any]], peaks: dict[str, float], stages: list[dic
               f"{int8:>22} {ov:>22} {r['ort_over_torch']:>8.2f}x {ratio8:>9} {ratio_ov:>7} "
               f"{r['ort_gflops']:>11.1f} {100 * r['ort_gflops'] / peak:>6.1f}% "
               f"{(format(r['fused_over_torch'], '.2f') + 'x') if 'fused_over_torch' in r else '-':>11}")
+    roofline = [(r, name, pt) for r in rows for name, pt in r.get("roofline", {}).items()]
+    if roofline:
+        print("roofline: intensity = FLOPs / bytes moved (weights + activations, postprocess/roofline.py); "
+              "% roof = attained / min(GEMM peak, triad x intensity)")
+        head = (f"{'model':<28} {'bs':>3} {'backend':<18} {'MB moved':>9} {'FLOP/byte':>9} {'GFLOP/s':>8} "
+                f"{'GB/s':>7} {'bound':>7} {'% roof':>7}")
+        print(head)
+        print("-" * len(head))
+        for r, name, pt in roofline:
+            print(f"{r['model']:<28} {r['batch']:>3} {name:<18} {pt['bytes'] / 1e6:>9.1f} {pt['intensity_flop_per_byte']:>9.2f} "
+                  f"{pt['attained_gflops']:>8.1f} {pt['attained_gbs']:>7.1f} {pt['bound']:>7} "
+                  f"{100 * pt['fraction_of_roof']:>6.1f}%")
     for st in stages:
         if st["stage"] == "preprocess":
             print(f"preprocess {st['model']}: {st['utterances']} utterances, {st['audio_s']:.1f} s of audio in "
@@ -266,7 +312,7 @@ def main(args: argparse.Namespace) -> int:
             export_onnx(loaded, onnx_path)
             log.info("benchmarking %s", label)
             rows += bench_model(label, family, loaded, onnx_path, args.batch_sizes, length, args.threads,
-                                args.repeats, args.warmup)
+                                args.repeats, args.warmup, roofs=(peaks["peak"], bandwidth["triad"]))
     stages: list[dict[str, Any]] = []
     for spec in args.pipeline:
         from postprocess.bench_pipeline import pipeline_share, preprocessing_rtf
@@ -283,6 +329,11 @@ def main(args: argparse.Namespace) -> int:
     print(f"memory bandwidth (STREAM triad, {bandwidth['array_mib']} MiB arrays, {bandwidth['threads']} threads): "
           f"{bandwidth['triad']:.1f} GB/s")
     print(f"machine: {machine_label(machine)}")
+    if args.out and any("roofline" in r for r in rows):
+        from postprocess.plots import roofline_plot
+
+        roofline_plot(rows, peaks, bandwidth["triad"], args.out.with_name(args.out.stem + "_roofline.png"),
+                      machine_label(machine))
     if args.out and stages:
         from postprocess.plots import pipeline_breakdown_plot
 

@@ -33,6 +33,15 @@ def test_bench_prints_rows(tmp_path: Path, tiny_ckpt: Path, tiny_export: Path, t
         assert r["gflop_per_forward"] > 0 and r["ort_over_torch"] > 0
         assert r["torch_ms"]["min"] <= r["torch_ms"]["median"] <= r["torch_ms"]["max"]
         assert r["int8_over_fp32"] > 0 and r["openvino_over_ort"] > 0
+        # Roofline: the int8 graph moves fewer weight bytes; every contender has a point on the binding roof.
+        assert r["traffic"]["int8"]["weight_bytes"] < r["traffic"]["fp32"]["weight_bytes"]
+        assert {"torch eager", "onnxruntime", "onnxruntime int8"} <= set(r["roofline"])
+        for pt in r["roofline"].values():
+            assert pt["bound"] in ("memory", "compute") and pt["fraction_of_roof"] > 0
+    ds_bs1, ds_bs2 = rows[0]["traffic"]["fp32"], rows[1]["traffic"]["fp32"]
+    assert ds_bs1["recurrent_bytes"] > 0 and ds_bs2["activation_bytes"] > ds_bs1["activation_bytes"]
+    assert rows[2]["traffic"]["fp32"]["recurrent_bytes"] == 0  # wav2vec2 has no recurrent weights
+    assert "roofline: intensity" in printed and (tmp_path / "bench_roofline.png").stat().st_size > 0
     pre, pipe = result["stages"]
     assert pre["stage"] == "preprocess" and pre["utterances"] == 6 and pre["x_real_time"] > 0
     assert pipe["stage"] == "pipeline" and 0 < pipe["not_model_share"] < 1
