@@ -1,11 +1,13 @@
 """The benchmark: contenders timed side by side in one run, alternating, after warm-up, fixed threads.
 
-    python -m postprocess bench [--threads 2] [--repeats 15] [--wav2vec2-base] [--deepspeech2-ckpt CKPT]
+    python -m postprocess bench [--threads 2] [--repeats 15] [--wav2vec2-base] [--deepspeech2-ckpt CKPT] [--deepspeech2-real]
                                 [--wav2vec2-dir DIR] [--out results/bench.json]
 
 Prints, per model and batch size, the median latency of torch eager and onnxruntime with their spread
 (min/max over the repeats), the ratio of throughputs, and the achieved GFLOP/s against the machine's
-measured matrix-multiply peak. Timings never enter the test suite; tests only check that this runs.
+measured matrix-multiply peak; then every contender's place on the roofline (bytes moved, intensity,
+attained GFLOP/s and GB/s, the binding roof and the share of it reached; bench_roofline.png beside --out).
+Timings never enter the test suite; tests only check that this runs.
 """
 from __future__ import annotations
 
@@ -245,7 +247,7 @@ def _span(ms: dict[str, float]) -> str:
     return f"{ms['median']:.1f} ({ms['min']:.1f}-{ms['max']:.1f})"
 
 
-def _print(rows: list[dict[str, Any]], peaks: dict[str, float], stages: list[dict[str, Any]]) -> None:
+def _print(rows: list[dict[str, Any]], peaks: dict[str, float], stages: list[dict[str, Any]], triad: float) -> None:
     peak = peaks["peak"]
     print(f"matmul peak (fp32 {peaks['n']}x{peaks['n']}, {peaks['threads']} threads): torch {peaks['torch']:.1f}, "
           f"onnxruntime {peaks['onnxruntime']:.1f} GFLOP/s; % peak is against {peak:.1f}")
@@ -266,14 +268,15 @@ def _print(rows: list[dict[str, Any]], peaks: dict[str, float], stages: list[dic
     roofline = [(r, name, pt) for r in rows for name, pt in r.get("roofline", {}).items()]
     if roofline:
         print("roofline: intensity = FLOPs / bytes moved (weights + activations, postprocess/roofline.py); "
-              "% roof = attained / min(GEMM peak, triad x intensity)")
+              "% roof = attained / min(GEMM peak, triad x intensity); % triad = attained GB/s / triad GB/s")
         head = (f"{'model':<28} {'bs':>3} {'backend':<18} {'MB moved':>9} {'FLOP/byte':>9} {'GFLOP/s':>8} "
-                f"{'GB/s':>7} {'bound':>7} {'% roof':>7}")
+                f"{'GB/s':>7} {'% triad':>7} {'bound':>7} {'% roof':>7}")
         print(head)
         print("-" * len(head))
         for r, name, pt in roofline:
             print(f"{r['model']:<28} {r['batch']:>3} {name:<18} {pt['bytes'] / 1e6:>9.1f} {pt['intensity_flop_per_byte']:>9.2f} "
-                  f"{pt['attained_gflops']:>8.1f} {pt['attained_gbs']:>7.1f} {pt['bound']:>7} "
+                  f"{pt['attained_gflops']:>8.1f} {pt['attained_gbs']:>7.1f} {100 * pt['attained_gbs'] / triad:>6.1f}% "
+                  f"{pt['bound']:>7} "
                   f"{100 * pt['fraction_of_roof']:>6.1f}%")
     for st in stages:
         if st["stage"] == "preprocess":
@@ -298,14 +301,17 @@ def main(args: argparse.Namespace) -> int:
         models: list[tuple[str, str, Path, int]] = []
         if args.deepspeech2_ckpt:
             models.append(("DeepSpeech2 (demo)", "deepspeech2", Path(args.deepspeech2_ckpt), args.frames))
+        if args.deepspeech2_real:
+            models.append(("DeepSpeech2 (an4 size)", "deepspeech2",
+                           random_deepspeech2_checkpoint(tmp / "deepspeech2_an4_size.ckpt"), args.frames))
         if args.wav2vec2_dir:
             models.append(("wav2vec2 (given dir)", "wav2vec2", Path(args.wav2vec2_dir), args.samples))
         if args.wav2vec2_base:
             models.append(("wav2vec2-base arch (random)", "wav2vec2", _random_wav2vec2_base(tmp / "w2v_base"),
                            args.samples))
         if not models and not args.pipeline:
-            raise SystemExit("nothing to benchmark: give --deepspeech2-ckpt, --wav2vec2-dir, --wav2vec2-base "
-                             "and/or --pipeline")
+            raise SystemExit("nothing to benchmark: give --deepspeech2-ckpt, --deepspeech2-real, --wav2vec2-dir, "
+                             "--wav2vec2-base and/or --pipeline")
         for label, family, source, length in models:
             loaded = family_module(family).load(source)
             onnx_path = tmp / f"{family}_{len(rows)}.onnx"
@@ -322,7 +328,7 @@ def main(args: argparse.Namespace) -> int:
         for st in (preprocessing_rtf(Path(model), Path(data), args.pipeline_utterances),
                    pipeline_share(Path(model), Path(data), args.threads, args.pipeline_utterances)):
             stages.append({"model": Path(model).parent.name, **st})
-    _print(rows, peaks, stages)
+    _print(rows, peaks, stages, bandwidth["triad"])
     from runners.machine import machine_info, machine_label
 
     machine = machine_info()
@@ -344,6 +350,26 @@ def main(args: argparse.Namespace) -> int:
                                         "stages": stages, "machine": machine,
                                         "torch": torch.__version__}, indent=2) + "\n")
     return 0
+
+
+def an4_size_config() -> Any:
+    """deepspeech.pytorch V3.0's an4 model: 5 bidirectional LSTM layers of 1024 (86.6 M parameters)."""
+    from export.models.deepspeech2 import DeepSpeechConfig
+
+    return DeepSpeechConfig(rnn_type="lstm", hidden_size=1024, hidden_layers=5, bidirectional=True)
+
+
+def random_deepspeech2_checkpoint(path: Path, config: Any = None) -> Path:
+    """A DeepSpeech2 of `config` (default the an4 size) with random weights, saved in the V3.0 checkpoint
+    format so that it loads through the same path as a real one (speed does not depend on the weights)."""
+    from export.models.deepspeech2 import build_model
+    from export.models.ds_checkpoint import save_deepspeech_checkpoint
+
+    cfg = config or an4_size_config()
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    save_deepspeech_checkpoint(path, model.state_dict(), cfg.labels, cfg.model_dict(), cfg.spect_dict())
+    return path
 
 
 def _random_wav2vec2_base(out: Path) -> Path:
@@ -372,6 +398,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=100000, help="wav2vec2 input length (the Ascend guide's)")
     p.add_argument("--frames", type=int, default=621, help="DeepSpeech2 input frames (the Ascend guide's)")
     p.add_argument("--deepspeech2-ckpt", help="a deepspeech.pytorch V3.0 checkpoint")
+    p.add_argument("--deepspeech2-real", action="store_true",
+                   help="also the an4-size DeepSpeech2 (5x1024 BiLSTM, 86.6 M parameters) with random weights, "
+                        "written as a V3.0 checkpoint: the memory-bound case (recurrent weights re-read every frame)")
     p.add_argument("--wav2vec2-dir", help="a Hugging Face wav2vec2 CTC directory")
     p.add_argument("--wav2vec2-base", action="store_true", help="wav2vec2-base architecture with random weights")
     p.add_argument("--pipeline", action="append", default=[], metavar="MODEL.onnx=DATA",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark (not a test): torch eager, onnxruntime fp32 and int8, OpenVINO, measured side by side in one
 # run; plus preprocessing speed and the share of a whole pipeline run that is not model execution.
-#   bash scripts/bench.sh                 # demo DeepSpeech2 (if trained) + wav2vec2-base architecture
+#   bash scripts/bench.sh                 # demo DeepSpeech2 (if trained) + an4-size DeepSpeech2 + wav2vec2-base arch
 #   bash scripts/bench.sh --threads 2 --repeats 20 --batch-sizes 1 8
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,4 +17,4 @@ if [ -f work/export/deepspeech2/model.onnx ] && [ -d work/corpus/an4 ]; then
     extra+=(--pipeline "work/export/deepspeech2/model.onnx=work/corpus/an4"); fi
 if [ -f work/export/wav2vec2/model.onnx ] && [ -d work/corpus/LibriSpeech/test-demo ]; then
     extra+=(--pipeline "work/export/wav2vec2/model.onnx=work/corpus/LibriSpeech/test-demo"); fi
-exec .venv/bin/python -m postprocess bench --wav2vec2-base --out results/bench.json "${extra[@]}" "$@"
+exec .venv/bin/python -m postprocess bench --wav2vec2-base --deepspeech2-real --out results/bench.json "${extra[@]}" "$@"

@@ -47,3 +47,25 @@ def test_bench_prints_rows(tmp_path: Path, tiny_ckpt: Path, tiny_export: Path, t
     assert pipe["stage"] == "pipeline" and 0 < pipe["not_model_share"] < 1
     assert pipe["model_execution_s"] < pipe["total_s"]
     assert (tmp_path / "bench_pipeline.png").stat().st_size > 0
+
+
+def test_an4_size_deepspeech2_checkpoint(tmp_path: Path) -> None:
+    """The benchmark's real-size DeepSpeech2: an4's architecture, written as a V3.0 checkpoint that loads
+    through the family's loader (checked at a small width; the an4 size is counted on the meta device)."""
+    import dataclasses
+
+    import torch
+
+    from export.models import family_module
+    from export.models.deepspeech2 import build_model
+    from postprocess.bench import an4_size_config, random_deepspeech2_checkpoint
+
+    cfg = an4_size_config()
+    with torch.device("meta"):
+        params = sum(p.numel() for p in build_model(cfg).parameters())
+    assert (cfg.hidden_size, cfg.hidden_layers, cfg.rnn_type, cfg.bidirectional) == (1024, 5, "lstm", True)
+    assert 86.5e6 < params < 86.7e6
+    small = dataclasses.replace(cfg, hidden_size=32, hidden_layers=2)
+    loaded = family_module("deepspeech2").load(random_deepspeech2_checkpoint(tmp_path / "ds.ckpt", small))
+    rnn = loaded.module.rnns[1].rnn
+    assert (rnn.hidden_size, rnn.bidirectional, len(loaded.module.rnns)) == (32, True, 2)
