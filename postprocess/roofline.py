@@ -85,6 +85,8 @@ def _with_fixed_inputs(model: onnx.ModelProto, input_shapes: Mapping[str, Sequen
             kept.append(init)
     del graph.initializer[:]
     graph.initializer.extend(kept)
+    # Shapes recorded by the exporter (some without a shape at all) are inferred afresh.
+    del graph.value_info[:]
     return copy, weights
 
 
@@ -101,7 +103,11 @@ def _infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
             del node.input[8:]
     # On failure it saves the half-inferred model into the working directory: keep that out of the user's.
     with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
-        return SymbolicShapeInference.infer_shapes(model, auto_merge=True, guess_output_rank=True)
+        try:
+            return SymbolicShapeInference.infer_shapes(model, auto_merge=True, guess_output_rank=True)
+        except Exception:  # e.g. opset-18 reductions whose axes are an input (Optimum's exports): onnx's own
+            # inference with data propagation follows those; what neither can size is counted as unknown.
+            return onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
 
 
 def graph_traffic(model_path: Path | str, input_shapes: Mapping[str, Sequence[int]]) -> Traffic:

@@ -78,3 +78,20 @@ def test_roofline_memory_and_compute_bound() -> None:
     assert attainable_gflops(10.0, peak, bw) == pytest.approx(peak)
     with pytest.raises(ValueError, match="positive"):
         roofline_point(1e9, 0, 0.1, peak, bw)
+
+
+def test_graph_traffic_falls_back_to_onnx_inference(tmp_path: Path) -> None:
+    """An opset-18 ReduceL2 whose axes come from a Constant node (as in Optimum's wav2vec2 export) stops
+    onnxruntime's symbolic inference; onnx's own inference still sizes every tensor."""
+    nodes = [helper.make_node("Constant", [], ["axes"], value=numpy_helper.from_array(np.array([1], np.int64))),
+             helper.make_node("ReduceL2", ["x", "axes"], ["n"], keepdims=1),
+             helper.make_node("Mul", ["x", "n"], ["y"])]
+    graph = helper.make_graph(nodes, "reduce", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "r.onnx"))
+    t = graph_traffic(tmp_path / "r.onnx", {"x": [3, 4]})
+    # ReduceL2 reads x (48 B) and axes (8 B), writes n (12 B); Mul reads x and n, writes y (48 B).
+    assert (t.weight_bytes, t.unknown_tensors) == (0, 0)
+    assert t.activation_bytes == 48 + 8 + 12 + 48 + 12 + 48
