@@ -78,8 +78,13 @@ def cmd_deepspeech2(args: argparse.Namespace) -> int:
 
 def cmd_wav2vec2(args: argparse.Namespace) -> int:
     batch, samples = args.static_shape or (None, None)
-    return _export(args, "wav2vec2", Path(args.model_dir), "model directory (Hugging Face wav2vec2 CTC)",
-                   {"static_samples": samples, "static_batch": batch})
+    rc = _export(args, "wav2vec2", Path(args.model_dir), "model directory (Hugging Face wav2vec2 CTC)",
+                 {"static_samples": samples, "static_batch": batch})
+    if rc == 0:  # issue 14: HF config/processor/tokenizer files beside model.onnx (Optimum opens the folder)
+        from export.models.wav2vec2 import copy_companion_files
+
+        log.info("copied %s beside the model", ", ".join(copy_companion_files(Path(args.model_dir), args.out)))
+    return rc
 
 
 def cmd_split_asr(args: argparse.Namespace) -> int:

@@ -1,15 +1,18 @@
 """The benchmark: contenders timed side by side in one run, alternating, after warm-up, fixed threads.
 
-    python -m postprocess bench [--threads 2] [--repeats 15] [--wav2vec2-base] [--deepspeech2-ckpt CKPT]
+    python -m postprocess bench [--threads 2] [--repeats 15] [--wav2vec2-base] [--deepspeech2-ckpt CKPT] [--deepspeech2-real]
                                 [--wav2vec2-dir DIR] [--out results/bench.json]
 
 Prints, per model and batch size, the median latency of torch eager and onnxruntime with their spread
 (min/max over the repeats), the ratio of throughputs, and the achieved GFLOP/s against the machine's
-measured matrix-multiply peak. Timings never enter the test suite; tests only check that this runs.
+measured matrix-multiply peak; then every contender's place on the roofline (bytes moved, intensity,
+attained GFLOP/s and GB/s, the binding roof and the share of it reached; bench_roofline.png beside --out).
+Timings never enter the test suite; tests only check that this runs.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import statistics
@@ -29,6 +32,8 @@ log = logging.getLogger("bench")
 class Contender:
     name: str
     run: Callable[[], Any]
+    # True when run() returns its own time in seconds (the peer, timed in its process, not over the pipe).
+    self_timed: bool = False
 
 
 def measure_side_by_side(contenders: list[Contender], repeats: int, warmup: int) -> dict[str, list[float]]:
@@ -41,8 +46,8 @@ def measure_side_by_side(contenders: list[Contender], repeats: int, warmup: int)
         order = contenders if i % 2 == 0 else list(reversed(contenders))
         for c in order:
             t0 = time.perf_counter()
-            c.run()
-            times[c.name].append(time.perf_counter() - t0)
+            result = c.run()
+            times[c.name].append(float(result) if c.self_timed else time.perf_counter() - t0)
     return times
 
 
@@ -152,9 +157,41 @@ def _ms(times: list[float]) -> dict[str, float]:
     return {"median": 1e3 * statistics.median(times), "min": 1e3 * min(times), "max": 1e3 * max(times)}
 
 
+# Which graph's bytes each contender moves (torch and OpenVINO run the fp32 computation).
+GRAPH_OF_CONTENDER = {"torch eager": "fp32", "onnxruntime": "fp32", "openvino": "fp32",
+                      "onnxruntime int8": "int8", "onnxruntime fused": "fused",
+                      "optimum fp32": "optimum fp32", "optimum int8": "optimum int8"}
+
+
+def roofline_of(times: dict[str, list[float]], flops: int, graphs: dict[str, Path],
+                shapes: dict[str, list[int]], peak_gflops: float, bandwidth_gbs: float) -> tuple[dict, dict]:
+    """Per graph the bytes one forward moves, and per contender its point on the roofline (median time)."""
+    from postprocess.roofline import graph_traffic, roofline_point
+
+    traffic: dict[str, dict[str, int]] = {}
+    for kind, path in graphs.items():
+        try:
+            traffic[kind] = graph_traffic(path, shapes).to_dict()
+        except Exception as exc:  # a graph shape inference cannot follow: that row has no point, not a crash
+            log.warning("no roofline for the %s graph %s: %s", kind, path.name, exc)
+    points = {}
+    for name, ts in times.items():
+        kind = GRAPH_OF_CONTENDER.get(name)
+        if kind in traffic:
+            points[name] = roofline_point(flops, traffic[kind]["total_bytes"], statistics.median(ts),
+                                          peak_gflops, bandwidth_gbs)
+    return traffic, points
+
+
 def bench_model(label: str, family: str, loaded: Any, onnx_path: Path, batch_sizes: list[int], length: int,
-                threads: int, repeats: int, warmup: int) -> list[dict[str, Any]]:
-    """torch eager, onnxruntime fp32, onnxruntime int8-dynamic and OpenVINO fp32, alternating."""
+                threads: int, repeats: int, warmup: int, roofs: tuple[float, float] | None = None,
+                peer: Any = None, peer_graphs: dict[str, Path] | None = None) -> list[dict[str, Any]]:
+    """torch eager, onnxruntime fp32, onnxruntime int8-dynamic and OpenVINO fp32, alternating.
+
+    `roofs` = (GEMM peak GFLOP/s, triad GB/s): each row then also gets the bytes its graphs move and
+    every contender's point on the roofline (postprocess/roofline.py). `peer` (an OptimumPeer that has
+    exported this model; `peer_graphs` its ONNX files) adds Optimum's fp32 and int8 to the alternation.
+    """
     from runners.ort import create_session
 
     torch.set_num_threads(threads)
@@ -182,6 +219,14 @@ def bench_model(label: str, family: str, loaded: Any, onnx_path: Path, batch_siz
             contenders.append(Contender("openvino", lambda: openvino(feeds)))
         if fused is not None:
             contenders.append(Contender("onnxruntime fused", lambda: fused.run(names, feeds)))
+        peer_diff = None
+        if peer is not None:
+            scratch = onnx_path.parent  # the caller's temporary dir
+            peer.feed(feeds[loaded.inputs[0].name], scratch / f"peer_input_bs{bs}.npy")
+            ours = session.run(names, feeds)[0]
+            peer_diff = float(np.abs(peer.logits("fp32", scratch / f"peer_logits_bs{bs}.npy") - ours).max())
+            for kind in ("fp32", "int8"):
+                contenders.append(Contender(f"optimum {kind}", lambda kind=kind: peer.run_seconds(kind), self_timed=True))
         times = measure_side_by_side(contenders, repeats, warmup)
         flops = forward_flops(loaded.module, args)
         med = {k: statistics.median(v) for k, v in times.items()}
@@ -203,6 +248,18 @@ def bench_model(label: str, family: str, loaded: Any, onnx_path: Path, batch_siz
         if "openvino" in med:
             row["openvino_ms"] = _ms(times["openvino"])
             row["openvino_over_ort"] = med["onnxruntime"] / med["openvino"]
+        if "optimum fp32" in med:
+            row["optimum_fp32_ms"] = _ms(times["optimum fp32"])
+            row["optimum_int8_ms"] = _ms(times["optimum int8"])
+            row["ort_over_optimum"] = med["optimum fp32"] / med["onnxruntime"]
+            if "onnxruntime int8" in med:
+                row["int8_over_optimum_int8"] = med["optimum int8"] / med["onnxruntime int8"]
+            row["optimum_logits_max_abs_diff"] = peer_diff
+        if roofs is not None:
+            graphs = {k: p for k, p in (("fp32", onnx_path), ("int8", int8_path), ("fused", fused_path),
+                                        *(peer_graphs or {}).items()) if p}
+            row["traffic"], row["roofline"] = roofline_of(times, flops, graphs,
+                                                          {k: list(v.shape) for k, v in feeds.items()}, *roofs)
         rows.append(row)
     return rows
 
@@ -211,7 +268,7 @@ def _span(ms: dict[str, float]) -> str:
     return f"{ms['median']:.1f} ({ms['min']:.1f}-{ms['max']:.1f})"
 
 
-def _print(rows: list[dict[str, Any]], peaks: dict[str, float], stages: list[dict[str, Any]]) -> None:
+def _print(rows: list[dict[str, Any]], peaks: dict[str, float], stages: list[dict[str, Any]], triad: float) -> None:
     peak = peaks["peak"]
     print(f"matmul peak (fp32 {peaks['n']}x{peaks['n']}, {peaks['threads']} threads): torch {peaks['torch']:.1f}, "
           f"onnxruntime {peaks['onnxruntime']:.1f} GFLOP/s; % peak is against {peak:.1f}")
@@ -229,6 +286,30 @@ def _print(rows: list[dict[str, Any]], peaks: dict[str, float], stages: list[dic
               f"{int8:>22} {ov:>22} {r['ort_over_torch']:>8.2f}x {ratio8:>9} {ratio_ov:>7} "
               f"{r['ort_gflops']:>11.1f} {100 * r['ort_gflops'] / peak:>6.1f}% "
               f"{(format(r['fused_over_torch'], '.2f') + 'x') if 'fused_over_torch' in r else '-':>11}")
+    peer_rows = [r for r in rows if "optimum_fp32_ms" in r]
+    if peer_rows:
+        print("the peer (HF Optimum's export and ORTModelForCTC, its own venv), alternating with ours, same threads")
+        head = (f"{'model':<28} {'bs':>3} {'Optimum fp32':>22} {'Optimum int8':>22} {'ours/Opt fp32':>13} "
+                f"{'ours/Opt int8':>13} {'max |d logits|':>14}")
+        print(head)
+        print("-" * len(head))
+        for r in peer_rows:
+            ratio8 = f"{r['int8_over_optimum_int8']:.2f}x" if "int8_over_optimum_int8" in r else "-"
+            print(f"{r['model']:<28} {r['batch']:>3} {_span(r['optimum_fp32_ms']):>22} {_span(r['optimum_int8_ms']):>22} "
+                  f"{r['ort_over_optimum']:>12.2f}x {ratio8:>13} {r['optimum_logits_max_abs_diff']:>14.2e}")
+    roofline = [(r, name, pt) for r in rows for name, pt in r.get("roofline", {}).items()]
+    if roofline:
+        print("roofline: intensity = FLOPs / bytes moved (weights + activations, postprocess/roofline.py); "
+              "% roof = attained / min(GEMM peak, triad x intensity); % triad = attained GB/s / triad GB/s")
+        head = (f"{'model':<28} {'bs':>3} {'backend':<18} {'MB moved':>9} {'FLOP/byte':>9} {'GFLOP/s':>8} "
+                f"{'GB/s':>7} {'% triad':>7} {'bound':>7} {'% roof':>7}")
+        print(head)
+        print("-" * len(head))
+        for r, name, pt in roofline:
+            print(f"{r['model']:<28} {r['batch']:>3} {name:<18} {pt['bytes'] / 1e6:>9.1f} {pt['intensity_flop_per_byte']:>9.2f} "
+                  f"{pt['attained_gflops']:>8.1f} {pt['attained_gbs']:>7.1f} {100 * pt['attained_gbs'] / triad:>6.1f}% "
+                  f"{pt['bound']:>7} "
+                  f"{100 * pt['fraction_of_roof']:>6.1f}%")
     for st in stages:
         if st["stage"] == "preprocess":
             print(f"preprocess {st['model']}: {st['utterances']} utterances, {st['audio_s']:.1f} s of audio in "
@@ -245,6 +326,7 @@ def main(args: argparse.Namespace) -> int:
     from export.onnx_export import export_onnx
 
     rows: list[dict[str, Any]] = []
+    peer_info: dict[str, Any] | None = None
     peaks = matmul_peak_gflops(args.threads)
     bandwidth = memory_bandwidth_gbs(args.threads, mib=args.triad_mib)
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -252,21 +334,39 @@ def main(args: argparse.Namespace) -> int:
         models: list[tuple[str, str, Path, int]] = []
         if args.deepspeech2_ckpt:
             models.append(("DeepSpeech2 (demo)", "deepspeech2", Path(args.deepspeech2_ckpt), args.frames))
+        if args.deepspeech2_real:
+            models.append(("DeepSpeech2 (an4 size)", "deepspeech2",
+                           random_deepspeech2_checkpoint(tmp / "deepspeech2_an4_size.ckpt"), args.frames))
         if args.wav2vec2_dir:
             models.append(("wav2vec2 (given dir)", "wav2vec2", Path(args.wav2vec2_dir), args.samples))
         if args.wav2vec2_base:
             models.append(("wav2vec2-base arch (random)", "wav2vec2", _random_wav2vec2_base(tmp / "w2v_base"),
                            args.samples))
         if not models and not args.pipeline:
-            raise SystemExit("nothing to benchmark: give --deepspeech2-ckpt, --wav2vec2-dir, --wav2vec2-base "
-                             "and/or --pipeline")
-        for label, family, source, length in models:
-            loaded = family_module(family).load(source)
-            onnx_path = tmp / f"{family}_{len(rows)}.onnx"
-            export_onnx(loaded, onnx_path)
-            log.info("benchmarking %s", label)
-            rows += bench_model(label, family, loaded, onnx_path, args.batch_sizes, length, args.threads,
-                                args.repeats, args.warmup)
+            raise SystemExit("nothing to benchmark: give --deepspeech2-ckpt, --deepspeech2-real, --wav2vec2-dir, "
+                             "--wav2vec2-base and/or --pipeline")
+        with contextlib.ExitStack() as stack:
+            peer = None
+            if args.peer_python:
+                from postprocess.peer import OptimumPeer
+
+                peer = stack.enter_context(OptimumPeer(args.peer_python))
+            for index, (label, family, source, length) in enumerate(models):
+                loaded = family_module(family).load(source)
+                onnx_path = tmp / f"{family}_{index}.onnx"
+                export_onnx(loaded, onnx_path)
+                peer_graphs = None
+                if peer is not None and family == "wav2vec2":
+                    log.info("the peer exports %s with Optimum", label)
+                    info = peer.request("export", model_dir=str(source), work=str(tmp / f"peer_{index}"),
+                                        threads=args.threads)
+                    peer_info = {k: info[k] for k in ("versions", "int8_config")}
+                    peer_graphs = {"optimum fp32": Path(info["fp32_dir"]) / "model.onnx",
+                                   "optimum int8": Path(info["int8_dir"]) / "model_quantized.onnx"}
+                log.info("benchmarking %s", label)
+                rows += bench_model(label, family, loaded, onnx_path, args.batch_sizes, length, args.threads,
+                                    args.repeats, args.warmup, roofs=(peaks["peak"], bandwidth["triad"]),
+                                    peer=peer if peer_graphs else None, peer_graphs=peer_graphs)
     stages: list[dict[str, Any]] = []
     for spec in args.pipeline:
         from postprocess.bench_pipeline import pipeline_share, preprocessing_rtf
@@ -276,13 +376,18 @@ def main(args: argparse.Namespace) -> int:
         for st in (preprocessing_rtf(Path(model), Path(data), args.pipeline_utterances),
                    pipeline_share(Path(model), Path(data), args.threads, args.pipeline_utterances)):
             stages.append({"model": Path(model).parent.name, **st})
-    _print(rows, peaks, stages)
+    _print(rows, peaks, stages, bandwidth["triad"])
     from runners.machine import machine_info, machine_label
 
     machine = machine_info()
     print(f"memory bandwidth (STREAM triad, {bandwidth['array_mib']} MiB arrays, {bandwidth['threads']} threads): "
           f"{bandwidth['triad']:.1f} GB/s")
     print(f"machine: {machine_label(machine)}")
+    if args.out and any("roofline" in r for r in rows):
+        from postprocess.plots import roofline_plot
+
+        roofline_plot(rows, peaks, bandwidth["triad"], args.out.with_name(args.out.stem + "_roofline.png"),
+                      machine_label(machine))
     if args.out and stages:
         from postprocess.plots import pipeline_breakdown_plot
 
@@ -290,9 +395,29 @@ def main(args: argparse.Namespace) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"matmul_peak_gflops": peaks, "memory_bandwidth_gbs": bandwidth, "rows": rows,
-                                        "stages": stages, "machine": machine,
+                                        "stages": stages, "machine": machine, "peer": peer_info,
                                         "torch": torch.__version__}, indent=2) + "\n")
     return 0
+
+
+def an4_size_config() -> Any:
+    """deepspeech.pytorch V3.0's an4 model: 5 bidirectional LSTM layers of 1024 (86.6 M parameters)."""
+    from export.models.deepspeech2 import DeepSpeechConfig
+
+    return DeepSpeechConfig(rnn_type="lstm", hidden_size=1024, hidden_layers=5, bidirectional=True)
+
+
+def random_deepspeech2_checkpoint(path: Path, config: Any = None) -> Path:
+    """A DeepSpeech2 of `config` (default the an4 size) with random weights, saved in the V3.0 checkpoint
+    format so that it loads through the same path as a real one (speed does not depend on the weights)."""
+    from export.models.deepspeech2 import build_model
+    from export.models.ds_checkpoint import save_deepspeech_checkpoint
+
+    cfg = config or an4_size_config()
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    save_deepspeech_checkpoint(path, model.state_dict(), cfg.labels, cfg.model_dict(), cfg.spect_dict())
+    return path
 
 
 def _random_wav2vec2_base(out: Path) -> Path:
@@ -321,8 +446,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=100000, help="wav2vec2 input length (the Ascend guide's)")
     p.add_argument("--frames", type=int, default=621, help="DeepSpeech2 input frames (the Ascend guide's)")
     p.add_argument("--deepspeech2-ckpt", help="a deepspeech.pytorch V3.0 checkpoint")
+    p.add_argument("--deepspeech2-real", action="store_true",
+                   help="also the an4-size DeepSpeech2 (5x1024 BiLSTM, 86.6 M parameters) with random weights, "
+                        "written as a V3.0 checkpoint: the memory-bound case (recurrent weights re-read every frame)")
     p.add_argument("--wav2vec2-dir", help="a Hugging Face wav2vec2 CTC directory")
     p.add_argument("--wav2vec2-base", action="store_true", help="wav2vec2-base architecture with random weights")
+    p.add_argument("--peer-python", type=Path,
+                   help="python of the peer venv (scripts/bench.sh --peer makes work/peer-venv): HF Optimum exports "
+                        "each wav2vec2 and its fp32 and MatMul-only dynamic int8 run alternating with ours")
     p.add_argument("--pipeline", action="append", default=[], metavar="MODEL.onnx=DATA",
                    help="also time the stages around this exported model on DATA (AN4 root or LibriSpeech split): "
                         "preprocessing speed on one core, and the share of a whole run that is not model execution")

@@ -107,3 +107,39 @@ def streaming_plot(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
         ax.legend(fontsize=7)
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def roofline_plot(rows: list[dict[str, Any]], peaks: dict[str, Any], bandwidth_gbs: float, path: Path,
+                  machine: str) -> Path:
+    """Log-log roofline: the bandwidth roof (triad) and compute roofs (GEMM peaks), one point per
+    model, backend and batch size (benchmark rows with a "roofline" entry)."""
+    points = [(r["model"], r["batch"], name, pt) for r in rows for name, pt in r.get("roofline", {}).items()]
+    fig, ax = plt.subplots(figsize=(9, 6))
+    xs = [pt["intensity_flop_per_byte"] for *_, pt in points]
+    lo, hi = min(xs + [1.0]) / 4, max(xs + [4 * peaks["peak"] / bandwidth_gbs]) * 4
+    grid = [lo * (hi / lo) ** (i / 200) for i in range(201)]
+    ax.plot(grid, [min(peaks["peak"], bandwidth_gbs * x) for x in grid], color="black", lw=2,
+            label=f"roof: min({peaks['peak']:.0f} GFLOP/s, {bandwidth_gbs:.1f} GB/s x intensity)")
+    for runtime, style in (("torch", ":"), ("onnxruntime", "--")):
+        if runtime in peaks:
+            ax.axhline(peaks[runtime], color="grey", ls=style, lw=1, label=f"{runtime} GEMM peak {peaks[runtime]:.0f}")
+    backends = sorted({name for _, _, name, _ in points})
+    models = sorted({m for m, *_ in points})
+    colors = {b: plt.cm.tab10(i % 10) for i, b in enumerate(backends)}
+    markers = {m: "osD^vP*X"[i % 8] for i, m in enumerate(models)}
+    for model, batch, name, pt in points:
+        ax.scatter(pt["intensity_flop_per_byte"], pt["attained_gflops"], color=colors[name], marker=markers[model], s=36)
+        ax.annotate(f"bs{batch}", (pt["intensity_flop_per_byte"], pt["attained_gflops"]), fontsize=6,
+                    xytext=(3, 2), textcoords="offset points")
+    for b in backends:
+        ax.scatter([], [], color=colors[b], marker="o", label=b)
+    for m in models:
+        ax.scatter([], [], color="grey", marker=markers[m], label=m)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOP / byte moved)")
+    ax.set_ylabel("attained GFLOP/s")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(f"Roofline ({machine})", fontsize=9)
+    return _save(fig, path)

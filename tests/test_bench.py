@@ -33,8 +33,39 @@ def test_bench_prints_rows(tmp_path: Path, tiny_ckpt: Path, tiny_export: Path, t
         assert r["gflop_per_forward"] > 0 and r["ort_over_torch"] > 0
         assert r["torch_ms"]["min"] <= r["torch_ms"]["median"] <= r["torch_ms"]["max"]
         assert r["int8_over_fp32"] > 0 and r["openvino_over_ort"] > 0
+        # Roofline: the int8 graph moves fewer weight bytes; every contender has a point on the binding roof.
+        assert r["traffic"]["int8"]["weight_bytes"] < r["traffic"]["fp32"]["weight_bytes"]
+        assert {"torch eager", "onnxruntime", "onnxruntime int8"} <= set(r["roofline"])
+        for pt in r["roofline"].values():
+            assert pt["bound"] in ("memory", "compute") and pt["fraction_of_roof"] > 0
+    ds_bs1, ds_bs2 = rows[0]["traffic"]["fp32"], rows[1]["traffic"]["fp32"]
+    assert ds_bs1["recurrent_bytes"] > 0 and ds_bs2["activation_bytes"] > ds_bs1["activation_bytes"]
+    assert rows[2]["traffic"]["fp32"]["recurrent_bytes"] == 0  # wav2vec2 has no recurrent weights
+    assert "roofline: intensity" in printed and (tmp_path / "bench_roofline.png").stat().st_size > 0
     pre, pipe = result["stages"]
     assert pre["stage"] == "preprocess" and pre["utterances"] == 6 and pre["x_real_time"] > 0
     assert pipe["stage"] == "pipeline" and 0 < pipe["not_model_share"] < 1
     assert pipe["model_execution_s"] < pipe["total_s"]
     assert (tmp_path / "bench_pipeline.png").stat().st_size > 0
+
+
+def test_an4_size_deepspeech2_checkpoint(tmp_path: Path) -> None:
+    """The benchmark's real-size DeepSpeech2: an4's architecture, written as a V3.0 checkpoint that loads
+    through the family's loader (checked at a small width; the an4 size is counted on the meta device)."""
+    import dataclasses
+
+    import torch
+
+    from export.models import family_module
+    from export.models.deepspeech2 import build_model
+    from postprocess.bench import an4_size_config, random_deepspeech2_checkpoint
+
+    cfg = an4_size_config()
+    with torch.device("meta"):
+        params = sum(p.numel() for p in build_model(cfg).parameters())
+    assert (cfg.hidden_size, cfg.hidden_layers, cfg.rnn_type, cfg.bidirectional) == (1024, 5, "lstm", True)
+    assert 86.5e6 < params < 86.7e6
+    small = dataclasses.replace(cfg, hidden_size=32, hidden_layers=2)
+    loaded = family_module("deepspeech2").load(random_deepspeech2_checkpoint(tmp_path / "ds.ckpt", small))
+    rnn = loaded.module.rnns[1].rnn
+    assert (rnn.hidden_size, rnn.bidirectional, len(loaded.module.rnns)) == (32, True, 2)

@@ -48,6 +48,17 @@ def exported(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Path:
     return out / "model.onnx"
 
 
+def test_export_folder_has_hf_companion_files(exported: Path, model_dir: Path) -> None:
+    """config, processor and tokenizer files beside model.onnx, byte for byte (Optimum's ORTModelForCTC
+    needs config.json to open the folder; tests/test_peer.py opens it there)."""
+    copied = [f for f in ("config.json", "processor_config.json", "preprocessor_config.json", "vocab.json",
+                          "tokenizer_config.json", "special_tokens_map.json") if (model_dir / f).is_file()]
+    assert "config.json" in copied and "vocab.json" in copied
+    for name in copied:
+        assert (exported.parent / name).read_bytes() == (model_dir / name).read_bytes()
+    assert not list(exported.parent.glob(".*.tmp"))
+
+
 def test_export_card(exported: Path) -> None:
     proto, card = load_model_and_card(exported)
     assert card["family"] == "wav2vec2" and card["metrics_convention"] == "hf"

@@ -42,6 +42,12 @@ VARIANT_DEFAULTS = {
 # used only when training with time masking, and wav2vec2-base-960h on the hub does not hold it.
 INFERENCE_UNUSED = frozenset({"wav2vec2.masked_spec_embed"})
 
+# What Hugging Face tools read beside the weights (Optimum's ORTModelForCTC infers the library and task
+# from config.json and refuses a folder without it; pipelines need the processor and tokenizer files).
+# Copied next to the exported model.onnx so the export folder opens as an Optimum export does.
+COMPANION_FILES = ("config.json", "preprocessor_config.json", "processor_config.json", "vocab.json",
+                   "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.json")
+
 
 class ModelDirError(ValueError):
     """A model directory that is incomplete or inconsistent; the message names the file."""
@@ -114,6 +120,23 @@ def check_model_dir(model_dir: Path) -> Path:
         raise ModelDirError(f"{model_dir} is not a complete Hugging Face wav2vec2 CTC directory: missing "
                             + ", ".join(missing))
     return weights
+
+
+def copy_companion_files(model_dir: Path, out_dir: Path) -> list[str]:
+    """Copy the model directory's config, processor and tokenizer files into the export folder (each
+    file appears complete or not at all); returns the names copied."""
+    import os
+    import shutil
+
+    copied = []
+    for name in COMPANION_FILES:
+        src = Path(model_dir) / name
+        if src.is_file():
+            tmp = Path(out_dir) / f".{name}.tmp"
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, Path(out_dir) / name)
+            copied.append(name)
+    return copied
 
 
 def read_vocab(model_dir: Path, vocab_size: int) -> list[str]:
