@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,7 @@ def export_resnet(work: Path, *, width: int, classes: int, seed: int, weights: P
     import torch
 
     from families.resnet.model import resnet50
+    from preprocess.dataset_dir import atomic_write_json
 
     config = {"width": width, "classes": classes, "seed": seed, "image_size": IMAGE_SIZE, "opset": OPSET,
               "weights": str(weights) if weights else None,
@@ -87,7 +89,7 @@ def export_resnet(work: Path, *, width: int, classes: int, seed: int, weights: P
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
             model.load_state_dict(state)
-        except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
+        except (RuntimeError, KeyError, TypeError, AttributeError, EOFError, pickle.UnpicklingError) as exc:
             raise ValueError(f"--weights {weights}: not a torchvision resnet50 state_dict for {classes} classes "
                              f"at width {width}: {str(exc).splitlines()[0]}") from None
     model.eval()
@@ -99,7 +101,7 @@ def export_resnet(work: Path, *, width: int, classes: int, seed: int, weights: P
                       input_names=["image"], output_names=["logits"], opset_version=OPSET,
                       dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, do_constant_folding=True)
     tmp.replace(model_path)
-    config_path.write_text(json.dumps(config) + "\n")
+    atomic_write_json(config_path, config)
     for point in SEED_POINTS:  # cuts of an older model are stale
         (work / f"point{point}" / "cut.json").unlink(missing_ok=True)
     return model_path

@@ -76,6 +76,9 @@ def test_partition_table_bad_input_exits_2(tmp_path: Path, capsys: pytest.Captur
     args = ["resnet-table", "--out", str(tmp_path), "--work", str(tmp_path / "w"), "--width", "4", "--images", "1"]
     assert split_main(args + ["--weights", str(bad)]) == 2
     assert "not a torchvision resnet50 state_dict" in capsys.readouterr().err
+    (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint at all")
+    assert split_main(args + ["--weights", str(tmp_path / "garbage.pth")]) == 2
+    assert "garbage.pth" in capsys.readouterr().err
     assert split_main(args + ["--codec", "nope"]) == 2
     assert "unknown codec" in capsys.readouterr().err
     assert not (tmp_path / "split_resnet50_partitions.json").exists()
