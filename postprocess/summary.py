@@ -17,7 +17,7 @@ def training_section(train: dict[str, Any]) -> str:
     shape = ", ".join(f"{k} {v}" for k, v in cfg.items() if isinstance(v, (int, float, str, bool)) and v is not None)
     text = (f"**{family}** ({shape}; {train.get('parameters', 0):,} parameters): trained from scratch by "
             f"`python -m export train {family}` with seed {train.get('seed')} on {train.get('train_utterances')} "
-            f"synthetic training utterances for {train.get('epochs')} epochs ({train.get('train_seconds', 0):.0f} s on "
+            f"synthetic training utterances for {train.get('epochs')} epochs ({train.get('train_seconds', train.get('total_seconds', 0)):.0f} s on "
             f"{train.get('threads')} threads, autocast {train.get('autocast', 'off')}). The epoch kept "
             f"({train.get('chosen_epoch')}) has the lowest WER on {train.get('val_utterances')} held-out training "
             "utterances")
@@ -36,7 +36,8 @@ def write_results_readme(results: Path, names: list[str], trainings: list[Path])
     if demo:
         parts += ["## The demo models", ""] + [training_section(json.loads(t.read_text())) for t in demo]
     for name in names:
-        for stem in (f"{name}_precision", f"{name}_speakers", f"{name}_throughput", f"{name}_variants"):
+        # A name is a report's prefix (NAME_precision.md, ...) or a table of its own (NAME.md, e.g. split_asr_codecs).
+        for stem in (name, f"{name}_precision", f"{name}_speakers", f"{name}_throughput", f"{name}_variants"):
             md = results / f"{stem}.md"
             if md.is_file():
                 parts.append(md.read_text())

@@ -14,7 +14,11 @@
 #   LIBRISPEECH_CALIB=DIR   a LibriSpeech split to calibrate wav2vec2 int8-static on (default: the demo train split
 #                           with the demo corpus; the test split when --librispeech is given without it)
 #   --wav2vec2-dir DIR      Hugging Face wav2vec2 CTC model directory (WAV2VEC2_DIR); default: train the demo model
-#   --families "a b"        which families to run (FAMILIES, default "deepspeech2 wav2vec2")
+#   --split-asr-ckpt FILE   split-model-inference model.pth (SPLIT_ASR_CKPT); default: train the demo model
+#   --split-asr-autoencoder FILE  its autoencoder.pth (SPLIT_ASR_AE); default: train one on the demo train split
+#   --split-codec NAME      the low-bit codec of the split precision/timing rows (SPLIT_CODEC, default ae-q4-ans)
+#   SPLIT_ASR_TRAIN_OPTS="--epochs 15 --limit 600"  options of the demo split ASR model's training
+#   --families "a b"        which families to run (FAMILIES, default "deepspeech2 wav2vec2 split_asr")
 #   --work DIR              caches and intermediate files (WORK_DIR, default: work/)
 #   --results DIR           where the tables go (RESULTS_DIR, default: results/)
 #   --threads N             threads for every runtime (THREADS, default: all cores)
@@ -43,7 +47,10 @@ BATCH_SIZES="${BATCH_SIZES:-1 4 8 16}"
 W2V_BATCH_SIZES="${W2V_BATCH_SIZES:-1 4 8 16 32 64}"
 LIBRISPEECH_TEST="${LIBRISPEECH_TEST:-}"
 WAV2VEC2_DIR="${WAV2VEC2_DIR:-}"
-FAMILIES="${FAMILIES:-deepspeech2 wav2vec2}"
+SPLIT_ASR_CKPT="${SPLIT_ASR_CKPT:-}"
+SPLIT_ASR_AE="${SPLIT_ASR_AE:-}"
+SPLIT_CODEC="${SPLIT_CODEC:-ae-q4-ans}"
+FAMILIES="${FAMILIES:-deepspeech2 wav2vec2 split_asr}"
 ASCEND_SOC="${ASCEND_SOC:-Ascend310P3}"
 QUICK=0
 STREAMING="${STREAMING:-0}"
@@ -60,6 +67,9 @@ while [ $# -gt 0 ]; do
         --w2v-batch-sizes) W2V_BATCH_SIZES="$2"; shift 2 ;;
         --librispeech) LIBRISPEECH_TEST="$2"; shift 2 ;;
         --wav2vec2-dir) WAV2VEC2_DIR="$2"; shift 2 ;;
+        --split-asr-ckpt) SPLIT_ASR_CKPT="$2"; shift 2 ;;
+        --split-asr-autoencoder) SPLIT_ASR_AE="$2"; shift 2 ;;
+        --split-codec) SPLIT_CODEC="$2"; shift 2 ;;
         --families) FAMILIES="$2"; shift 2 ;;
         --soc-version) ASCEND_SOC="$2"; shift 2 ;;
         --quick) QUICK=1; shift ;;
@@ -78,6 +88,9 @@ if has deepspeech2; then
     if [ -z "$DEEPSPEECH_CKPT" ] && [ -z "$AN4_ROOT" ]; then need_corpus=1; fi
 fi
 if has wav2vec2 && { [ -z "$LIBRISPEECH_TEST" ] || [ -z "$WAV2VEC2_DIR" ]; }; then need_corpus=1; fi
+if has split_asr && { [ -z "$LIBRISPEECH_TEST" ] || [ -z "$SPLIT_ASR_CKPT" ] || [ -z "$SPLIT_ASR_AE" ]; }; then
+    need_corpus=1
+fi
 NEED_ESPEAK=$need_corpus bash scripts/setup_env.sh
 source env.sh
 PY=.venv/bin/python
@@ -94,11 +107,23 @@ if [ "$QUICK" = "1" ]; then
     # A model trained for two epochs is a plumbing check: how far int8 moves its near-random outputs
     # depends on the CPU's int8 kernels, so the lossy gate is opened (the full run keeps the defaults).
     variant_gate=(--min-argmax-agreement 0 --max-text-cer 1)
+    split_train_opts=(--epochs 2 --n-cnn 1 --n-rnn 1 --rnn-dim 32 --limit 24)
+    split_ae_opts=(--epochs 2 --limit 24)
+    split_limit=(--limit 4)  # utterances per point for the planner's profile and measured check
+    split_bandwidths="1mbit,100mbit"
+    resnet_opts=(--width 8 --images 8 --repeats 1)
 else
     synth_sizes=()
     train_opts=()
     w2v_train_opts=()
     variant_gate=()
+    # lr 3e-3 (the trainer's default) leaves the CTC blank plateau in a few epochs; 600 utterances x 15
+    # epochs at the trainer's default size keep the demo model's training to minutes on a small CPU.
+    read -r -a split_train_opts <<< "${SPLIT_ASR_TRAIN_OPTS:---epochs 15 --limit 600}"
+    split_ae_opts=(--epochs 10 --limit 600)
+    split_limit=(--limit 40)
+    split_bandwidths="1mbit,10mbit,100mbit"
+    resnet_opts=()
 fi
 RESULTS_DIR="${RESULTS_DIR:-results}"
 mkdir -p "$WORK_DIR" "$RESULTS_DIR"
@@ -302,9 +327,156 @@ run_wav2vec2() {
         "$data" "$calib" "$runs" --card "$export_dir/model.card.json" --checkpoint "$WAV2VEC2_DIR"
 }
 
+# fresh OUT DEP...: OUT exists and is newer than every DEP, so the stage that writes OUT can be skipped.
+fresh() {
+    local out="$1"; shift
+    [ -e "$out" ] || return 1
+    local dep
+    for dep in "$@"; do [ "$out" -nt "$dep" ] || return 1; done
+}
+
+# The split ASR family (split-model-inference): the whole model through the usual runners, Head on the
+# edge and Tail in the cloud over gRPC on loopback, the codecs, per-stage times, and the planner; the
+# cloud-edge seed's ResNet-50 partition table beside it.
+run_split_asr() {
+    local models="$WORK_DIR/models/split_asr" export_dir="$WORK_DIR/export/split_asr"
+    local split_dir="$WORK_DIR/split/split_asr" data="$WORK_DIR/data/split_asr_librispeech_test"
+    local runs="$WORK_DIR/runs/split_asr" train_split="$WORK_DIR/corpus/LibriSpeech/train-demo"
+    local test_split="${LIBRISPEECH_TEST:-$WORK_DIR/corpus/LibriSpeech/test-demo}"
+    local ckpt="$SPLIT_ASR_CKPT" ae="$SPLIT_ASR_AE"
+    if [ -z "$ckpt" ]; then
+        ckpt="$models/model.pth"
+        step "demo split ASR model (fixed seed; cached) -> $ckpt"
+        $PY -m export train split_asr --librispeech "$train_split" --out "$ckpt" --threads "$THREADS" \
+            "${split_train_opts[@]}"
+        cp "$models/model.train.json" "$RESULTS_DIR/split_asr_demo_training.json"
+        training+=(--training "$RESULTS_DIR/split_asr_demo_training.json")
+    fi
+    if [ -z "$ae" ]; then
+        ae="$models/autoencoder.pth"
+        step "its activation autoencoder (the Head's outputs on the train split; cached) -> $ae"
+        $PY -m export train split_asr --autoencoder --checkpoint "$ckpt" --librispeech "$train_split" --out "$ae" \
+            --threads "$THREADS" "${split_ae_opts[@]}"
+    fi
+
+    step "export the whole split ASR model + parity gate -> $export_dir"
+    $PY -m export split-asr --checkpoint "$ckpt" --out "$export_dir" --threads "$THREADS"
+    local model="$export_dir/model.onnx" card="$export_dir/model.card.json"
+    # Split points for the planner: the model's own Head/Tail (after the Linear, with the autoencoder),
+    # and cuts after the residual CNNs and after the first BiGRU.
+    local point after
+    for point in linear rescnn birnn0; do
+        case "$point" in linear) after="" ;; rescnn) after=rescnn_layers ;; birnn0) after=birnn_layers.0 ;; esac
+        if fresh "$split_dir/$point/tail.onnx" "$ckpt" "$ae"; then continue; fi
+        step "split export ${after:-Head/Tail + autoencoder} -> $split_dir/$point"
+        if [ -z "$after" ]; then
+            $PY -m split export --checkpoint "$ckpt" --autoencoder "$ae" --out "$split_dir/$point" --threads "$THREADS"
+        else
+            $PY -m split export --family split_asr --checkpoint "$ckpt" --after "$after" --out "$split_dir/$point" \
+                --threads "$THREADS"
+        fi
+    done
+    local head="$split_dir/linear/head.onnx" tail="$split_dir/linear/tail.onnx"
+
+    step "preprocess LibriSpeech $(basename "$test_split") -> $data"
+    $PY -m preprocess --librispeech "$test_split" --card "$card" --out "$data"
+
+    local bs throughput=() candidates=()
+    for bs in 1 8; do
+        step "split ASR whole model: torch and onnxruntime batch $bs"
+        $PY -m runners --backend torch --card "$card" --checkpoint "$ckpt" --dataset "$data" \
+            --out "$runs/torch_bs$bs" --batch-size "$bs" --threads "$THREADS" --no-progress
+        $PY -m runners --backend onnxruntime --model "$model" --dataset "$data" \
+            --out "$runs/onnxruntime_bs$bs" --batch-size "$bs" --threads "$THREADS" --no-progress
+        throughput+=("$runs/torch_bs$bs" "$runs/onnxruntime_bs$bs")
+    done
+    candidates=(--candidate "ONNX Runtime fp32 (bs 1)=$runs/onnxruntime_bs1"
+                --candidate "ONNX Runtime fp32 (padded bs 8)=$runs/onnxruntime_bs8"
+                --candidate "PyTorch (padded bs 8)=$runs/torch_bs8")
+
+    # The cloud: split serve on loopback (only when an edge run is due), stopped when the edge runs are done.
+    local codec todo=()
+    for codec in fp32 "$SPLIT_CODEC"; do
+        fresh "$runs/edge_${codec}_outputs/run.json" "$tail" "$data/manifest.jsonl" || todo+=("$codec/outputs")
+        fresh "$RESULTS_DIR/split_asr_timing_$codec.json" "$tail" "$data/manifest.jsonl" || todo+=("$codec/timing")
+        candidates+=(--candidate "Split Head -> gRPC -> Tail, $codec boundary=$runs/edge_${codec}_outputs")
+        split_tables+=("split_asr_timing_$codec")
+    done
+    if [ "${#todo[@]}" -gt 0 ]; then
+        local port log="$runs/serve.log" tries=0 job what edge_out
+        port=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        mkdir -p "$runs"
+        : > "$log"  # emptied here, not by the child's redirection, which may come after the first grep
+        $PY -m split serve --tail "$tail" --autoencoder "$split_dir/linear" --port "$port" --threads 1 >"$log" 2>&1 &
+        SPLIT_SERVER_PID=$!
+        trap 'kill "$SPLIT_SERVER_PID" 2>/dev/null || true' EXIT
+        until grep -q "listening on" "$log"; do
+            if ! kill -0 "$SPLIT_SERVER_PID" 2>/dev/null || [ "$tries" -ge 120 ]; then
+                cat "$log" >&2; echo "run_all: split serve did not start" >&2; return 1
+            fi
+            sleep 0.5; tries=$((tries + 1))
+        done
+        for job in "${todo[@]}"; do
+            codec="${job%/*}" what="${job#*/}" edge_out="$runs/edge_${codec}_${job#*/}"
+            if [ "$what" = outputs ]; then
+                # Tail outputs returned: a run dir postprocess scores beside the whole model's runs.
+                step "split edge -> server ($codec boundary, outputs returned) -> $edge_out"
+                $PY -m split edge --head "$head" --server "127.0.0.1:$port" --dataset "$data" --codec "$codec" \
+                    --autoencoder "$split_dir/linear" --return-output --tail-card "$split_dir/linear/tail.card.json" \
+                    --out "$edge_out" --no-progress
+            else
+                # Per-stage times without the returned tensors (transcripts only, as a deployed edge asks).
+                step "split edge per-stage timing ($codec boundary) -> $RESULTS_DIR/split_asr_timing_$codec.*"
+                $PY -m split edge --head "$head" --server "127.0.0.1:$port" --dataset "$data" --codec "$codec" \
+                    --autoencoder "$split_dir/linear" --out "$edge_out" --no-progress
+                for ext in md csv json; do cp "$edge_out/timing.$ext" "$RESULTS_DIR/split_asr_timing_$codec.$ext"; done
+            fi
+        done
+        kill "$SPLIT_SERVER_PID" && wait "$SPLIT_SERVER_PID" || true
+        trap - EXIT
+    fi
+
+    step "split ASR postprocess: whole model vs split -> $RESULTS_DIR"
+    $PY -m postprocess report --dataset "$data" --card "$card" \
+        --reference "PyTorch fp32 (reference, bs 1)=$runs/torch_bs1" "${candidates[@]}" \
+        --throughput "${throughput[@]}" --out "$RESULTS_DIR" --name split_asr_librispeech \
+        --title "Split ASR on LibriSpeech $(basename "$test_split")"
+
+    if ! fresh "$RESULTS_DIR/split_asr_codecs.json" "$tail" "$data/manifest.jsonl"; then
+        step "split codecs: bits per element vs dWER -> $RESULTS_DIR/split_asr_codecs.*"
+        $PY -m split codecs --head "$head" --tail "$tail" --dataset "$data" --autoencoder "$split_dir/linear" \
+            --out "$RESULTS_DIR" --name split_asr_codecs --no-progress
+    fi
+    split_tables+=(split_asr_codecs)
+
+    local points=(--point "rescnn=$split_dir/rescnn" --point "linear=$split_dir/linear" --point "birnn0=$split_dir/birnn0")
+    local profile="$WORK_DIR/split/split_asr_profile.json"
+    if ! fresh "$profile" "$tail" "$split_dir/rescnn/tail.onnx" "$split_dir/birnn0/tail.onnx" "$data/manifest.jsonl"; then
+        step "split profile: every point's edge/cloud latency and bytes per codec -> $profile"
+        $PY -m split profile "${points[@]}" --autoencoder "linear=$split_dir/linear" --full "$model" \
+            --dataset "$data" "${split_limit[@]}" --out "$profile"
+    fi
+    if ! fresh "$RESULTS_DIR/split_asr_plan_check.json" "$profile"; then
+        step "split plan: sweep over $split_bandwidths, choice checked on a shaped link -> $RESULTS_DIR/split_asr_plan*"
+        $PY -m split plan --profile "$profile" --bandwidth "$split_bandwidths" --rtt 20ms --out "$RESULTS_DIR" \
+            --name split_asr_plan --measure "${points[@]}" --autoencoder "linear=$split_dir/linear" --full "$model" \
+            --dataset "$data" "${split_limit[@]}"
+    fi
+    split_tables+=(split_asr_plan split_asr_plan_chosen split_asr_plan_measured split_asr_plan_check)
+
+    if ! fresh "$RESULTS_DIR/split_resnet50_partitions.json" split/resnet_table.py families/resnet/model.py; then
+        step "the cloud-edge seed's ResNet-50 partition table (a bare ONNX graph cut by split cut)"
+        $PY -m split resnet-table --out "$RESULTS_DIR" --work "$WORK_DIR/split/resnet50" --threads 1 --no-progress \
+            "${resnet_opts[@]}"
+    fi
+    split_tables+=(split_resnet50_partitions)
+}
+
 names=()
+split_tables=()  # the split section's own tables (NAME.md), gathered into results/README.md after the reports
 if has deepspeech2; then run_deepspeech2; names+=(deepspeech2_an4); fi
 if has wav2vec2; then run_wav2vec2; names+=(wav2vec2_librispeech); fi
+if has split_asr; then run_split_asr; names+=(split_asr_librispeech); fi
 if [ "$STREAMING" = "1" ]; then
     step "streaming section (scripts/streaming.sh) -> $RESULTS_DIR/deepspeech2_uni_an4_streaming.*"
     stream_args=(--work "$WORK_DIR" --results "$RESULTS_DIR" --threads "$THREADS")
@@ -312,7 +484,7 @@ if [ "$STREAMING" = "1" ]; then
     if [ "$QUICK" = "1" ]; then stream_args+=(--quick); fi
     bash scripts/streaming.sh "${stream_args[@]}"
 fi
-$PY -m postprocess readme --out "$RESULTS_DIR" --names "${names[@]}" "${training[@]}"
+$PY -m postprocess readme --out "$RESULTS_DIR" --names "${names[@]}" "${split_tables[@]}" "${training[@]}"
 
 step "done in $(( $(date +%s) - start ))s"
 for name in "${names[@]}"; do cat "$RESULTS_DIR/${name}_precision.md" "$RESULTS_DIR/${name}_throughput.md"; done

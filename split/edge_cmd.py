@@ -21,6 +21,9 @@ and collect transcripts and per-stage times (median / p90 over all utterances).
 Writes RUN/timing.{md,csv,json} (per stage: count, median, p90, p99, mean, max in ms),
 RUN/utterances.jsonl (every utterance's times, bytes, transcript and reference), and with
 --return-output the Tail's outputs as RUN/<output>/<key>.bin (little-endian, shape in utterances.jsonl).
+With --tail-card (and --return-output --dataset) RUN is also a run dir like a runner's: each sample's
+output row without the batch axis, and run.json, so `python -m postprocess report` scores the split
+model over the wire beside the whole model's runs.
 Stages: edge (Head), encode, send (request build + serialise), network (RPC time minus server handler,
 incl. any emulated delay), decode (server parse + codec decode), cloud (Tail), reply (server CTC +
 reply parse), e2e."""
@@ -41,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=1, help="utterances sent first and left out of the timings")
     p.add_argument("--return-output", action="store_true", help="also fetch the Tail's output tensors")
     p.add_argument("--out", type=Path, help="folder for timing tables and per-utterance results")
+    p.add_argument("--tail-card", type=Path,
+                   help="the Tail's card: with --return-output and --dataset, --out also becomes a run dir "
+                        "(run.json) that postprocess scores")
     p.add_argument("--tls-ca", type=Path, help="PEM root certificate(s) to verify a TLS server")
     p.add_argument("--timeout", type=float, default=30.0, help="per-request deadline in seconds (default 30)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads for the Head (default 1)")
@@ -69,6 +75,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if not args.head.is_file():
         raise FileNotFoundError(f"--head: file not found: {args.head}")
+    run_card = _run_card(args)
     head = HeadModel(args.head, threads=args.threads)
     codec = get_codec(args.codec, args.autoencoder)
     pace = parse_bandwidth(args.pace) if args.pace else None
@@ -92,6 +99,8 @@ def _run(args: argparse.Namespace) -> int:
             row, reply = run_one(head, codec, own_client, utt, return_output=args.return_output)
             if args.return_output and args.out is not None:
                 for out_name, arr in outputs_of(reply).items():
+                    if run_card is not None:  # a run dir holds each sample's row, as the runners write it
+                        arr = arr[0]
                     (args.out / out_name).mkdir(parents=True, exist_ok=True)
                     write_bin(args.out / out_name / f"{utt.key}.bin", arr, arr.dtype.name)
                     row.setdefault("output_shapes", {})[out_name] = list(arr.shape)
@@ -136,5 +145,45 @@ def _run(args: argparse.Namespace) -> int:
         write_tables(args.out, "timing", table, meta, title=f"Split inference stage times ({codec.name})",
                      notes=notes)
         atomic_write_bytes(args.out / "utterances.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+        if run_card is not None:
+            _finish_run_dir(args, run_card, rows, meta, wall)
         log.info("wrote %s", args.out)
     return 0
+
+
+def _run_card(args: argparse.Namespace) -> dict | None:
+    """The Tail's card when --out is to be a run dir, checked before anything is sent."""
+    if args.tail_card is None:
+        return None
+    if not (args.return_output and args.dataset and args.out):
+        raise ValueError("--tail-card makes --out a run dir: it needs --return-output, --dataset and --out")
+    try:
+        card = json.loads(args.tail_card.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--tail-card {args.tail_card}: not readable JSON: {exc}") from None
+    outputs = card.get("outputs") if isinstance(card, dict) else None
+    if not isinstance(outputs, list) or not outputs or "family" not in card or \
+            not all(isinstance(o, dict) and {"name", "dtype", "role"} <= set(o) for o in outputs):
+        raise ValueError(f"--tail-card {args.tail_card}: not a model card (family, outputs with name, dtype, role)")
+    (args.out / "run.json").unlink(missing_ok=True)  # a run dir without run.json is never taken as finished
+    return card
+
+
+def _finish_run_dir(args: argparse.Namespace, card: dict, rows: list[dict], meta: dict, wall_s: float) -> None:
+    """run.json (runners' format, written last) for the outputs the server returned; per-sample latency is e2e."""
+    from preprocess.dataset_dir import DatasetDir
+    from runners.base import finish_run
+
+    missing = [s["name"] for s in card["outputs"] if any(s["name"] not in r.get("output_shapes", {}) for r in rows)]
+    if missing:
+        raise ValueError(f"--tail-card {args.tail_card}: the server returned no output {missing} for some utterances")
+    dataset = DatasetDir.open(args.dataset)
+    config = {"backend": "split-edge", "codec": meta["codec"], "head": str(args.head),
+              "tail_sha256": meta["tail_sha256"], "dataset": str(dataset.path.resolve())}
+    samples = [{"key": r["key"], "batch": i, "shapes": r["output_shapes"]} for i, r in enumerate(rows)]
+    finish_run(args.out, config=config, backend="split-edge", backend_info={"codec": meta["codec"],
+               "server": args.server, "clients": meta["clients"], "paced_bps": meta["paced_bps"]},
+               card=card, dataset=dataset, batch_size=1, batches=len(rows), latencies_ms=[r["e2e"] for r in rows],
+               wall_s=wall_s, samples_meta=samples, model_path=args.head, batching="manifest order",
+               warmup=args.warmup, extra={"split": {k: meta[k] for k in ("payload_bits_per_element",
+                                                                          "mean_request_bytes")}})

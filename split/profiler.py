@@ -31,7 +31,7 @@ class SplitPoint:
     tail: TailModel | None  # None: nothing runs in the cloud (edge-only)
 
 
-def _timed(fn: Callable[[], Any], repeats: int = 1) -> tuple[Any, float]:
+def timed(fn: Callable[[], Any], repeats: int = 1) -> tuple[Any, float]:
     """fn()'s result and its median wall time in ms over `repeats` calls (a shared CPU is noisy)."""
     times = []
     for _ in range(max(1, repeats)):
@@ -68,7 +68,7 @@ def profile_point(point: SplitPoint, utts: list[Utterance], codecs: Iterable[Cod
     for i, utt in enumerate([utts[0]] + utts):  # the first run warms up and is dropped
         warm = i == 0
         if point.head is not None:
-            (boundary, lengths), t_edge = _timed(lambda: point.head.run(utt.features, utt.length), repeats)
+            (boundary, lengths), t_edge = timed(lambda: point.head.run(utt.features, utt.length), repeats)
         else:
             boundary, lengths, t_edge = utt.features, None, 0.0
         if point.tail is None:  # edge-only: the "head" is the whole model
@@ -76,7 +76,7 @@ def profile_point(point: SplitPoint, utts: list[Utterance], codecs: Iterable[Cod
                 edge_ms.append(t_edge)
             continue
         in_lengths = [utt.length] if utt.length else None
-        outputs, t_cloud = _timed(lambda: point.tail.run(boundary, lengths, time_axis, in_lengths), repeats)
+        outputs, t_cloud = timed(lambda: point.tail.run(boundary, lengths, time_axis, in_lengths), repeats)
         if warm:
             continue
         edge_ms.append(t_edge)
@@ -85,8 +85,8 @@ def profile_point(point: SplitPoint, utts: list[Utterance], codecs: Iterable[Cod
         frames = boundary.shape[1] if point.head is not None else None
         hyps_plain += point.tail.transcripts(outputs, lengths, frames)
         for codec in codecs:
-            encoded, t_enc = _timed(lambda: codec.encode(boundary), repeats)
-            decoded, t_dec = _timed(lambda: codec.decode(encoded.payload, encoded.params, boundary.shape), repeats)
+            encoded, t_enc = timed(lambda: codec.encode(boundary), repeats)
+            decoded, t_dec = timed(lambda: codec.decode(encoded.payload, encoded.params, boundary.shape), repeats)
             rec = per_codec[codec.name]
             request = build_request(encoded, codec=codec.name, shape=boundary.shape, lengths=lengths,
                                     input_lengths=in_lengths)
@@ -146,7 +146,7 @@ def rpc_overhead_ms(tail: Path, calls: int = 30) -> float:
         client = EdgeClient(f"127.0.0.1:{port}")
         times = []
         for i in range(calls + 3):
-            _, t = _timed(client.health)
+            _, t = timed(client.health)
             if i >= 3:
                 times.append(t)
         client.close()

@@ -26,10 +26,11 @@ def summarize(rows: Sequence[dict[str, Any]], stages: Sequence[str]) -> list[dic
 
 
 def markdown(table: Sequence[dict[str, Any]], title: str = "", notes: Sequence[str] = ()) -> str:
+    heading = f"## {title}" if title else ""  # a section, like postprocess's tables in results/README.md
     if not table:
-        return f"{title}\n\n(no rows)\n"
+        return f"{heading}\n\n(no rows)\n"
     cols = columns(table)
-    lines = [title, ""] if title else []
+    lines = [heading, ""] if title else []
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in table:
         lines.append("| " + " | ".join(_fmt(row.get(c, "")) for c in cols) + " |")

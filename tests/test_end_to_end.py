@@ -67,3 +67,13 @@ def test_run_all_quick(tmp_path: Path) -> None:
         for tool in tools:
             row = next(r for label, r in rows.items() if label.startswith(tool))
             assert (row["WER %"], row["CER %"]) == (ort["WER %"], ort["CER %"]), (tool, row, ort)
+    # The split section: the model over loopback gRPC scored beside the whole model, and its own tables.
+    results = tmp_path / "results"
+    rows = {r["system"]: r for r in json.loads((results / "split_asr_librispeech_precision.json").read_text())["rows"]}
+    split_fp32 = next(r for label, r in rows.items() if label.startswith("Split") and "fp32" in label)
+    assert split_fp32["max |Δ output|"] < 1e-3
+    for name in ("split_asr_codecs.png", "split_asr_timing_fp32.json", "split_asr_plan_check.json",
+                 "split_asr_plan_measured.md", "split_resnet50_partitions.json"):
+        assert (results / name).is_file(), name
+    assert len(json.loads((results / "split_asr_timing_fp32.json").read_text())["rows"]) == 8
+    assert "Split boundary codecs" in (results / "README.md").read_text()

@@ -22,7 +22,7 @@ from split.proto import split_pb2 as pb
 from split.server import ServerConfig, build_server
 from split.tail import TailModel
 from split.wire import INFER_METHOD, PROTOCOL_VERSION, RequestError, build_request, parse_request
-from tests.split_helpers import CHANNELS, FEATS, make_dataset, make_split_pair
+from tests.split_helpers import CHANNELS, FEATS, LABELS, make_dataset, make_split_pair
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -314,6 +314,42 @@ def test_edge_cli_writes_timing_tables(server, pair: Path, tmp_path: Path) -> No
                  "--codec", "fp32", "--pace", "200kbit", "--out", str(paced), "--no-progress"]) == 0
     for row in (json.loads(line) for line in (paced / "utterances.jsonl").read_text().splitlines()):
         assert row["network"] >= 8e3 * row["request_bytes"] / 2e5  # the emulated uplink's transmission time
+
+
+def test_edge_cli_tail_card_makes_a_run_dir_that_postprocess_scores(server, pair: Path, tmp_path: Path) -> None:
+    """With --tail-card the edge's output folder is a runner-style run dir: per-sample rows and run.json, scored
+    by postprocess to the transcripts the server sent back."""
+    import json
+
+    from postprocess.score import score_run
+    from preprocess.dataset_dir import HEADER, DatasetDir
+    from split.__main__ import main
+
+    target, _ = server
+    ds = make_dataset(tmp_path / "ds", count=3)
+    header = json.loads((ds / HEADER).read_text())
+    (ds / HEADER).write_text(json.dumps({**header, "feature": {"sample_rate": 16000}}))
+    card = {**json.loads((pair / "model.card.json").read_text()), "onnx": "tail.onnx"}
+    card["outputs"] = [{**o, "role": "logits", "time_axis": 1} for o in card["outputs"]]
+    (tmp_path / "tail.card.json").write_text(json.dumps(card))
+    out = tmp_path / "run"
+    args = ["edge", "--head", str(pair / "head.onnx"), "--server", target, "--dataset", str(ds), "--codec", "fp32",
+            "--out", str(out), "--no-progress", "--tail-card", str(tmp_path / "tail.card.json")]
+    assert main(args) == 2  # a run dir needs the outputs back
+    assert main(args + ["--return-output"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["backend"] == "split-edge" and len(run["samples"]) == 3
+    rows = {json.loads(line)["key"]: json.loads(line) for line in (out / "utterances.jsonl").read_text().splitlines()}
+    for sample in run["samples"]:  # rows without the batch axis, as the runners write them
+        shape = sample["shapes"]["logits"]
+        assert shape == rows[sample["key"]]["output_shapes"]["logits"] and len(shape) == 2 and shape[1] == len(LABELS)
+        assert (out / "logits" / f"{sample['key']}.bin").stat().st_size == 4 * shape[0] * shape[1]
+    scores = score_run(out, DatasetDir.open(ds), card, write=False)
+    assert scores["utterances"] == 3
+    assert list(scores["hypotheses"].values()) == [rows[k]["transcript"] for k in sorted(rows)]
+    (tmp_path / "bad.card.json").write_text(json.dumps({"outputs": [{"name": "logits"}]}))
+    bad = args[:-1] + [str(tmp_path / "bad.card.json"), "--return-output"]
+    assert main(bad) == 2 and json.loads((out / "run.json").read_text()) == run  # refused before anything is sent
 
 
 def test_edge_cli_unreachable_exits_2(pair: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

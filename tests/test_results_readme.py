@@ -1,0 +1,20 @@
+"""results/README.md gathers report tables (NAME_precision.md, ...) and tables of their own (NAME.md)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from postprocess.summary import write_results_readme
+
+
+def test_readme_gathers_reports_and_own_tables(tmp_path: Path) -> None:
+    (tmp_path / "fam_precision.md").write_text("PRECISION TABLE\n")
+    (tmp_path / "split_asr_codecs.md").write_text("CODEC TABLE\n")
+    (tmp_path / "split_asr_codecs.png").write_bytes(b"\x89PNG")
+    train = tmp_path / "train.json"
+    train.write_text(json.dumps({"family": "split_asr", "config": {"rnn_dim": 32}, "total_seconds": 42.0,
+                                 "history": [{"epoch": 1}], "chosen_epoch": 1, "seed": 7}))
+    text = write_results_readme(tmp_path, ["fam", "split_asr_codecs", "missing_table"], [train]).read_text()
+    assert text.index("PRECISION TABLE") < text.index("CODEC TABLE")
+    assert "](split_asr_codecs.png)" in text and "missing_table" not in text
+    assert "42 s on" in text  # the split trainer records total_seconds
