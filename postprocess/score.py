@@ -8,15 +8,18 @@ from typing import Any
 
 import numpy as np
 
-from export.card import output_frames
+from export.card import CardError, output_frames
 from postprocess.ctc import greedy_decode
 from postprocess.metrics import corpus_scores, per_utterance
 from preprocess.dataset_dir import DatasetDir, atomic_write_bytes, atomic_write_json, read_bin
-from runners.base import RunError, open_run
+from runners.base import RunError, decoding_fingerprint, open_run
 
 SCORES_JSON = "scores.json"
 TRANSCRIPTS_CSV = "transcripts.csv"
 SCORE_ROLES = ("probabilities", "logits", "log_probs")
+# Runners that pad each batch to its longest input (runners.base.assemble), so a sample's output time axis
+# is exactly the output-length rule applied to that padded length.
+PAD_TO_BATCH_BACKENDS = ("onnxruntime", "openvino", "torch")
 
 
 def scores_output(card: dict[str, Any]) -> dict[str, Any]:
@@ -69,9 +72,64 @@ def decode_lengths(card: dict[str, Any], run_dir: Path, run: dict[str, Any], dat
     return {s.key: output_frames(card, s.length) for s in dataset.samples}
 
 
+def check_run_matches(run_dir: Path, run: dict[str, Any], dataset: DatasetDir, card: dict[str, Any]) -> None:
+    """Refuse a run made from another dataset (content hash) or by a model the card does not describe."""
+    made_from = run.get("config", {}).get("dataset_hash")
+    have = dataset.header.get("config_hash")
+    if made_from and have and made_from != have:
+        raise RunError(f"{run_dir} was made from the dataset {run['dataset'].get('path')} (content hash {made_from}), "
+                       f"not from {dataset.path} (content hash {have}); score it against the dataset it read, or "
+                       "run it again on this one")
+    decoding = run["model"].get("decoding")
+    if decoding and decoding != decoding_fingerprint(card):
+        raise RunError(f"{run_dir} was made by a {run['model'].get('family')} model whose labels, blank or outputs "
+                       f"differ from those of the card given ({card.get('onnx')}, family {card['family']}); "
+                       "expected the card of the model that made the run")
+
+
+def check_output_frames(run_dir: Path, run: dict[str, Any], dataset: DatasetDir, card: dict[str, Any],
+                        model_lengths: dict[str, int] | None) -> None:
+    """Each sample's output frames against the card's output-length rule for its dataset length.
+
+    The model's own length output must equal the rule; the score output's time axis must hold at least
+    that many frames, and, for runners that pad each batch to its longest input, exactly the rule applied
+    to that padded length. An output made from other audio (a stale run) fails one of these.
+    """
+    spec = scores_output(card)
+    lengths_input = next((i["name"] for i in card["inputs"] if i["role"] == "lengths"), None)
+    padded_by_batch: dict[int, int] = {}
+    samples = {s.key: s for s in dataset.samples}
+    for meta in run["samples"]:
+        if meta["key"] in samples:
+            padded_by_batch[meta["batch"]] = max(padded_by_batch.get(meta["batch"], 0),
+                                                 samples[meta["key"]].padded_length)
+    exact = run.get("backend") in PAD_TO_BATCH_BACKENDS
+    for meta in run["samples"]:
+        s = samples.get(meta["key"])
+        if s is None:
+            continue
+        length = int(dataset.load(s, lengths_input).reshape(-1)[0]) if lengths_input else s.length
+        try:
+            expected = output_frames(card, length)
+            padded = output_frames(card, padded_by_batch[meta["batch"]])
+        except CardError:
+            return  # no usable rule on this card: nothing to check against
+        frames = int(meta["shapes"][spec["name"]][spec["time_axis"] - 1])
+        problem = None
+        if model_lengths is not None and model_lengths[s.key] != expected:
+            problem = f"the model's length output says {model_lengths[s.key]} frames"
+        elif frames < expected or (exact and frames != padded):
+            problem = f"its {spec['name']} output has {frames} frames"
+        if problem:
+            raise RunError(f"{run_dir}: sample {s.key} ({s.audio}): {problem}, but the dataset's length {length} "
+                           f"gives {expected} by the card's output-length rule; the outputs come from other audio "
+                           "(a stale or mixed run dir?): run it again")
+
+
 def score_run(run_dir: Path, dataset: DatasetDir, card: dict[str, Any], *, modelzoo: bool = False,
               write: bool = True) -> dict[str, Any]:
     run = open_run(run_dir)
+    check_run_matches(run_dir, run, dataset, card)
     keys = [s.key for s in dataset.samples]
     have = {s["key"] for s in run["samples"]}
     missing = [k for k in keys if k not in have]
@@ -79,6 +137,8 @@ def score_run(run_dir: Path, dataset: DatasetDir, card: dict[str, Any], *, model
         raise RunError(f"{run_dir}: no outputs for {len(missing)} samples of {dataset.path} (e.g. {missing[:3]})")
     arrays = output_arrays(run_dir, run, scores_output(card)["name"])
     lengths = decode_lengths(card, run_dir, run, dataset, modelzoo)
+    own = decode_lengths(card, run_dir, run, dataset, False) if modelzoo else lengths
+    check_output_frames(run_dir, run, dataset, card, own if scores_output(card).get("lengths_from") else None)
     hyps, refs = [], []
     for s in dataset.samples:
         out = arrays[s.key]
