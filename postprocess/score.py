@@ -17,9 +17,6 @@ from runners.base import RunError, decoding_fingerprint, open_run
 SCORES_JSON = "scores.json"
 TRANSCRIPTS_CSV = "transcripts.csv"
 SCORE_ROLES = ("probabilities", "logits", "log_probs")
-# Runners that pad each batch to its longest input (runners.base.assemble), so a sample's output time axis
-# is exactly the output-length rule applied to that padded length.
-PAD_TO_BATCH_BACKENDS = ("onnxruntime", "openvino", "torch")
 
 
 def scores_output(card: dict[str, Any]) -> dict[str, Any]:
@@ -92,18 +89,13 @@ def check_output_frames(run_dir: Path, run: dict[str, Any], dataset: DatasetDir,
     """Each sample's output frames against the card's output-length rule for its dataset length.
 
     The model's own length output must equal the rule; the score output's time axis must hold at least
-    that many frames, and, for runners that pad each batch to its longest input, exactly the rule applied
-    to that padded length. An output made from other audio (a stale run) fails one of these.
+    that many frames, and exactly the rule applied to the length the batch was padded to where run.json
+    records it (the runners here do; the Ascend tools' runs do not). An output made from other audio (a
+    stale run) fails one of these.
     """
     spec = scores_output(card)
     lengths_input = next((i["name"] for i in card["inputs"] if i["role"] == "lengths"), None)
-    padded_by_batch: dict[int, int] = {}
     samples = {s.key: s for s in dataset.samples}
-    for meta in run["samples"]:
-        if meta["key"] in samples:
-            padded_by_batch[meta["batch"]] = max(padded_by_batch.get(meta["batch"], 0),
-                                                 samples[meta["key"]].padded_length)
-    exact = run.get("backend") in PAD_TO_BATCH_BACKENDS
     for meta in run["samples"]:
         s = samples.get(meta["key"])
         if s is None:
@@ -111,14 +103,14 @@ def check_output_frames(run_dir: Path, run: dict[str, Any], dataset: DatasetDir,
         length = int(dataset.load(s, lengths_input).reshape(-1)[0]) if lengths_input else s.length
         try:
             expected = output_frames(card, length)
-            padded = output_frames(card, padded_by_batch[meta["batch"]])
+            padded = output_frames(card, meta["input_length"]) if meta.get("input_length") else None
         except CardError:
             return  # no usable rule on this card: nothing to check against
         frames = int(meta["shapes"][spec["name"]][spec["time_axis"] - 1])
         problem = None
         if model_lengths is not None and model_lengths[s.key] != expected:
             problem = f"the model's length output says {model_lengths[s.key]} frames"
-        elif frames < expected or (exact and frames != padded):
+        elif frames < expected or (padded is not None and frames != padded):
             problem = f"its {spec['name']} output has {frames} frames"
         if problem:
             raise RunError(f"{run_dir}: sample {s.key} ({s.audio}): {problem}, but the dataset's length {length} "

@@ -138,6 +138,12 @@ def assemble(dataset: DatasetDir, card: dict[str, Any], batch: list[Sample],
     return inputs
 
 
+def batch_input_length(card: dict[str, Any], inputs: dict[str, np.ndarray]) -> int | None:
+    """The time length a batch was padded to (what the outputs' time axis follows), for score's checks."""
+    spec = next((i for i in card["inputs"] if i.get("time_axis") is not None), None)
+    return int(inputs[spec["name"]].shape[spec["time_axis"]]) if spec else None
+
+
 def static_batch(card: dict[str, Any]) -> int | None:
     dim = card["inputs"][0]["shape"][0]
     return dim if isinstance(dim, int) else None
@@ -227,6 +233,7 @@ def _run_locked(backend: Backend, dataset: DatasetDir, card: dict[str, Any], out
                                              disable=not opts.progress)):
         inputs = assemble(dataset, card, batch, fixed)
         check_finite(inputs, batch, "input")
+        padded_to = batch_input_length(card, inputs)
         t0 = time.perf_counter()
         outputs = backend.infer(inputs)
         latencies_ms.append((time.perf_counter() - t0) * 1000.0)
@@ -239,7 +246,8 @@ def _run_locked(backend: Backend, dataset: DatasetDir, card: dict[str, Any], out
             for spec in card["outputs"]:
                 ref = write_bin(out / spec["name"] / f"{sample.key}.bin", outputs[spec["name"]][row], spec["dtype"])
                 shapes[spec["name"]] = list(ref.shape)
-            samples_meta.append({"key": sample.key, "batch": batch_index, "shapes": shapes})
+            samples_meta.append({"key": sample.key, "batch": batch_index, "shapes": shapes,
+                                 "input_length": padded_to})
     wall_s = time.perf_counter() - wall0
     # A backend may have work to do once the timed batches are done (e.g. write a profile into the run dir);
     # what it returns is added to run.json.

@@ -314,6 +314,23 @@ def test_out_on_a_full_disk_is_refused(tmp_path: Path, tiny_export: Path, datase
     assert not (tmp_path / "run" / "run.json").exists()
 
 
+def test_disk_full_mid_run_is_one_line(tmp_path: Path, tiny_export: Path, dataset: Path, monkeypatch,
+                                       caplog) -> None:
+    """A disk that fills while outputs are written: one line naming the file, exit 2, no run.json."""
+    import errno
+
+    import preprocess.dataset_dir as dataset_dir
+
+    def full(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(dataset_dir, "atomic_write_bytes", full)
+    with caplog.at_level(logging.ERROR):
+        assert _run(tiny_export, dataset, tmp_path / "run") == 2
+    assert "disk is full" in caplog.text and ".bin" in caplog.text
+    assert not (tmp_path / "run" / "run.json").exists()
+
+
 def test_truncated_flac_is_named(tmp_path: Path, card: Path) -> None:
     from export.card import read_card
     from preprocess.build import BuildOptions, build_dataset
