@@ -370,7 +370,8 @@ def test_corrupt_dataset_json_is_named(tmp_path: Path, tiny_export: Path, datase
 
 
 @pytest.mark.parametrize("flags", [["--batch-size", "0"], ["--batch-size", "-2"], ["--threads", "-1"],
-                                   ["--warmup", "-1"], ["--threads", "100000"], ["--max-batch-frames", "0"]])
+                                   ["--warmup", "-1"], ["--threads", "100000"], ["--max-batch-frames", "0"]],
+                         ids=lambda flags: "=".join(flags))
 def test_bad_runner_numbers_are_refused(tmp_path: Path, tiny_export: Path, dataset: Path, flags: list[str],
                                         capsys) -> None:
     from runners.__main__ import main
@@ -381,6 +382,19 @@ def test_bad_runner_numbers_are_refused(tmp_path: Path, tiny_export: Path, datas
     err = capsys.readouterr().err
     assert flags[0] in err and flags[1] in err
     assert not (tmp_path / "run" / "run.json").exists()
+
+
+def test_bad_numbers_are_refused_by_preprocess_and_export(tmp_path: Path, corpus: Path, card: Path,
+                                                          tiny_ckpt: Path, capsys) -> None:
+    """The same argparse types serve every stage: preprocess --batch-size 0, export --threads -1."""
+    from export.__main__ import main as export_main
+
+    assert _preprocess(corpus, card, tmp_path / "ds", "--batch-size", "0") == 2
+    assert _exit_code(export_main, ["deepspeech2", "--checkpoint", str(tiny_ckpt), "--out", str(tmp_path / "x"),
+                                    "--threads", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "argument --batch-size: 0 is not allowed" in err and "argument --threads: -1 is not allowed" in err
+    assert not (tmp_path / "ds").exists() and not (tmp_path / "x").exists()
 
 
 def test_empty_onnx_is_named_as_empty(tmp_path: Path, tiny_export: Path, dataset: Path, caplog) -> None:
