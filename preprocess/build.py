@@ -252,13 +252,19 @@ def _build_locked(utts: list[Utterance], out: Path, card: dict[str, Any], source
     return out
 
 
-def _load(utt: Utterance, opts: BuildOptions) -> np.ndarray:
+def decode_audio(path: Path, **options: Any) -> np.ndarray:
+    """load_audio, with libsndfile's decode errors (soundfile.LibsndfileError, a RuntimeError raised by a
+    truncated FLAC whose header still reads) turned into an AudioError naming the file."""
     try:
-        return load_audio(utt.audio, sample_rate=opts.sample_rate, raw_rate=opts.raw_rate, resample=opts.resample,
-                          downmix=opts.downmix)
-    except RuntimeError as exc:  # libsndfile's decode errors (soundfile.LibsndfileError) on a truncated file
-        raise AudioError(f"{utt.audio}: cannot be decoded ({exc}); expected a complete audio file "
+        return load_audio(path, **options)
+    except RuntimeError as exc:
+        raise AudioError(f"{path}: cannot be decoded ({exc}); expected a complete audio file "
                          "(truncated or corrupt?)") from None
+
+
+def _load(utt: Utterance, opts: BuildOptions) -> np.ndarray:
+    return decode_audio(utt.audio, sample_rate=opts.sample_rate, raw_rate=opts.raw_rate, resample=opts.resample,
+                        downmix=opts.downmix)
 
 
 def _header(card: dict[str, Any], source: dict[str, Any], opts: BuildOptions, hashes: dict[str, str],

@@ -243,6 +243,19 @@ def test_score_checks_output_frames_against_the_dataset(ort_run: Path, dataset: 
     assert key in caplog.text
 
 
+def test_score_checks_the_time_axis_against_the_padded_length(ort_run: Path, dataset: Path, card: Path,
+                                                              caplog) -> None:
+    """Without relying on a length output: a sample whose output time axis is not the card's rule applied to
+    the length its batch was padded to (as run.json records it) is refused, naming the sample."""
+    run_json = ort_run / "run.json"
+    run = json.loads(run_json.read_text())
+    run["samples"][1]["input_length"] += 40
+    run_json.write_text(json.dumps(run))
+    with caplog.at_level(logging.ERROR):
+        assert _score(ort_run, dataset, card) == 2
+    assert run["samples"][1]["key"] in caplog.text and "probs output has" in caplog.text
+
+
 def test_score_refuses_a_card_of_another_model(tmp_path: Path, ort_run: Path, dataset: Path, card: Path,
                                                caplog) -> None:
     """A card whose labels differ from those of the model that made the run is refused."""
