@@ -35,8 +35,16 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which a container or taskset may narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def max_threads() -> int:
-    return MAX_THREADS_PER_CORE * (os.cpu_count() or 1)
+    return MAX_THREADS_PER_CORE * usable_cores()
 
 
 def thread_count(text: str) -> int:
@@ -44,7 +52,7 @@ def thread_count(text: str) -> int:
     value = non_negative_int(text)
     limit = max_threads()
     if value > limit:
-        raise argparse.ArgumentTypeError(f"{value} threads on a machine with {os.cpu_count()} cores; expected 0 "
+        raise argparse.ArgumentTypeError(f"{value} threads with {usable_cores()} usable cores; expected 0 "
                                          f"(the runtime's default) to {limit}")
     return value
 

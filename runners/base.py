@@ -301,8 +301,10 @@ def finish_run(out: Path, *, config: dict[str, Any], backend: str, backend_info:
                      "time_axis": s.get("time_axis"), "lengths_from": s.get("lengths_from")} for s in card["outputs"]],
         "samples": samples_meta,
         "machine": machine_info(),
-        # ru_maxrss is in KiB on Linux: the most memory this process held, model and batches included.
+        # ru_maxrss is in KiB on Linux: the most memory this process held, model and batches included, and
+        # the largest of its finished child processes (msame, ais_bench).
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        "peak_rss_children_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, 1),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if extra:
