@@ -114,15 +114,23 @@ class DirLock:
 
     The lock is fcntl.flock on `<dir>/.writer.lock`, which holds the holder's pid for the message; the
     kernel releases it when the holder exits, however it exits, so a stale file never blocks anyone.
+    Re-entrant within one process (a CLI locks its --out and the library function it calls locks it again).
     """
+
+    _held: dict[str, int] = {}  # resolved dir -> nesting depth, for this process
 
     def __init__(self, directory: Path, what: str = "output dir") -> None:
         self.directory = Path(directory)
         self.what = what
         self._fd: int | None = None
+        self._key = ""
 
     def __enter__(self) -> "DirLock":
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._key = str(self.directory.resolve())
+        if self._key in DirLock._held:
+            DirLock._held[self._key] += 1
+            return self
         path = self.directory / LOCK_FILE
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -135,9 +143,13 @@ class DirLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
+        DirLock._held[self._key] = 1
         return self
 
     def __exit__(self, *exc: object) -> None:
+        DirLock._held[self._key] -= 1
+        if DirLock._held[self._key] == 0:
+            del DirLock._held[self._key]
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from core.cli_types import out_dir, positive_int, thread_count
 from export.card import card_path_for
+from families.split_asr.options import add_override_arguments
 
 log = logging.getLogger("export")
 
@@ -32,6 +33,7 @@ def _export(args: argparse.Namespace, family: str, source: Path, what: str, load
     from export.models import family_module
     from export.parity import ParityError
     from export.pipeline import export_family, up_to_date
+    from export.recipe import NonFiniteWeightsError
 
     torchscript = bool(getattr(args, "torchscript", False))
     options = {**load_kwargs, "optimize": not args.no_optimize, "torchscript": torchscript}
@@ -54,6 +56,9 @@ def _export(args: argparse.Namespace, family: str, source: Path, what: str, load
                              options=options, threads=args.threads, torchscript=torchscript)
     except ParityError:
         return 3
+    except NonFiniteWeightsError as exc:
+        log.error("%s", exc)
+        return 2
     par = card["parity"]["outputs"]
     opt = card["optimization"]
     log.info("wrote %s and %s", onnx_path, card_path_for(onnx_path))
@@ -64,6 +69,10 @@ def _export(args: argparse.Namespace, family: str, source: Path, what: str, load
 
 
 def cmd_deepspeech2(args: argparse.Namespace) -> int:
+    if args.streaming or args.chunk_frames is not None:
+        from export.streaming_export import streaming_cli
+
+        return streaming_cli(args, "deepspeech2", Path(args.checkpoint))
     batch, frames = args.static_shape or (None, None)
     return _export(args, "deepspeech2", Path(args.checkpoint), "checkpoint (a deepspeech.pytorch V3.0 .ckpt)",
                    {"static_frames": frames, "static_batch": batch})
@@ -73,6 +82,13 @@ def cmd_wav2vec2(args: argparse.Namespace) -> int:
     batch, samples = args.static_shape or (None, None)
     return _export(args, "wav2vec2", Path(args.model_dir), "model directory (Hugging Face wav2vec2 CTC)",
                    {"static_samples": samples, "static_batch": batch})
+
+
+def cmd_split_asr(args: argparse.Namespace) -> int:
+    from families.split_asr.options import overrides_from
+
+    return _export(args, "split_asr", Path(args.checkpoint), "checkpoint (a split-model-inference model.pth)",
+                   overrides_from(args))
 
 
 def _static_shape(text: str) -> tuple[int, int]:
@@ -136,6 +152,11 @@ def _names(text: str) -> list[str]:
 
 
 def cmd_variant(args: argparse.Namespace) -> int:
+    from export.streaming_quant import streaming_variant_cli
+
+    streaming = streaming_variant_cli(args)  # a streaming card: int8-static calibrated with its caches
+    if streaming is not None:
+        return streaming
     from export.card import CardError, load_model_and_card
     from export.variants import VariantError, VariantOptions, make_variant
     from preprocess.dataset_dir import DatasetDir, DatasetDirError
@@ -191,7 +212,8 @@ def _variant_up_to_date(target: Path, card: dict, opts, dataset: Path) -> bool:
             and old.get("onnx_sha256") == sha256_file(target))
 
 
-TRAIN_FAMILIES = {"deepspeech2": "export.train_deepspeech2", "wav2vec2": "export.train_wav2vec2"}
+TRAIN_FAMILIES = {"deepspeech2": "export.train_deepspeech2", "wav2vec2": "export.train_wav2vec2",
+                  "split_asr": "export.train_split_asr"}
 
 
 def train_parser(family: str) -> argparse.ArgumentParser:
@@ -220,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="path of the V3.0 .ckpt file")
     p.add_argument("--static-shape", type=_static_shape, metavar="B,1,161,T",
                    help="fix batch and frames, e.g. 1,1,161,621 as the Ascend guide does (default: dynamic)")
+    p.add_argument("--streaming", action="store_true",
+                   help="export the chunk-by-chunk graph of a unidirectional checkpoint instead: its caches are "
+                        "inputs and outputs (docs/streaming.md); needs --chunk-frames")
+    p.add_argument("--chunk-frames", type=int, metavar="N",
+                   help="--streaming: feature frames per chunk (10 ms each), fixed in the graph")
     _common(p)
     p.set_defaults(func=cmd_deepspeech2)
 
@@ -235,6 +262,17 @@ def build_parser() -> argparse.ArgumentParser:
     _common(w)
     w.set_defaults(func=cmd_wav2vec2)
 
+    s = sub.add_parser("split-asr", help="a split-model-inference model.pth (conv + BiGRU CTC)",
+                       description="Export the split-model-inference ASR model from its model.pth (a plain "
+                                   "state_dict, read with weights_only=True; sizes inferred from the tensor shapes). "
+                                   "Input: spec (B,1,n_feats,T) float32, torchaudio MelSpectrogram() defaults; "
+                                   "output: logits (B,ceil(T/2),29), the classifier's raw output. The original's "
+                                   "batch_first quirk of the 2nd+ GRU layers is reproduced (see the card).")
+    s.add_argument("--checkpoint", required=True, help="path of model.pth")
+    add_override_arguments(s)
+    _common(s)
+    s.set_defaults(func=cmd_split_asr)
+
     a = sub.add_parser("atc", help="the Ascend atc command for an exported model (runs it if atc is installed)",
                        description="Build the atc (ONNX -> .om) command from the model card: framework 5, "
                                    "input_format, input_shape of every input at the chosen static shape, or dynamic "
@@ -245,7 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     _onnx_in(a)
     a.add_argument("--out", type=out_dir, required=True, help="folder for <name>.om, its card and the atc script")
     a.add_argument("--name", help="OM file stem (default: <onnx stem>_<soc version>)")
-    a.add_argument("--soc-version", default="Ascend310P3", help="Ascend310, Ascend310P3 (default), Ascend310B1, ...")
+    a.add_argument("--soc-version", default="Ascend310P3",
+                   help="\"Ascend\" + the chip name `npu-smi info` shows: Ascend310, Ascend310P3 (default), "
+                        "Ascend310B1, Ascend910B3, ... (a name not known here is passed to atc with a warning)")
     a.add_argument("--batch-size", type=positive_int, help="static batch (default: the card's static batch, else 1)")
     a.add_argument("--length", type=positive_int, help="static time length: frames for DeepSpeech2 (621 in the guide), "
                                               "samples for wav2vec2 (100000); default: the card's static length")
@@ -290,12 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--force", action="store_true", help="redo even when an up-to-date variant exists")
     v.set_defaults(func=cmd_variant)
 
-    t = sub.add_parser("train", help="train a small demo model (deepspeech2 on AN4, wav2vec2 on LibriSpeech)",
-                       usage="python -m export train {deepspeech2,wav2vec2} [options]",
+    t = sub.add_parser("train", help="train a small demo model (deepspeech2 on AN4, wav2vec2 and split_asr on "
+                                     "LibriSpeech)",
+                       usage="python -m export train {deepspeech2,wav2vec2,split_asr} [options]",
                        description="Train an embedded demo model with a fixed seed: deepspeech2 (V3.0 architecture, "
-                                   "saved as a V3.0 checkpoint, from an AN4-layout corpus) or wav2vec2 (a small "
+                                   "saved as a V3.0 checkpoint, from an AN4-layout corpus), wav2vec2 (a small "
                                    "Wav2Vec2ForCTC, saved as a Hugging Face model directory, from a LibriSpeech "
-                                   "split). `python -m export train FAMILY --help` lists the family's options.")
+                                   "split) or split_asr (the split-model-inference model, saved as model.pth; with "
+                                   "--autoencoder its activation autoencoder, autoencoder.pth). "
+                                   "`python -m export train FAMILY --help` lists the family's options.")
     t.add_argument("family", choices=sorted(TRAIN_FAMILIES), help="model family to train")
     t.add_argument("options", nargs=argparse.REMAINDER, help="the family's options (see FAMILY --help)")
     t.set_defaults(func=cmd_train)

@@ -9,6 +9,14 @@ every input, soc_version, log level) plus atc's documented dynamic-shape options
 * ``--dynamic_dims``: batch and time dims become -1 and each profile gives a value for every -1, in
   input order (atc requires ``--input_format=ND`` for it).
 
+The OM's card lists every gear of a dynamic OM with its input and output shapes, so the msame /
+ais_bench runners can pass the gear the data needs (``--dymBatch`` / ``--dymDims``) and know how much
+of a tool's output buffer is the result (msame sizes them for the largest gear).
+
+``--soc_version`` is "Ascend" + the chip name `npu-smi info` shows (CANN's atc parameter page). The
+chips known here are listed in KNOWN_SOC; any other name is passed on to atc with a warning, because
+new chips appear with every toolkit and atc itself knows which ones it can build for.
+
 `atc` runs when it is on PATH; otherwise the command is written as `<name>.atc.sh` beside the model
 for a machine with the CANN toolkit, and the card of the future OM is written all the same, so the
 runners find it beside the .om once it exists.
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import shlex
 import shutil
 import subprocess
@@ -24,11 +33,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from export.card import card_path_for, write_card
+from export.card import CardError, card_path_for, output_frames, write_card
 
 log = logging.getLogger("export")
 
-SOC_VERSIONS = ("Ascend310", "Ascend310P3", "Ascend310B1", "Ascend910", "Ascend910B")
+# Chip names atc's documentation and Ascend's SoC tables use: Ascend310, Ascend310P1/P3/P5/P7 (and their
+# vir01..08 slices), Ascend310B1-B4, Ascend910, Ascend910A/B/ProA/ProB/PremiumA, Ascend910B1-B4 (B2C,
+# B4-1), Ascend910_93xx.
+KNOWN_SOC = re.compile(r"Ascend(310|310P[1357](vir0[1248])?|310B[1-4]|910(A|B|ProA|ProB|PremiumA)?"
+                       r"|910B[1-4](C|-1)?|910_93\d\d)")
+SOC_PATTERN = re.compile(r"Ascend\w+")
 LOG_LEVELS = ("debug", "info", "warning", "error", "null")
 SET_ENV = "/usr/local/Ascend/ascend-toolkit/set_env.sh"
 INSTALL_HINT = (f"atc comes with the CANN toolkit (Ascend-cann-toolkit); install it and `source {SET_ENV}` "
@@ -69,14 +83,19 @@ def _dim(spec: dict[str, Any], axis: int, value: Any, batch: int | str, length: 
                    "export the model with a static shape for it")
 
 
+def _static_length(card: dict[str, Any], opts: AtcOptions) -> int | None:
+    if opts.length is not None:
+        return opts.length
+    for spec in card["inputs"]:
+        axis = spec.get("time_axis")
+        if axis is not None and isinstance(spec["shape"][axis], int):
+            return spec["shape"][axis]
+    return None
+
+
 def input_shapes(card: dict[str, Any], opts: AtcOptions) -> dict[str, list[int | str]]:
     """The shape atc compiles for each input: fixed dims, or -1 where a dynamic option varies them."""
-    static_length = opts.length
-    if static_length is None:
-        for spec in card["inputs"]:
-            axis = spec.get("time_axis")
-            if axis is not None and isinstance(spec["shape"][axis], int):
-                static_length = spec["shape"][axis]
+    static_length = _static_length(card, opts)
     card_batch = card["inputs"][0]["shape"][0]
     batch: int | str = opts.batch or (card_batch if isinstance(card_batch, int) else 1)
     length: int | str | None = static_length
@@ -109,9 +128,20 @@ def dynamic_dims_arg(card: dict[str, Any], shapes: dict[str, list[int | str]],
     return ";".join(out)
 
 
+def check_soc_version(soc: str) -> None:
+    """Warn about a chip name this pipeline does not know; atc is the judge of what it can build for."""
+    if KNOWN_SOC.fullmatch(soc):
+        return
+    if SOC_PATTERN.fullmatch(soc):
+        log.warning("--soc-version %s is not a chip name known here (e.g. Ascend310, Ascend310P3, Ascend910B3); "
+                    "passing it to atc as given", soc)
+    else:
+        log.warning("--soc-version %s does not look like atc's \"Ascend\" + chip name (what `npu-smi info` shows, "
+                    "e.g. Ascend310P3); passing it to atc as given", soc)
+
+
 def atc_command(onnx_path: Path, card: dict[str, Any], output_stem: Path, opts: AtcOptions) -> list[str]:
-    if opts.soc_version not in SOC_VERSIONS:
-        raise AtcError(f"--soc-version {opts.soc_version!r} is not one of {', '.join(SOC_VERSIONS)}")
+    check_soc_version(opts.soc_version)
     if opts.log_level not in LOG_LEVELS:
         raise AtcError(f"--log {opts.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     if opts.dynamic_batch and opts.dynamic_dims:
@@ -136,6 +166,35 @@ def atc_command(onnx_path: Path, card: dict[str, Any], output_stem: Path, opts: 
     return cmd + list(opts.extra)
 
 
+def output_shapes(card: dict[str, Any], batch: int, length: int | None) -> dict[str, list[int | str]]:
+    """Each output's shape for an input batch and time length (by the card's output-length rule)."""
+    shapes: dict[str, list[int | str]] = {}
+    for spec in card["outputs"]:
+        shape = list(spec["shape"])
+        shape[0] = batch
+        axis = spec.get("time_axis")
+        if axis is not None and not isinstance(shape[axis], int) and length is not None:
+            try:
+                shape[axis] = output_frames(card, length)
+            except CardError:
+                pass  # no usable rule: the runners infer this dim from the value count
+        shapes[spec["name"]] = shape
+    return shapes
+
+
+def gears(card: dict[str, Any], shapes: dict[str, list[int | str]], opts: AtcOptions) -> list[dict[str, Any]]:
+    """Every gear of a dynamic OM: its batch and length, and the input and output shapes at it."""
+    profiles: list[tuple[int, int | None]] = [(b, _static_length(card, opts)) for b in opts.dynamic_batch]
+    profiles += [(b, t) for b, t in opts.dynamic_dims]
+    out = []
+    for batch, length in profiles:
+        inputs = {name: [(batch if axis == 0 else length) if d == -1 else d for axis, d in enumerate(dims)]
+                  for name, dims in shapes.items()}
+        out.append({"batch": batch, "length": length, "input_shapes": inputs,
+                    "output_shapes": output_shapes(card, batch, length)})
+    return out
+
+
 def om_card(card: dict[str, Any], om_path: Path, cmd: list[str], opts: AtcOptions,
             shapes: dict[str, list[int | str]]) -> dict[str, Any]:
     """The card of the OM: the ONNX card with the compiled input shapes and how it was compiled."""
@@ -155,6 +214,7 @@ def om_card(card: dict[str, Any], om_path: Path, cmd: list[str], opts: AtcOption
         "input_shape": {k: list(v) for k, v in shapes.items()},
         "dynamic_batch_size": list(opts.dynamic_batch),
         "dynamic_dims": [list(p) for p in opts.dynamic_dims],
+        "gears": gears(card, shapes, opts),
         # atc's default precision_mode on inference SoCs is force_fp16 for ops without fp32 support.
         "precision_mode": opts.precision_mode or "atc default (force_fp16)",
         "atc_command": cmd,

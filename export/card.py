@@ -27,6 +27,7 @@ ONNX_DTYPES = {
     onnx.TensorProto.FLOAT16: "float16",
     onnx.TensorProto.INT32: "int32",
     onnx.TensorProto.INT64: "int64",
+    onnx.TensorProto.BOOL: "bool",
 }
 
 

@@ -34,10 +34,16 @@ class ParityError(RuntimeError):
 
 @dataclass
 class Diff:
+    """Differences of one output. NaN compares false with everything (max() keeps the old maximum,
+    `err > tol` is False), so non-finite values are counted first and always mismatch; the max abs/rel
+    numbers cover the elements that are finite on both sides."""
+
     max_abs: float = 0.0
     max_rel: float = 0.0
     mismatched: int = 0
     compared: int = 0
+    nonfinite_reference: int = 0
+    nonfinite_output: int = 0
 
     def add(self, got: np.ndarray, ref: np.ndarray, atol: float, rtol: float) -> None:
         got = got.astype(np.float64)
@@ -46,17 +52,35 @@ class Diff:
             raise ValueError(f"shape {got.shape} != reference {ref.shape}")
         if ref.size == 0:
             return
+        finite_ref, finite_got = np.isfinite(ref), np.isfinite(got)
+        self.nonfinite_reference += int((~finite_ref).sum())
+        self.nonfinite_output += int((~finite_got).sum())
+        both = finite_ref & finite_got
+        self.mismatched += int((~both).sum())
+        self.compared += int(ref.size)
+        if not both.any():
+            return
+        got, ref = got[both], ref[both]
         err = np.abs(got - ref)
         self.max_abs = max(self.max_abs, float(err.max()))
         big = np.abs(ref) >= REL_FLOOR
         if big.any():
             self.max_rel = max(self.max_rel, float((err[big] / np.abs(ref[big])).max()))
         self.mismatched += int((err > atol + rtol * np.abs(ref)).sum())
-        self.compared += int(ref.size)
+
+    def nonfinite_text(self) -> str:
+        """'' when every value was finite, else how many were not, on which side."""
+        parts = []
+        if self.nonfinite_reference:
+            parts.append(f"{self.nonfinite_reference} non-finite values in the PyTorch reference")
+        if self.nonfinite_output:
+            parts.append(f"{self.nonfinite_output} non-finite values in the ONNX output")
+        return " and ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         return {"max_abs": self.max_abs, "max_rel": self.max_rel, "mismatched": self.mismatched,
-                "compared": self.compared}
+                "compared": self.compared, "nonfinite_reference": self.nonfinite_reference,
+                "nonfinite_output": self.nonfinite_output}
 
 
 def _valid_rows(model: LoadedModel, outputs: dict[str, np.ndarray],
@@ -128,7 +152,10 @@ def run_parity(model: LoadedModel, onnx_path: Path, *, atol: float | None = None
                 d.add(g, r, atol, rtol)
                 totals[spec.name].add(g, r, atol, rtol)
             case_diff[spec.name] = d.to_dict()
-            if d.mismatched:
+            if d.nonfinite_text():
+                failures.append(f"case {index} (lengths {lengths}) output {spec.name}: {d.nonfinite_text()} "
+                                "(NaN/inf never passes the gate)")
+            elif d.mismatched:
                 failures.append(f"case {index} (lengths {lengths}) output {spec.name}: max abs {d.max_abs:.3g}, "
                                 f"max rel {d.max_rel:.3g}, {d.mismatched}/{d.compared} beyond atol {atol} rtol {rtol}")
         cases.append({"lengths": lengths, "batch": len(lengths), "outputs": case_diff})

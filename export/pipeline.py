@@ -15,7 +15,7 @@ from export.card import CARD_VERSION, METADATA_KEYS, card_path_for, read_card, v
 from export.onnx_export import export_onnx, save_atomic, set_metadata
 from export.optimize import optimize
 from export.parity import ParityError, run_parity
-from export.recipe import LoadedModel, sha256_file
+from export.recipe import LoadedModel, check_finite_weights, sha256_file
 
 log = logging.getLogger("export")
 
@@ -38,7 +38,11 @@ def up_to_date(onnx_path: Path, source_sha256: str, options: dict[str, Any]) -> 
 def export_family(model: LoadedModel, out_dir: Path, *, name: str = "model", optimize_graph: bool = True,
                   options: dict[str, Any] | None = None, threads: int = 0,
                   torchscript: bool = False) -> dict[str, Any]:
-    """Write `<out_dir>/<name>.onnx` and its card; the ONNX file appears only if the parity gate passes."""
+    """Write `<out_dir>/<name>.onnx` and its card; the ONNX file appears only if the parity gate passes.
+
+    Raises NonFiniteWeightsError (naming the tensors) before exporting anything when a weight is NaN/inf.
+    """
+    check_finite_weights(model.module, str(model.source.get("path", model.family)))
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / f"{name}.onnx"
     options = dict(options or {})

@@ -66,6 +66,25 @@ class LoadedModel:
     padding_invariant: bool = True
 
 
+class NonFiniteWeightsError(ValueError):
+    """A model whose parameters or buffers hold NaN or inf; the message names the tensors."""
+
+
+def check_finite_weights(module: torch.nn.Module, source: str) -> None:
+    """Refuse NaN/inf in any parameter or buffer, naming each tensor: such a reference is NaN wherever the
+    tensor reaches, and a runtime that clamps NaN away (Clip, Hardtanh) can then seem to match nothing."""
+    bad = []
+    for name, tensor in module.state_dict().items():
+        if tensor.is_floating_point():
+            nan, inf = int(torch.isnan(tensor).sum()), int(torch.isinf(tensor).sum())
+            if nan or inf:
+                bad.append(f"{name} ({nan} NaN, {inf} inf of {tensor.numel()})")
+    if bad:
+        shown = ", ".join(bad[:10]) + (f", and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise NonFiniteWeightsError(f"{source}: non-finite weights in {len(bad)} tensor(s): {shown}; "
+                                    "expected finite values everywhere (a diverged or corrupted checkpoint?)")
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     import hashlib
 

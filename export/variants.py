@@ -173,7 +173,7 @@ def lossy_parity(fp32: Path, variant: Path, card: dict[str, Any], dataset: Datas
     names = [o["name"] for o in card["outputs"]]
     ref_sess = create_session(fp32, threads=opts.threads)
     var_sess = create_session(variant, threads=opts.threads)
-    agree = total = 0
+    agree = total = nonfinite = 0
     max_abs = 0.0
     ref_text, var_text = [], []
     samples = spread(dataset.samples, opts.parity_samples)
@@ -183,7 +183,9 @@ def lossy_parity(fp32: Path, variant: Path, card: dict[str, Any], dataset: Datas
         n = _valid_frames(card, ref, sample)
         a = ref[scores["name"]][0][:n].astype(np.float64)
         b = got[scores["name"]][0][:n].astype(np.float64)
-        if a.size:
+        # argmax takes NaN for the maximum and max() skips it: count non-finite values before comparing.
+        nonfinite += int((~np.isfinite(a)).sum() + (~np.isfinite(b)).sum())
+        if a.size and np.isfinite(a).all() and np.isfinite(b).all():
             max_abs = max(max_abs, float(np.abs(a - b).max()))
         agree += int((a.argmax(-1) == b.argmax(-1)).sum())
         total += a.shape[0]
@@ -193,6 +195,8 @@ def lossy_parity(fp32: Path, variant: Path, card: dict[str, Any], dataset: Datas
     text = corpus_scores(ref_text, var_text, convention=card.get("metrics_convention", "deepspeech"))
     identical = sum(1 for r, v in zip(ref_text, var_text) if r == v)
     failures = []
+    if nonfinite:
+        failures.append(f"{nonfinite} non-finite values in the fp32 or variant outputs (NaN/inf never passes)")
     if agreement < opts.min_argmax_agreement:
         failures.append(f"argmax agreement {agreement:.4f} < {opts.min_argmax_agreement}")
     if text["cer"] > opts.max_text_cer:
@@ -210,6 +214,7 @@ def lossy_parity(fp32: Path, variant: Path, card: dict[str, Any], dataset: Datas
         "text_cer_vs_fp32": text["cer"],
         "text_wer_vs_fp32": text["wer"],
         "max_abs": max_abs,
+        "nonfinite": nonfinite,
         "thresholds": {"min_argmax_agreement": opts.min_argmax_agreement, "max_text_cer": opts.max_text_cer},
         "failures": failures,
     }

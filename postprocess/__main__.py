@@ -62,6 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--name", required=True, help="file stem prefix, e.g. deepspeech2_an4 (writes <name>_variants.*)")
     v.add_argument("--title", default=None)
 
+    st = sub.add_parser("streaming", help="the streaming table: chunk size vs latency, chunk compute, RTF, WER + plot",
+                        description="One row per run dir (LABEL=RUN, repeatable; first = the offline reference): "
+                                    "latency from the streaming cards, first-partial latency, per-chunk compute "
+                                    "p50/p90 and RTF from run.json, WER/CER scored with each run's own card.")
+    st.add_argument("--dataset", type=Path, required=True)
+    st.add_argument("--card", type=Path, required=True, help="card of the offline model (for runs without one)")
+    st.add_argument("--row", action="append", required=True, metavar="LABEL=RUN", help="a run dir (repeatable)")
+    st.add_argument("--out", type=Path, required=True, help="results folder")
+    st.add_argument("--name", required=True, help="file stem, e.g. deepspeech2_uni")
+    st.add_argument("--title", help="table title (default: the name)")
     m = sub.add_parser("readme", help="gather the tables of several reports into <out>/README.md")
     m.add_argument("--out", type=out_dir, default=Path("results"), help="folder for the tables (default: results)")
     m.add_argument("--names", nargs="+", required=True, help="report names (the --name of each report)")
@@ -74,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Time torch eager and onnxruntime side by side in one run (alternating, after "
                                    "warm-up, fixed threads) and print medians, spread, ratios and GFLOP/s.")
     add_bench_arguments(b)
+    # Issue 13: Ray's overhead and N-worker projections (postprocess/bench_scale.py).
+    from postprocess import bench_scale
+
+    sc = sub.add_parser("bench-scale", help="Ray runner vs single-process runner at equal threads; N-worker projection",
+                        description=(bench_scale.__doc__ or "").strip(),
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench_scale.add_arguments(sc)
     return p
 
 
@@ -84,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         from postprocess.bench import main as bench_main
 
         return bench_main(args)
+    if args.command == "bench-scale":
+        from postprocess.bench_scale import main as scale_main
+
+        return scale_main(args)
     if args.command == "readme":
         from postprocess.summary import write_results_readme
 
@@ -102,11 +123,19 @@ def main(argv: list[str] | None = None) -> int:
 
             res = score_run(args.run, dataset, card, modelzoo=args.modelzoo)
             extra = f", accuracy (1-CER) {1 - res['cer']:.4f}" if res["convention"] == "hf" else ""
-            log.info("%s: WER %.3f%% CER %.3f%%%s (%d utterances, %s)", args.run, 100 * res["wer"], 100 * res["cer"],
-                     extra, res["utterances"], res["convention"])
+            empty = f", {res['empty_references']} empty references" if res["empty_references"] else ""
+            log.info("%s: WER %.3f%% CER %.3f%%%s (%d utterances%s, %s)", args.run, 100 * res["wer"],
+                     100 * res["cer"], extra, res["utterances"], empty, res["convention"])
             return 0
         if args.command == "variants":
             return _variants(args, card, dataset)
+        if args.command == "streaming":
+            from postprocess.streaming_table import write_streaming_table
+
+            for path in write_streaming_table(args.out, args.name, dataset, card, [_labelled(r) for r in args.row],
+                                              args.title or args.name):
+                log.info("wrote %s", path)
+            return 0
         return _report(args, card, dataset)
     except (CardError, DatasetDirError, RunError, ValueError, OutDirError) as exc:
         log.error("%s", exc)
@@ -185,6 +214,9 @@ def _report(args: argparse.Namespace, card: dict, dataset) -> int:
         f"({dataset.path.name}); greedy CTC decoding.",
         machine_note(ctx),
     ]
+    if ref_scores.get("empty_references"):
+        notes.append(f"{ref_scores['empty_references']} of {ref_scores['utterances']} utterances have an empty "
+                     "reference: their hypothesis words count as insertions against no reference words.")
     if modelzoo_note:
         notes.insert(2, modelzoo_note)
     if card.get("parity", {}).get("padding_invariant") is False:

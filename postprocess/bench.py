@@ -84,6 +84,21 @@ def matmul_peak_gflops(threads: int, n: int = 2048, repeats: int = 8) -> dict[st
     return result
 
 
+def memory_bandwidth_gbs(threads: int, mib: int = 256, repeats: int = 8) -> dict[str, float]:
+    """Best GB/s of a STREAM-style triad `a = b + s * c` on fp32 arrays far larger than the caches.
+
+    The real-size DeepSpeech2 re-reads its recurrent weights every frame, so memory bandwidth, not the
+    GEMM peak, is the roof it runs into; bytes counted as STREAM does (two reads and one write).
+    """
+    torch.set_num_threads(threads)
+    n = mib * (1 << 20) // 4
+    a, b, c = torch.empty(n), torch.rand(n), torch.rand(n)
+    for _ in range(2):
+        torch.add(b, c, alpha=3.0, out=a)
+    best = min(_timed(lambda: torch.add(b, c, alpha=3.0, out=a)) for _ in range(repeats))
+    return {"triad": 3 * n * 4 / best / 1e9, "array_mib": mib, "threads": threads}
+
+
 def _timed(fn: Callable[[], Any]) -> float:
     t0 = time.perf_counter()
     fn()
@@ -233,6 +248,7 @@ def main(args: argparse.Namespace) -> int:
 
     rows: list[dict[str, Any]] = []
     peaks = matmul_peak_gflops(args.threads)
+    bandwidth = memory_bandwidth_gbs(args.threads, mib=args.triad_mib)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         models: list[tuple[str, str, Path, int]] = []
@@ -263,15 +279,20 @@ def main(args: argparse.Namespace) -> int:
                    pipeline_share(Path(model), Path(data), args.threads, args.pipeline_utterances)):
             stages.append({"model": Path(model).parent.name, **st})
     _print(rows, peaks, stages)
+    from runners.machine import machine_info, machine_label
+
+    machine = machine_info()
+    print(f"memory bandwidth (STREAM triad, {bandwidth['array_mib']} MiB arrays, {bandwidth['threads']} threads): "
+          f"{bandwidth['triad']:.1f} GB/s")
+    print(f"machine: {machine_label(machine)}")
     if args.out and stages:
         from postprocess.plots import pipeline_breakdown_plot
 
         pipeline_breakdown_plot(stages, args.out.with_name(args.out.stem + "_pipeline.png"))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        from runners.machine import machine_info
-
-        args.out.write_text(json.dumps({"matmul_peak_gflops": peaks, "rows": rows, "stages": stages, "machine": machine_info(),
+        args.out.write_text(json.dumps({"matmul_peak_gflops": peaks, "memory_bandwidth_gbs": bandwidth, "rows": rows,
+                                        "stages": stages, "machine": machine,
                                         "torch": torch.__version__}, indent=2) + "\n")
     return 0
 
@@ -294,6 +315,8 @@ def _random_wav2vec2_base(out: Path) -> Path:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=thread_count, default=2)
+    p.add_argument("--triad-mib", type=positive_int, default=256,
+                   help="size of each STREAM triad array in MiB (keep it far above the L3 cache)")
     p.add_argument("--repeats", type=positive_int, default=15)
     p.add_argument("--warmup", type=non_negative_int, default=3)
     p.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[1, 8])

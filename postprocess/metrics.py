@@ -22,11 +22,12 @@ too and ``inf`` otherwise (see :attr:`ErrorCounts.rate`).  At corpus level its
 insertions are added to the error total while it adds nothing to N, which is
 how summing counts treats it; jiwer and HF ``evaluate`` instead refuse empty
 references.  The per-utterance mean skips such utterances, since their rate is
-undefined.
+undefined.  JSON has no infinity: :func:`jsonable` writes such rates as null.
 """
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -39,6 +40,7 @@ __all__ = [
     "ErrorCounts",
     "char_counts",
     "corpus_scores",
+    "jsonable",
     "normalize_transcript",
     "per_utterance",
     "word_counts",
@@ -290,3 +292,15 @@ def corpus_scores(refs: Sequence[str], hyps: Sequence[str], *, convention: str) 
             sum(utterance_wers) / len(utterance_wers) if utterance_wers else None
         ),
     }
+
+
+def jsonable(obj: Any) -> Any:
+    """`obj` with every non-finite float (an undefined rate) replaced by None, so that
+    ``json.dumps(..., allow_nan=False)`` writes valid JSON (null) instead of `Infinity`/`NaN`."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    return obj

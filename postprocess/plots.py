@@ -78,3 +78,32 @@ def pipeline_breakdown_plot(stages: list[dict[str, Any]], path: Path) -> Path:
     ax.set_title("Pipeline time per stage")
     ax.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.35))
     return _save(fig, path)
+
+
+def streaming_plot(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
+    """Against chunk size: latency (algorithmic, with chunk wait, first partial) and WER, per precision."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    streamed = [r for r in rows if r.get("chunk frames")]
+    by_precision: dict[str, list[dict[str, Any]]] = {}
+    for r in streamed:
+        by_precision.setdefault(str(r["precision"]), []).append(r)
+    for precision, rs in sorted(by_precision.items()):
+        rs = sorted(rs, key=lambda r: r["chunk frames"])
+        xs = [r["chunk frames"] for r in rs]
+        if precision == "fp32":
+            ax1.plot(xs, [r["algorithmic latency ms"] for r in rs], marker="o", label="algorithmic")
+            ax1.plot(xs, [r["latency ms (+chunk wait)"] for r in rs], marker="o", label="+ chunk wait")
+        ax1.plot(xs, [r["first partial p50 ms"] for r in rs], marker="s", linestyle="--",
+                 label=f"first partial p50 ({precision})")
+        ax2.plot(xs, [r["WER %"] for r in rs], marker="o", label=f"streaming {precision}")
+    for r in rows:
+        if not r.get("chunk frames"):
+            ax2.axhline(r["WER %"], color="grey", linestyle=":", label=f"{r['system']}")
+    for ax, ylabel in ((ax1, "ms"), (ax2, "WER %")):
+        ax.set_xlabel("chunk (feature frames of 10 ms)")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    return _save(fig, path)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,11 @@ import numpy as np
 
 from export.card import output_frames
 from postprocess.ctc import greedy_decode
-from postprocess.metrics import corpus_scores, per_utterance
-from preprocess.dataset_dir import DatasetDir, atomic_write_bytes, atomic_write_json, read_bin
+from postprocess.metrics import corpus_scores, jsonable, per_utterance
+from preprocess.dataset_dir import DatasetDir, atomic_write_bytes, read_bin
 from runners.base import RunError, open_run
+
+log = logging.getLogger("postprocess")
 
 SCORES_JSON = "scores.json"
 TRANSCRIPTS_CSV = "transcripts.csv"
@@ -81,7 +84,7 @@ def check_run_matches(run_dir: Path, run: dict[str, Any], dataset: DatasetDir, c
                        "run it again on this one")
     decoding = run["model"].get("decoding")
     if decoding and decoding != decoding_fingerprint(card):
-        raise RunError(f"{run_dir} was made by a {run['model'].get('family')} model whose labels, blank or outputs "
+        raise RunError(f"{run_dir} was made by a {run['model'].get('family')} model whose labels or blank "
                        f"differ from those of the card given ({card.get('onnx')}, family {card['family']}); "
                        "expected the card of the model that made the run")
 
@@ -102,7 +105,9 @@ def check_output_frames(run_dir: Path, run: dict[str, Any], dataset: DatasetDir,
         s = samples.get(meta["key"])
         if s is None:
             continue
-        length = int(dataset.load(s, lengths_input).reshape(-1)[0]) if lengths_input else s.length
+        # The stored lengths input where the dataset has one (--modelzoo stores rounded sizes), else the length.
+        stored = lengths_input is not None and lengths_input in s.inputs
+        length = int(dataset.load(s, lengths_input).reshape(-1)[0]) if stored else s.length
         try:
             expected = output_frames(card, length)
             padded = output_frames(card, meta["input_length"]) if meta.get("input_length") else None
@@ -148,8 +153,15 @@ def score_run(run_dir: Path, dataset: DatasetDir, card: dict[str, Any], *, model
     })
     # Keyed by utterance id, so runs over differently laid out dataset dirs can be compared.
     result["hypotheses"] = {s.uid: h for s, h in zip(dataset.samples, hyps)}
+    empty = [s.uid for s, r in zip(dataset.samples, refs) if not r.strip()]
+    if empty:
+        result["empty_reference_uids"] = empty
+        log.warning("%s: %d of %d references are empty (%s%s): their hypothesis words count as insertions "
+                    "against no reference words; an utterance's rate is then undefined (null in %s)", dataset.path,
+                    len(empty), len(refs), ", ".join(empty[:5]), ", ..." if len(empty) > 5 else "", SCORES_JSON)
     if write:
-        atomic_write_json(run_dir / SCORES_JSON, result)
+        atomic_write_bytes(run_dir / SCORES_JSON,
+                           (json.dumps(jsonable(result), indent=2, allow_nan=False) + "\n").encode())
         rows = per_utterance(refs, hyps, convention)
         for row, s in zip(rows, dataset.samples):
             row["key"], row["uid"] = s.key, s.uid

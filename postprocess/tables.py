@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from postprocess.metrics import jsonable
 from preprocess.dataset_dir import DatasetDir, atomic_write_bytes
 from runners.base import open_run
 
@@ -125,8 +126,9 @@ def write_table(out_dir: Path, stem: str, title: str, rows: list[dict[str, Any]]
     md, cs, js = out_dir / f"{stem}.md", out_dir / f"{stem}.csv", out_dir / f"{stem}.json"
     atomic_write_bytes(md, markdown(title, rows, notes).encode())
     atomic_write_bytes(cs, csv_text(rows).encode())
-    atomic_write_bytes(js, (json.dumps({"title": title, "rows": rows, "notes": notes, **context}, indent=2,
-                                       ensure_ascii=False) + "\n").encode())
+    # An all-empty-reference row has an infinite WER; JSON has no infinity, so it is written as null.
+    atomic_write_bytes(js, (json.dumps(jsonable({"title": title, "rows": rows, "notes": notes, **context}), indent=2,
+                                       ensure_ascii=False, allow_nan=False) + "\n").encode())
     return [md, cs, js]
 
 
@@ -145,5 +147,7 @@ def context_of(run_dir: Path, dataset: DatasetDir, card: dict[str, Any]) -> dict
 def machine_note(ctx: dict[str, Any]) -> str:
     m = ctx["machine"]
     v = ctx.get("versions", {})
-    return (f"Machine: {m['cpu']}, {m['usable_cores']} usable cores, {m['memory_gb']} GB, {m['os']}; "
+    from runners.machine import machine_label
+
+    return (f"Machine: {machine_label(m)}, {m['memory_gb']} GB, {m['os']}; "
             f"torch {v.get('torch')}, onnxruntime {v.get('onnxruntime')}, python {v.get('python')}.")

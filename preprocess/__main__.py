@@ -3,6 +3,7 @@
     python -m preprocess --card CARD --out DIR --an4-root ROOT [--split test]
     python -m preprocess --card CARD --out DIR --manifest an4_test_manifest.json
     python -m preprocess --card CARD --out DIR --librispeech LibriSpeech/test-clean
+    python -m preprocess --card CARD --out DIR --librispeech LibriSpeech --split test-clean
     python -m preprocess synth --out DIR        (the embedded demo corpus; see --help there)
 """
 from __future__ import annotations
@@ -27,8 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--an4-root", type=Path, help="AN4 raw release (the an4/ folder or its parent)")
     src.add_argument("--manifest", type=Path, help="deepspeech.pytorch JSON manifest (root_path + samples)")
-    src.add_argument("--librispeech", type=Path, help="a LibriSpeech split folder, e.g. LibriSpeech/test-clean")
-    p.add_argument("--split", default="test", choices=["train", "test"], help="AN4 split (default: test)")
+    src.add_argument("--librispeech", type=Path,
+                     help="a LibriSpeech split folder (LibriSpeech/test-clean), or the LibriSpeech/ root with --split")
+    p.add_argument("--split", help="AN4: train or test (default: test). LibriSpeech root: the split folder to read, "
+                                   "e.g. test-clean (needed when the root holds more than one split)")
     p.add_argument("--card", type=Path, required=True, help="model card (<model>.card.json) written by export")
     p.add_argument("--out", type=out_dir, required=True,
                    help="dataset dir to write (refused if it is a file, read-only, on a full disk, or being "
@@ -56,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rebuild every sample, also of a finished dataset dir or one made with other settings "
                         "(a dir whose sources changed since is rebuilt without it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # Issue 13: the same build spread over a Ray cluster (preprocess/ray_build.py, docs/ray.md).
+    p.add_argument("--ray", action="store_true",
+                   help="write the utterances' feature files as Ray tasks; --out must be on storage every node "
+                        "sees; the same dataset dir as without --ray")
+    p.add_argument("--ray-address", help="join this Ray cluster (HOST:PORT of `ray start --head`, or auto); "
+                                         "default: start a local Ray instance on this machine's cores")
     return p
 
 
@@ -83,20 +92,26 @@ def main(argv: list[str] | None = None) -> int:
     from preprocess.audio import AudioError
     from preprocess.build import BuildOptions, build_dataset
     from preprocess.dataset_dir import DatasetDirError
+    from preprocess.ray_cluster import ClusterError
     from preprocess.datasets import DatasetError, read_an4_raw, read_ds_manifest, read_librispeech
 
     args = build_parser().parse_args(argv)
     try:
         card = read_card(args.card)
         if args.an4_root:
-            utts = read_an4_raw(args.an4_root, args.split)
-            source = {"kind": "an4_raw", "root": str(args.an4_root.resolve()), "split": args.split}
+            split = args.split or "test"
+            utts = read_an4_raw(args.an4_root, split)
+            source = {"kind": "an4_raw", "root": str(args.an4_root.resolve()), "split": split}
         elif args.manifest:
+            if args.split:
+                raise DatasetError(f"--split {args.split} does not apply to --manifest (a manifest is one split)")
             utts = read_ds_manifest(args.manifest)
             source = {"kind": "deepspeech_manifest", "path": str(args.manifest.resolve())}
         else:
-            utts = read_librispeech(args.librispeech)
+            utts = read_librispeech(args.librispeech, args.split)
             source = {"kind": "librispeech", "root": str(args.librispeech.resolve())}
+            if args.split:
+                source["split"] = args.split
         if args.limit:
             utts = utts[: args.limit]
             source["limit"] = args.limit
@@ -108,9 +123,12 @@ def main(argv: list[str] | None = None) -> int:
                             sample_rate=int(card["feature"]["sample_rate"]), raw_rate=args.raw_rate,
                             resample=_resample(args, card), downmix=args.downmix, batch_size=args.batch_size,
                             max_samples=args.max_samples)
-        out = build_dataset(utts, args.out, card, source, opts, card_path=args.card.resolve(), force=args.force,
-                            progress=not args.no_progress)
-    except (CardError, AudioError, DatasetError, DatasetDirError, OutDirError) as exc:
+        from preprocess.ray_build import mapper_for  # issue 13: --ray
+
+        with mapper_for(args.ray, args.ray_address) as mapper:
+            out = build_dataset(utts, args.out, card, source, opts, card_path=args.card.resolve(), force=args.force,
+                                progress=not args.no_progress, mapper=mapper)
+    except (CardError, AudioError, DatasetError, DatasetDirError, ClusterError, OutDirError) as exc:
         log.error("%s", exc)
         return 2
     except OSError as exc:  # a full disk or a read-only folder found mid-write

@@ -7,8 +7,9 @@ import logging
 import os
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import numpy as np
 from tqdm import tqdm
@@ -22,6 +23,8 @@ from preprocess.features import extract, frames_for
 from preprocess.text import log_dropped, to_labels
 
 log = logging.getLogger("preprocess")
+# fn(item) over items, results in any order: how the utterances still to do get written.
+Mapper = Callable[[Callable[[Any], Any], list[Any]], Iterable[Any]]
 
 
 @dataclass
@@ -136,25 +139,30 @@ def plan_keys(utts: list[Utterance], card: dict[str, Any], opts: BuildOptions) -
 
 def build_dataset(utts: list[Utterance], out: Path, card: dict[str, Any], source: dict[str, Any],
                   opts: BuildOptions, *, card_path: Path | None = None, force: bool = False,
-                  progress: bool = True) -> Path:
+                  progress: bool = True, mapper: Mapper | None = None) -> Path:
     """Write the dataset dir; rerunning the same command resumes and skips what is already valid.
 
+    `mapper(fn, items)` applies `write_sample` to the utterances still to do, in any order (default: the
+    builtin map, here in this process; preprocess/ray_build.py spreads it over Ray).
     One writer at a time: a second process writing the same dir is refused (DirLockedError, a ValueError).
     """
     if not utts:
         raise DatasetDirError(f"no utterances to write into {out}")
     out = Path(out)
     with DirLock(out, "dataset dir"):
-        return _build_locked(utts, out, card, source, opts, card_path, force, progress)
+        return _build_locked(utts, out, card, source, opts, card_path, force, progress, mapper)
 
 
 def _build_locked(utts: list[Utterance], out: Path, card: dict[str, Any], source: dict[str, Any],
-                  opts: BuildOptions, card_path: Path | None, force: bool, progress: bool) -> Path:
+                  opts: BuildOptions, card_path: Path | None, force: bool, progress: bool,
+                  mapper: Mapper | None) -> Path:
     batched = opts.layout == "modelzoo" and bool(card.get("modelzoo", {}).get("batch_files"))
     if opts.layout == "modelzoo" and "modelzoo" not in card:
         raise DatasetDirError(f"the {card['family']} card declares no ModelZoo layout; drop --modelzoo")
     plan = _input_plan(card, opts.layout)
     keyed = [] if batched else plan_keys(utts, card, opts)
+    if batched and mapper is not None:
+        raise DatasetDirError("ModelZoo batch files are built in one process; drop --ray")
     if batched:
         return _build_batched(utts, out, card, source, opts, card_path, force, progress)
     too_long: list[str] = []
@@ -212,37 +220,20 @@ def _build_locked(utts: list[Utterance], out: Path, card: dict[str, Any], source
         log.info("resuming %s: %d of %d samples already written", out, len(valid), len(keyed))
 
     dropped: Counter = Counter()
-    blank = card["labels"][card["blank_index"]]
     todo = [(k, u, f) for k, u, f in keyed if k not in valid]
+    write = partial(write_sample, out=out, card=card, plan=plan, opts=opts, pad_to=pad_to)
+    drops_by_key: dict[str, Counter] = {}
     with open(out / MANIFEST, "a") as manifest:
-        for key, utt, frames in tqdm(todo, desc=f"preprocess {out.name}", unit="utt", disable=not progress):
-            audio = _load(utt, opts)
-            feats = extract(audio, card["feature"])
-            length = int(feats.shape[-1])
-            target = pad_to or length
-            if length > target:
-                raise DatasetDirError(f"{utt.audio}: {length} frames, longer than the padded length {target}")
-            text, drops = to_labels(utt.transcript, card["labels"], blank=blank,
-                                    word_delimiter=card.get("word_delimiter", " "))
-            dropped.update(drops)
-            refs: dict[str, BinRef] = {}
-            stored_length = _modelzoo_size(length, target) if opts.layout == "modelzoo" else length
-            for p in plan:
-                if p["role"] == "lengths":
-                    arr = np.array([stored_length], dtype=p["dtype"])
-                else:
-                    arr = np.zeros((*feats.shape[:-1], target), dtype=np.float32)
-                    arr[..., :length] = feats
-                    arr = arr[None]  # batch axis: one file is one batch-1 model input
-                    if arr.ndim != len(p["shape"]):
-                        arr = arr.reshape((1,) * (len(p["shape"]) - arr.ndim) + arr.shape)
-                refs[p["name"]] = write_bin(out / p["folder"] / f"{key}.bin", arr, p["dtype"])
-            sample = Sample(key=key, uid=utt.uid, audio=str(utt.audio), transcript_raw=utt.transcript,
-                            transcript=text, num_samples=int(audio.size), length=length, padded_length=target,
-                            inputs=refs, speaker=utt.speaker)
+        for sample, drops in tqdm((mapper or map)(write, todo), total=len(todo), desc=f"preprocess {out.name}",
+                                  unit="utt", disable=not progress):
+            drops_by_key[sample.key] = drops
             manifest.write(sample.to_json() + "\n")
             manifest.flush()
             os.fsync(manifest.fileno())
+    for key, _, _ in todo:  # counted in manifest order, whatever order a mapper wrote them in
+        dropped.update(drops_by_key[key])
+    if mapper is not None:
+        _order_manifest(out / MANIFEST, [k for k, _, _ in keyed])
     log_dropped(dropped, log)
     if opts.layout == "modelzoo":
         _write_modelzoo_extras(out, card, plan)
@@ -262,9 +253,44 @@ def decode_audio(path: Path, **options: Any) -> np.ndarray:
                          "(truncated or corrupt?)") from None
 
 
-def _load(utt: Utterance, opts: BuildOptions) -> np.ndarray:
-    return decode_audio(utt.audio, sample_rate=opts.sample_rate, raw_rate=opts.raw_rate, resample=opts.resample,
-                        downmix=opts.downmix)
+def write_sample(item: tuple[str, Utterance, int], *, out: Path, card: dict[str, Any], plan: list[dict[str, Any]],
+                 opts: BuildOptions, pad_to: int | None) -> tuple[Sample, Counter]:
+    """One utterance's input files (atomic) and its manifest entry, plus the characters its labels dropped."""
+    key, utt, _ = item
+    audio = decode_audio(utt.audio, sample_rate=opts.sample_rate, raw_rate=opts.raw_rate,
+                         resample=opts.resample, downmix=opts.downmix)
+    feats = extract(audio, card["feature"])
+    length = int(feats.shape[-1])
+    target = pad_to or length
+    if length > target:
+        raise DatasetDirError(f"{utt.audio}: {length} frames, longer than the padded length {target}")
+    text, drops = to_labels(utt.transcript, card["labels"], blank=card["labels"][card["blank_index"]],
+                            word_delimiter=card.get("word_delimiter", " "))
+    refs: dict[str, BinRef] = {}
+    stored_length = _modelzoo_size(length, target) if opts.layout == "modelzoo" else length
+    for p in plan:
+        if p["role"] == "lengths":
+            arr = np.array([stored_length], dtype=p["dtype"])
+        else:
+            arr = np.zeros((*feats.shape[:-1], target), dtype=np.float32)
+            arr[..., :length] = feats
+            arr = arr[None]  # batch axis: one file is one batch-1 model input
+            if arr.ndim != len(p["shape"]):
+                arr = arr.reshape((1,) * (len(p["shape"]) - arr.ndim) + arr.shape)
+        refs[p["name"]] = write_bin(out / p["folder"] / f"{key}.bin", arr, p["dtype"])
+    sample = Sample(key=key, uid=utt.uid, audio=str(utt.audio), transcript_raw=utt.transcript,
+                    transcript=text, num_samples=int(audio.size), length=length, padded_length=target,
+                    inputs=refs, speaker=utt.speaker)
+    return sample, drops
+
+
+def _order_manifest(path: Path, keys: list[str]) -> None:
+    """Rewrite the manifest in `keys` order (a mapper may have finished the samples in any order)."""
+    lines = path.read_bytes().decode().splitlines(keepends=True)
+    by_key = {json.loads(line)["key"]: line for line in lines if line.strip()}
+    ordered = "".join(by_key[k] for k in keys if k in by_key)
+    if ordered != "".join(lines):
+        atomic_write_bytes(path, ordered.encode())
 
 
 def _header(card: dict[str, Any], source: dict[str, Any], opts: BuildOptions, hashes: dict[str, str],

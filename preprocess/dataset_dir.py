@@ -129,7 +129,7 @@ class DatasetDir:
         head = path / HEADER
         if not head.is_file():
             raise DatasetDirError(f"not a dataset dir (no {HEADER}): {path}; run `python -m preprocess` first")
-        header = read_json_file(head, "dataset header", required=("inputs", "feature"), error=DatasetDirError)
+        header = read_json_file(head, "dataset header", error=DatasetDirError)
         if require_complete and not header.get("complete"):
             raise DatasetDirError(f"dataset dir {path} is incomplete (preprocess was interrupted); "
                                   "rerun the same preprocess command to resume it")

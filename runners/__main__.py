@@ -17,6 +17,7 @@ TOOL_BACKENDS = ("msame", "ais_bench")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m runners",
+        epilog="`python -m runners stream --help`: run one utterance through a streaming export chunk by chunk.",
         description="Run every sample of a dataset dir through one backend and write a run dir: one folder per "
                     "model output with <key>.bin per sample, and run.json with backend, versions, threads, machine, "
                     "per-batch latency, total time and seq/s (warm-up excluded).")
@@ -68,6 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-order", action="store_true", help="batch in manifest order instead of by length")
     p.add_argument("--force", action="store_true", help="run again even if an identical finished run exists")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--streaming", action="store_true",
+                   help="run a streaming export (onnxruntime, or torch from its checkpoint) chunk by chunk; "
+                        "--batch-size streams run side by side, one state row each (runners/streaming_dataset.py)")
+    p.add_argument("--show-partials", action="store_true", help="--streaming: print transcripts as chunks arrive")
+    # Issue 13: the same run spread over a Ray cluster (runners/ray_runner.py, docs/ray.md).
+    p.add_argument("--ray", action="store_true",
+                   help="spread the batches over Ray workers (onnxruntime, openvino, torch); the run dir and dataset "
+                        "dir must be on storage every node sees; same outputs as without --ray")
+    p.add_argument("--ray-address", help="join this Ray cluster (HOST:PORT of `ray start --head`, or auto); "
+                                         "default: start a local Ray instance on this machine's cores")
+    p.add_argument("--workers", type=positive_int, help="--ray: number of model sessions (actors); default: the cluster's "
+                                               "CPUs divided by --threads")
     return p
 
 
@@ -97,20 +110,16 @@ def _run_tool(args: argparse.Namespace) -> int:
     if "om" not in card:
         log.warning("the card of %s records no atc conversion (no 'om' entry); using it as it is", args.model)
     dataset = open_dataset_for(args.dataset, card)
-    from core.fsio import DirLock
+    if args.backend == "msame":
+        from runners.msame import run_msame
 
-    with DirLock(args.out, "run dir"):
-        if args.backend == "msame":
-            from runners.msame import run_msame
+        summary = run_msame(args.model, card, dataset, args.out, outfmt=args.outfmt or "TXT", device=args.device,
+                            force=args.force)
+    else:
+        from runners.ais_bench import run_ais_bench
 
-            summary = run_msame(args.model, card, dataset, args.out, outfmt=args.outfmt or "TXT", device=args.device,
-                                force=args.force)
-        else:
-            from runners.ais_bench import run_ais_bench
-
-            summary = run_ais_bench(args.model, card, dataset, args.out, outfmt=args.outfmt or "BIN",
-                                    device=args.device, warmup=args.warmup, python=args.ais_bench_python,
-                                    force=args.force)
+        summary = run_ais_bench(args.model, card, dataset, args.out, outfmt=args.outfmt or "BIN", device=args.device,
+                                warmup=args.warmup, python=args.ais_bench_python, force=args.force)
     _report(summary, args.out)
     return 0
 
@@ -123,16 +132,30 @@ def _report(summary: dict, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "stream":  # one utterance through a streaming export: runners/streaming.py
+        from runners.streaming import main as stream_main
+
+        return stream_main(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    from core.fsio import OutDirError, describe_os_error
+    from core.fsio import DirLock, OutDirError, describe_os_error
     from export.card import CardError, load_model_and_card, read_card
     from preprocess.dataset_dir import DatasetDir, DatasetDirError
     from runners.base import RunError, RunOptions, run_dataset
 
+    # One writer per run dir, whichever runner writes it (single process, Ray, streaming, Ascend tools).
+    lock = DirLock(args.out, "run dir")
+    try:
+        lock.__enter__()
+    except OutDirError as exc:
+        log.error("%s", exc)
+        return 2
     try:
         if args.profile and args.backend != "onnxruntime":
             raise RunError("--profile is for the onnxruntime backend only")
+        if args.ray and args.backend in TOOL_BACKENDS:
+            raise RunError(f"--ray runs onnxruntime, openvino or torch, not {args.backend}")
         if args.backend in TOOL_BACKENDS:
             return _run_tool(args)
         if args.model:
@@ -142,6 +165,23 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise CardError("give --model (ONNX + card beside it) or --card")
         dataset = open_dataset_for(args.dataset, card)
+        if args.streaming or "streaming" in card:
+            from runners.streaming_dataset import run_streaming_dataset, streaming_backend
+
+            if not args.streaming:
+                raise RunError(f"{args.model} is a streaming export: run it with --streaming")
+            runner, name, info = streaming_backend(args, card)
+            summary = run_streaming_dataset(runner, name, info, dataset, card, args.out, streams=args.batch_size,
+                                            warmup=min(args.warmup, 1), progress=not args.no_progress,
+                                            force=args.force, show_partials=args.show_partials,
+                                            model_path=args.model)
+            _report(summary, args.out)
+            return 0
+        if args.ray:  # issue 13: dispatch to the Ray runner
+            from runners.ray_runner import run_from_args
+
+            _report(run_from_args(args, card, dataset), args.out)
+            return 0
         if args.backend == "onnxruntime":
             if not args.model:
                 raise RunError("the onnxruntime backend needs --model")
@@ -182,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a full disk or a read-only folder found mid-write
         log.error("%s", describe_os_error(exc))
         return 2
+    finally:
+        lock.__exit__(None, None, None)
     _report(summary, args.out)
     return 0
 

@@ -3,13 +3,20 @@
 What is driven, as its README documents it::
 
     python -m ais_bench --model M.om --input DIR1,DIR2 --output OUT --output_dirname NAME --outfmt BIN
-                        --batchsize B --device N --loop 1 --warmup_count W [--dymBatch B]
+                        --batchsize B --device N --loop 1 --warmup_count W [--dymBatch B | --dymDims "n:d,d;.."]
 
 ais_bench pairs the files of the input dirs by position (each dir natural-sorted) and writes
 `OUT/NAME/<stem>_<k>.bin|.npy|.txt` (stem = the first input file's name up to its first dot), plus
 `OUT/NAME_summary.json` with `filesinfo` (input and output files per inference), NPU compute time,
 H2D/D2H latency (min/max/mean/median/percentile) and throughput = 1000 * batchsize / mean compute
 ms. The per-inference `npu_compute_time_list` becomes the run's batch latency here.
+
+When the OM's batch is larger than the rows of one file, ais_bench joins `tensor size // file size`
+files into one inference and pads the last with copies (infer/io_oprations.py
+get_files_count_per_batch), so the run's batch size, batch count and `--batchsize` (which only
+scales ais_bench's own throughput figure) are the OM's batch, not the file's. A dynamic OM gets the
+gear of the files' shapes from the OM's card (`--dymBatch` / `--dymDims`, infer/__main__.py
+set_session_options); ais_bench returns outputs at the gear's shapes, so nothing is trimmed.
 """
 from __future__ import annotations
 
@@ -22,7 +29,7 @@ from typing import Any
 
 from preprocess.dataset_dir import DatasetDir
 from runners.base import RunError, cached_run
-from runners.tool_outputs import (ToolNotFound, check_files, file_batch, file_groups, input_folders, run_tool,
+from runners.tool_outputs import (ToolNotFound, check_files, file_groups, input_folders, plan_tool_run, run_tool,
                                   tool_config, write_run_from_files)
 
 INSTALL_HINT = ("ais_bench is a Python package from Ascend/tools (ais-bench_workload/tool/ais_bench): install its "
@@ -61,22 +68,21 @@ def run_ais_bench(model: Path, card: dict[str, Any], dataset: DatasetDir, out: P
     if outfmt not in OUT_EXT:
         raise RunError(f"ais_bench --outfmt must be one of {sorted(OUT_EXT)}, not {outfmt!r}")
     groups = file_groups(dataset, card)
-    batch = file_batch(groups, card)
+    plan = plan_tool_run("ais_bench", model, card, groups)
     config = tool_config("ais_bench", model, dataset, outfmt=outfmt, device=device, warmup=warmup)
     cached = cached_run(out, config, force)
     if cached:
         return cached
     raw, dirname = out / "ais_bench_output", "result"
-    # ais_bench refuses to write into an existing output dir of the same name; start clean.
+    # ais_bench writes into an existing output dir (only old versions refused one), so files of an
+    # earlier run would be mixed with this one's; start clean.
     shutil.rmtree(raw / dirname, ignore_errors=True)
     (raw / f"{dirname}_summary.json").unlink(missing_ok=True)
     raw.mkdir(parents=True, exist_ok=True)
     cmd = [python, "-m", "ais_bench", "--model", str(model),
            "--input", ",".join(str(p) for p in input_folders(dataset, card)),
-           "--output", str(raw), "--output_dirname", dirname, "--outfmt", outfmt, "--batchsize", str(batch),
-           "--device", str(device), "--loop", "1", "--warmup_count", str(warmup)]
-    if card.get("om", {}).get("dynamic_batch_size"):
-        cmd += ["--dymBatch", str(batch)]
+           "--output", str(raw), "--output_dirname", dirname, "--outfmt", outfmt, "--batchsize", str(plan.batch),
+           "--device", str(device), "--loop", "1", "--warmup_count", str(warmup), *plan.gear_flags]
     _, wall_s = run_tool(cmd, out / "ais_bench.log", "ais_bench")
     folder = raw / dirname
     if not folder.is_dir():
@@ -95,5 +101,5 @@ def run_ais_bench(model: Path, card: dict[str, Any], dataset: DatasetDir, out: P
                  "D2H_latency_ms": _summary_stats(summary.get("D2H_latency", {})),
                  "throughput": summary["throughput"]}}
     return write_run_from_files(out, tool="ais_bench", tool_info=info, config=config, card=card, dataset=dataset,
-                                groups=groups, output_file=files, fmt=outfmt, batch_size=batch,
+                                groups=groups, output_file=files, fmt=outfmt, plan=plan,
                                 latencies_ms=latencies, wall_s=wall_s, model_path=model, extra=extra)

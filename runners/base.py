@@ -186,10 +186,9 @@ def model_sha256(model_path: Path | None, backend: Backend, card: dict[str, Any]
 
 
 def decoding_fingerprint(card: dict[str, Any]) -> str:
-    """What decoding a run's outputs depends on (family, labels, blank, outputs), so score can tell whether
-    a card fits a run made by another model file of the same model (a variant) or by another model."""
-    facts = {"family": card["family"], "labels": card["labels"], "blank_index": card["blank_index"],
-             "outputs": [o["name"] for o in card["outputs"]]}
+    """What decoding a run's outputs depends on (family, labels, blank), so score can tell a card that fits
+    the run (the model's own, a variant's, a streaming export's) from another model's."""
+    facts = {"family": card["family"], "labels": card["labels"], "blank_index": card["blank_index"]}
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -3,12 +3,20 @@
 What is driven, as msame's README documents it::
 
     msame --model M.om --input DIR1,DIR2 --output OUT --outfmt TXT|BIN [--device N]
+          [--dymBatch B | --dymDims "name:d,d;name:d"]
 
 msame reads the file names from the first input dir (sorted lexicographically) and the same names
 from the others, runs each through the OM, and writes `OUT/<stamp>/<stem>_output_<k>.txt|.bin`,
 stamp = year month day _ hour _ minute _ second _ microseconds without zero padding. TXT holds
 values with 6 significant digits, a space after each, one line per row of the last dimension. For
 each file it logs "Inference time: X ms", which is the per-batch latency recorded here.
+
+A dynamic OM needs its gear (msame/src/sample_process.cpp): without --dymDims a dims OM is refused
+("model has dynamic_dims, please add dymDims parameter"), and without --dymBatch a batch OM runs with
+no gear set and fails to execute. The gear comes from the OM's card, matched to the files' shapes.
+msame sizes output buffers for the largest gear and writes them whole, trimming only for --dymBatch
+(model_process.cpp OutputModelResult), so outputs are read as the gear's shapes from the card and the
+rest of each file is dropped.
 """
 from __future__ import annotations
 
@@ -18,7 +26,7 @@ from typing import Any
 
 from preprocess.dataset_dir import DatasetDir
 from runners.base import RunError, cached_run
-from runners.tool_outputs import (check_files, file_batch, file_groups, input_folders, new_folder, run_tool,
+from runners.tool_outputs import (check_files, file_groups, input_folders, new_folder, plan_tool_run, run_tool,
                                   tool_config, which_tool, write_run_from_files)
 
 INSTALL_HINT = ("msame is built from Ascend/tools (msame/build.sh) on a machine with the CANN toolkit; put the "
@@ -55,11 +63,12 @@ def run_msame(model: Path, card: dict[str, Any], dataset: DatasetDir, out: Path,
     if cached:
         return cached
     groups = file_groups(dataset, card)
+    plan = plan_tool_run("msame", model, card, groups)
     raw = out / "msame_output"
     raw.mkdir(parents=True, exist_ok=True)
     before = {p.name for p in raw.iterdir()}
     cmd = [exe, "--model", str(model), "--input", ",".join(str(p) for p in input_folders(dataset, card)),
-           "--output", str(raw), "--outfmt", outfmt, "--device", str(device)]
+           "--output", str(raw), "--outfmt", outfmt, "--device", str(device), *plan.gear_flags]
     text, wall_s = run_tool(cmd, out / "msame.log", "msame")
     # msame exits 0 after many failures (a bad flag, a missing folder, a failed execution); its
     # "[ERROR]" lines are the only sign.
@@ -78,6 +87,6 @@ def run_msame(model: Path, card: dict[str, Any], dataset: DatasetDir, out: Path,
     extra = {"timing": "msame's per-file 'Inference time' (first file excluded, as msame's own average does)",
              "raw_output": str(folder), "files_timed": len(timed)}
     return write_run_from_files(out, tool="msame", tool_info=info, config=config, card=card, dataset=dataset,
-                                groups=groups, output_file=files, fmt=outfmt, batch_size=file_batch(groups, card),
+                                groups=groups, output_file=files, fmt=outfmt, plan=plan,
                                 latencies_ms=times, wall_s=wall_s, model_path=model, extra=extra)
 

@@ -71,8 +71,71 @@ def file_groups(dataset: DatasetDir, card: dict[str, Any]) -> list[FileGroup]:
 
 
 def file_batch(groups: list[FileGroup], card: dict[str, Any]) -> int:
-    """Rows per input file (the batch each inference of the tool runs)."""
+    """Rows per input file."""
     return int(groups[0].samples[0].inputs[card["inputs"][0]["name"]].shape[0]) if groups else 1
+
+
+@dataclass
+class ToolPlan:
+    """How the tool will run the dataset's files on the OM."""
+
+    gear_flags: list[str]  # ["--dymBatch", "B"] or ["--dymDims", "name:d,..;.."] for a dynamic OM, else []
+    batch: int  # rows per inference
+    files_per_inference: int  # ais_bench joins files up to the OM's batch; msame takes one
+    output_shapes: dict[str, list[int | str]] | None  # each output file's exact shape, when the card says it
+    padded: bool  # output files may hold more than output_shapes (msame: buffers of the largest gear)
+
+
+def _shape_text(shapes: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {'x'.join(str(d) for d in dims)}" for name, dims in shapes.items())
+
+
+def plan_tool_run(tool: str, model: Path, card: dict[str, Any], groups: list[FileGroup]) -> ToolPlan:
+    """The gear of a dynamic OM that the files need, or how many files make one batch of a static OM.
+
+    msame feeds each file as one inference; ais_bench joins `tensor size // file size` files into one
+    inference (Ascend/tools ais_bench infer/io_oprations.py get_files_count_per_batch) and pads the last.
+    A dynamic OM runs at one gear per run: every file must have the shapes of one of the OM's gears.
+    """
+    names = [spec["name"] for spec in card["inputs"]]
+    rows = file_batch(groups, card)
+    om = card.get("om") or {}
+    if not groups or not om:
+        return ToolPlan([], rows, 1, None, False)
+    shapes = {n: [int(d) for d in groups[0].samples[0].inputs[n].shape] for n in names}
+    if om.get("dynamic_batch_size") or om.get("dynamic_dims"):
+        if "gears" not in om:
+            raise RunError(f"the card of {model} lists no gears (written by an older `python -m export atc`); "
+                           "run the atc step again so the runner can pass --dymBatch / --dymDims")
+        for group in groups:
+            other = {n: [int(d) for d in group.samples[0].inputs[n].shape] for n in names}
+            if other != shapes:
+                raise RunError(f"a dynamic OM runs one gear per run, but the dataset's files differ in shape "
+                               f"({groups[0].stem}: {_shape_text(shapes)}; {group.stem}: {_shape_text(other)}); "
+                               "pad them to one length (preprocess --pad-to)")
+        gear = next((g for g in om["gears"] if g["input_shapes"] == shapes), None)
+        if gear is None:
+            raise RunError(f"the dataset's files ({_shape_text(shapes)}) match no gear of {model} (gears: "
+                           + "; ".join(_shape_text(g["input_shapes"]) for g in om["gears"]) + ")")
+        if om.get("dynamic_batch_size"):
+            flags = ["--dymBatch", str(gear["batch"])]
+        else:
+            flags = ["--dymDims", ";".join(f"{n}:{','.join(str(d) for d in gear['input_shapes'][n])}"
+                                           for n in om["input_shape"])]
+        # msame trims --dymBatch buffers by an integer ratio and never trims --dymDims ones.
+        return ToolPlan(flags, gear["batch"], 1, gear["output_shapes"], True)
+    om_batch = om.get("input_shape", {}).get(names[0], [rows])[0]
+    if not isinstance(om_batch, int) or om_batch == rows:
+        return ToolPlan([], rows, 1, None, False)
+    if tool == "msame":
+        raise RunError(f"msame runs one file per inference: the dataset's files hold {rows} row(s) but {model} "
+                       f"takes batch {om_batch}; preprocess with --batch-size {om_batch} or compile the OM for "
+                       f"batch {rows}")
+    joinable = om_batch % rows == 0 and all(om["input_shape"][n][1:] == shapes[n][1:] for n in names)
+    if not joinable:
+        raise RunError(f"{tool} joins whole files into the OM's batch, but {model} takes "
+                       f"{_shape_text(om['input_shape'])} and the files hold {_shape_text(shapes)}")
+    return ToolPlan([], om_batch, om_batch // rows, None, False)
 
 
 def which_tool(name: str, env_var: str, hint: str) -> str:
@@ -152,11 +215,14 @@ def read_txt(path: Path, dtype: str) -> np.ndarray:
         raise RunError(f"{path}: not numeric ({exc})") from None
 
 
-def read_output(path: Path, fmt: str, spec: dict[str, Any], rows: int) -> np.ndarray:
-    """One output file as an array (rows, ...) of the card's output shape.
+def read_output(path: Path, fmt: str, spec: dict[str, Any], rows: int, shape: list[int | str] | None = None,
+                padded: bool = False) -> np.ndarray:
+    """One output file as an array (rows, ...) of the card's output shape (or `shape`, when known).
 
     Fixed dims come from the card; at most one symbolic dim besides the batch is inferred from the
-    value count, and a count that fits no such shape is refused, naming the file and the shape.
+    value count, and a count that fits no such shape is refused, naming the file and the shape. A
+    `padded` file (msame's buffers are sized for an OM's largest gear) may hold more values than a
+    fully known `shape`: the result is its first values, the rest is whatever the device held.
     """
     if fmt == "TXT":
         values = read_txt(path, spec["dtype"]).reshape(-1)
@@ -164,11 +230,13 @@ def read_output(path: Path, fmt: str, spec: dict[str, Any], rows: int) -> np.nda
         values = np.load(path).astype(spec["dtype"]).reshape(-1)
     else:
         values = np.fromfile(path, dtype=np.dtype(spec["dtype"]).newbyteorder("<")).astype(spec["dtype"])
-    shape = list(spec["shape"])
+    shape = list(shape or spec["shape"])
     shape[0] = rows
     free = [i for i, d in enumerate(shape) if not isinstance(d, int)]
     fixed = int(np.prod([d for d in shape if isinstance(d, int)]))
     described = "x".join(str(d) for d in shape)
+    if padded and not free and values.size > fixed:
+        values = values[:fixed]
     if len(free) > 1:
         raise RunError(f"card output {spec['name']} has several unknown dims ({described}); cannot read {path}")
     if free:
@@ -182,13 +250,14 @@ def read_output(path: Path, fmt: str, spec: dict[str, Any], rows: int) -> np.nda
 
 def write_run_from_files(out: Path, *, tool: str, tool_info: dict[str, Any], config: dict[str, Any],
                          card: dict[str, Any], dataset: DatasetDir, groups: list[FileGroup],
-                         output_file: dict[tuple[str, int], Path], fmt: str, batch_size: int,
+                         output_file: dict[tuple[str, int], Path], fmt: str, plan: ToolPlan,
                          latencies_ms: list[float], wall_s: float, model_path: Path,
                          extra: dict[str, Any]) -> dict[str, Any]:
     """Split each output file into per-sample rows under `out` and write run.json.
 
     `output_file[(stem, k)]` is the tool's file for output k of the group `stem`; `latencies_ms` are the
-    tool's own per-inference times, which become the run's batch latencies and seq/s.
+    tool's own per-inference times, which become the run's batch latencies and seq/s, each inference
+    being `plan.files_per_inference` files of the dataset (`plan.batch` rows).
     """
     (out / RUN_JSON).unlink(missing_ok=True)
     for spec in card["outputs"]:
@@ -197,16 +266,19 @@ def write_run_from_files(out: Path, *, tool: str, tool_info: dict[str, Any], con
     for index, group in enumerate(groups):
         # A file holds as many rows as its batch axis, whether or not every row is a scored sample.
         rows = int(group.samples[0].inputs[card["inputs"][0]["name"]].shape[0])
-        arrays = {spec["name"]: read_output(output_file[(group.stem, k)], fmt, spec, rows)
+        arrays = {spec["name"]: read_output(output_file[(group.stem, k)], fmt, spec, rows,
+                                            (plan.output_shapes or {}).get(spec["name"]), plan.padded)
                   for k, spec in enumerate(card["outputs"])}
         for row, sample in enumerate(group.samples):
             shapes = {}
             for spec in card["outputs"]:
                 ref = write_bin(out / spec["name"] / f"{sample.key}.bin", arrays[spec["name"]][row], spec["dtype"])
                 shapes[spec["name"]] = list(ref.shape)
-            samples_meta.append({"key": sample.key, "batch": index, "shapes": shapes})
+            samples_meta.append({"key": sample.key, "batch": index // plan.files_per_inference, "shapes": shapes})
+    batches = -(-len(groups) // plan.files_per_inference)
     return finish_run(out, config=config, backend=tool, backend_info=tool_info, card=card, dataset=dataset,
-                      batch_size=batch_size, batches=len(groups), latencies_ms=latencies_ms, wall_s=wall_s,
+                      batch_size=plan.batch, batches=batches, latencies_ms=latencies_ms, wall_s=wall_s,
                       samples_meta=samples_meta, model_path=model_path,
-                      batching="the dataset's files, as the tool reads them", warmup=0,
+                      batching=f"the dataset's files as the tool reads them, {plan.files_per_inference} per inference",
+                      warmup=0,
                       extra={"timing": extra.pop("timing"), "output_format": fmt, "tool": extra})

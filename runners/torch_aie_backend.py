@@ -7,7 +7,9 @@ batch kept on the device (compute only). This backend does the same at start-up 
 run.json) and then serves the generic run loop, whose timing includes host<->device copies (end to end).
 
 The compiled model has a static shape, so the card it runs with has its batch and time fixed
-(see `static_card`); the run loop pads every batch to it, as the guide's preprocessing does.
+(see `static_card`); the run loop pads every batch to it, as the guide's preprocessing does. Each
+`torch_aie.Input` carries the card's dtype (`torch_aie.dtype.FLOAT` / `INT32` ..., as the DeepSpeech2
+TorchAIE guide compiles its int32 lengths input), and the inputs are built with it.
 """
 from __future__ import annotations
 
@@ -21,6 +23,10 @@ import numpy as np
 import torch
 
 from runners.base import RunError
+
+# card dtype -> the torch_aie.dtype member and the torch dtype of the tensors fed to the compiled model
+DTYPES = {"float32": ("FLOAT", torch.float32), "float16": ("FLOAT16", torch.float16),
+          "int32": ("INT32", torch.int32), "int64": ("INT64", torch.int64), "bool": ("BOOL", torch.bool)}
 
 INSTALL_HINT = ("torch_aie (Ascend Inference Engine for PyTorch) is installed from the Ascend torch-aie wheel that "
                 "matches your CANN and torch versions; `source /usr/local/Ascend/ascend-toolkit/set_env.sh` too.")
@@ -74,10 +80,16 @@ class TorchAieBackend:
         # The card the run loop must use: every batch padded to the compiled shape.
         self.card = static_card(card, batch_size, length)
         shapes = [tuple(spec["shape"]) for spec in self.card["inputs"]]
+        unknown = sorted({spec["dtype"] for spec in self.card["inputs"]} - set(DTYPES))
+        if unknown:
+            raise RunError(f"torch_aie: no torch_aie.dtype for input dtype(s) {unknown} (known: {sorted(DTYPES)})")
+        self.input_dtypes = [DTYPES[spec["dtype"]][1] for spec in self.card["inputs"]]
+        inputs = [self.aie.Input(s, dtype=getattr(self.aie.dtype, DTYPES[spec["dtype"]][0]))
+                  for s, spec in zip(shapes, self.card["inputs"])]
         scripted = torch.jit.load(str(ts_path)).eval()
         t0 = time.perf_counter()
         self.compiled = self.aie.compile(
-            scripted, inputs=[self.aie.Input(s) for s in shapes], precision_policy=self.aie.PrecisionPolicy.FP16,
+            scripted, inputs=inputs, precision_policy=self.aie.PrecisionPolicy.FP16,
             allow_tensor_replace_int=True, optimization_level=0, soc_version=soc_version)
         compile_s = time.perf_counter() - t0
         self.stream = self.aie.npu.Stream(device) if device.startswith("npu") else None
@@ -85,7 +97,7 @@ class TorchAieBackend:
                       "device": device, "soc_version": soc_version, "precision_policy": "FP16",
                       "optimization_level": 0, "compiled_input_shapes": [list(s) for s in shapes],
                       "torchscript": str(ts_path), "compile_s": round(compile_s, 3)}
-        self._info["guide_fps"] = self._guide_fps(shapes, batch_size, guide_warmup, guide_loops)
+        self._info["guide_fps"] = self._guide_fps(shapes, length, batch_size, guide_warmup, guide_loops)
 
     def _sync_context(self) -> Any:
         return self.aie.npu.stream(self.stream) if self.stream is not None else nullcontext()
@@ -97,9 +109,12 @@ class TorchAieBackend:
                 self.stream.synchronize()
         return out
 
-    def _guide_fps(self, shapes: list[tuple[int, ...]], batch: int, warmup: int, loops: int) -> dict[str, Any]:
-        """The guide's figure: one batch kept on the device, compute only."""
-        tensors = [torch.zeros(s).to(self.device) for s in shapes]
+    def _guide_fps(self, shapes: list[tuple[int, ...]], length: int, batch: int, warmup: int,
+                   loops: int) -> dict[str, Any]:
+        """The guide's figure: one batch kept on the device, compute only (zeros; lengths = the full length)."""
+        tensors = [(torch.full(s, length, dtype=dtype) if spec.get("role") == "lengths"
+                    else torch.zeros(s, dtype=dtype)).to(self.device)
+                   for s, dtype, spec in zip(shapes, self.input_dtypes, self.card["inputs"])]
         for _ in range(warmup):
             self._forward(tensors)
         t0 = time.perf_counter()
@@ -110,7 +125,8 @@ class TorchAieBackend:
                 "what": "loops * batch / time of `loops` forward passes of one on-device batch (compute only)"}
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        tensors = [torch.from_numpy(inputs[n]).to(self.device) for n in self.input_names]
+        tensors = [torch.from_numpy(inputs[n]).to(self.device, dtype)
+                   for n, dtype in zip(self.input_names, self.input_dtypes)]
         result = self._forward(tensors)
         if isinstance(result, dict):  # the guide's strict=False trace returns the HF output dict
             result = (result["logits"],)

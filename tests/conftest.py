@@ -77,3 +77,15 @@ def run_quiet(args: list[str]) -> int:
     from runners.__main__ import main
 
     return main(args + ["--no-progress", "--threads", "1", "--warmup", "1"])
+
+
+@pytest.fixture(scope="session")
+def uni_stream_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real-format unidirectional GRU fixture exported as a streaming graph of 16-frame chunks (gated)."""
+    from export.__main__ import main
+
+    out = tmp_path_factory.mktemp("uni_stream16")
+    checkpoint = Path(__file__).parent / "fixtures" / "ds2_v3_unidir_gru_tiny.ckpt"
+    assert main(["deepspeech2", "--checkpoint", str(checkpoint), "--streaming", "--chunk-frames", "16",
+                 "--out", str(out), "--threads", "1"]) == 0
+    return out / "model.onnx"

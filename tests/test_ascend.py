@@ -68,8 +68,6 @@ def test_atc_refuses_what_it_cannot_build(tiny_export: Path) -> None:
     card = read_card(card_path_for(tiny_export))
     with pytest.raises(AtcError, match="--length"):
         atc_command(tiny_export, card, Path("o"), AtcOptions(batch=1))
-    with pytest.raises(AtcError, match="soc-version"):
-        atc_command(tiny_export, card, Path("o"), AtcOptions(length=621, soc_version="Ascend999"))
     with pytest.raises(AtcError, match="not both"):
         atc_command(tiny_export, card, Path("o"), AtcOptions(length=621, dynamic_batch=[1], dynamic_dims=[(1, 9)]))
 
@@ -222,6 +220,150 @@ def test_read_output_checks_the_value_count(tmp_path: Path) -> None:
     static = {"name": "probs", "dtype": "float32", "shape": [1, 311, 29]}
     with pytest.raises(RunError, match="116 values, expected 9019"):
         read_output(good, "TXT", static, 1)
+    # A buffer of the largest gear (msame --dymDims): the gear's shape from the card, the rest dropped.
+    padded = tmp_path / "data3_output_0.txt"
+    values = np.arange(8 * 29, dtype=np.float32).reshape(8, 29)
+    padded.write_text("".join(" ".join(str(v) for v in row) + " \n" for row in values))
+    got = read_output(padded, "TXT", spec, 1, [1, 3, 29], padded=True)
+    np.testing.assert_array_equal(got, values[:3].reshape(1, 3, 29))
+    with pytest.raises(RunError, match="232 values, expected 87"):
+        read_output(padded, "TXT", spec, 1, [1, 3, 29])
+
+
+# --- dynamic OMs, the OM batch, chip names: the tools as their sources behave ------------------------------
+
+@pytest.fixture(scope="module")
+def ds_dynamic(tmp_path_factory: pytest.TempPathFactory, tiny_export: Path, tiny_corpus: Path) -> dict[str, Path]:
+    """The dynamic-axes export, the guide's layout (one 621-frame file per utterance), its onnxruntime run."""
+    from preprocess.__main__ import main as pre_main
+
+    root = tmp_path_factory.mktemp("ds_dyn")
+    assert pre_main(["--an4-root", str(tiny_corpus / "an4"), "--card", str(card_path_for(tiny_export)), "--out",
+                     str(root / "data"), "--modelzoo", "--pad-to", "621", "--no-progress"]) == 0
+    assert _run(["--backend", "onnxruntime", "--model", str(tiny_export), "--dataset", str(root / "data"), "--out",
+                 str(root / "ort"), "--keep-order", "--threads", "1", "--no-progress"]) == 0
+    return {"onnx": tiny_export, "data": root / "data", "ort": root / "ort"}
+
+
+def _same_as_onnxruntime(run_dir: Path, ds: dict[str, Path], card: dict) -> None:
+    """Every sample's outputs have onnxruntime's shapes and values (TXT rounding aside), and decode the same."""
+    for sample in DatasetDir.open(ds["data"]).samples:
+        for spec in card["outputs"]:
+            a = np.fromfile(ds["ort"] / spec["name"] / f"{sample.key}.bin", dtype=spec["dtype"])
+            b = np.fromfile(run_dir / spec["name"] / f"{sample.key}.bin", dtype=spec["dtype"])
+            assert a.shape == b.shape, (sample.key, spec["name"])
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    ref = _hyps(ds["ort"], ds["data"], card)
+    got = _hyps(run_dir, ds["data"], card)
+    assert got["hypotheses"] == ref["hypotheses"]
+
+
+@pytest.mark.parametrize("tool,kind", [("msame", "dims"), ("msame", "batch"), ("ais_bench", "dims"),
+                                       ("ais_bench", "batch")])
+def test_dynamic_om_runs_at_the_gear_of_the_data(tmp_path: Path, ds_dynamic: dict[str, Path], tool: str, kind: str,
+                                                 ascend_tools: None) -> None:
+    """msame and ais_bench need --dymDims / --dymBatch for a dynamic OM (a dims OM without it is refused,
+    a batch OM without it fails to execute), and msame writes --dymDims outputs padded to the largest gear."""
+    from export.__main__ import main as export_main
+
+    gears = ["--dynamic-dims", "1x621,2x700"] if kind == "dims" else ["--length", "621", "--dynamic-batch", "1,2"]
+    assert export_main(["atc", "--model", str(ds_dynamic["onnx"]), "--out", str(tmp_path / "om"), "--name", kind,
+                        *gears]) == 0
+    om = tmp_path / "om" / f"{kind}.om"
+    assert _run(["--backend", tool, "--model", str(om), "--dataset", str(ds_dynamic["data"]), "--out",
+                 str(tmp_path / "run")]) == 0
+    run = open_run(tmp_path / "run")
+    flag = {"dims": ["--dymDims", "spect:1,1,161,621;lengths:1"], "batch": ["--dymBatch", "1"]}[kind]
+    command = run["tool"]["command"] if "command" in run["tool"] else run["backend_info"]["command"]
+    assert any(command[i:i + 2] == flag for i in range(len(command))), command
+    _same_as_onnxruntime(tmp_path / "run", ds_dynamic, read_card(card_path_for(om)))
+
+
+def test_dynamic_om_refuses_data_of_no_gear(tmp_path: Path, ds_dynamic: dict[str, Path], ascend_tools: None) -> None:
+    from export.__main__ import main as export_main
+    from runners.msame import run_msame
+
+    assert export_main(["atc", "--model", str(ds_dynamic["onnx"]), "--out", str(tmp_path / "om"), "--name", "d",
+                        "--dynamic-dims", "1x400,2x700"]) == 0
+    om = tmp_path / "om" / "d.om"
+    with pytest.raises(RunError, match=r"spect 1x1x161x621.*no gear.*1x1x161x400"):
+        run_msame(om, read_card(card_path_for(om)), DatasetDir.open(ds_dynamic["data"]), tmp_path / "run")
+
+
+def test_ais_bench_records_the_om_batch(tmp_path: Path, ds_dynamic: dict[str, Path], ascend_tools: None) -> None:
+    """A batch-4 OM over one-utterance files: ais_bench joins 4 files per inference and pads the last, so the
+    run's batch size, batch count, per-batch latencies and ais_bench's throughput are per 4 utterances."""
+    from export.__main__ import main as export_main
+
+    assert export_main(["atc", "--model", str(ds_dynamic["onnx"]), "--out", str(tmp_path / "om"), "--name", "bs4",
+                        "--batch-size", "4", "--length", "621"]) == 0
+    om = tmp_path / "om" / "bs4.om"
+    assert _run(["--backend", "ais_bench", "--model", str(om), "--dataset", str(ds_dynamic["data"]), "--out",
+                 str(tmp_path / "run"), "--warmup", "1"]) == 0
+    run = open_run(tmp_path / "run")
+    n = len(DatasetDir.open(ds_dynamic["data"]).samples)
+    inferences = -(-n // 4)
+    assert run["batch_size"] == 4 and run["batches"] == inferences and len(run["batch_latency_ms"]) == inferences
+    assert sorted({m["batch"] for m in run["samples"]}) == list(range(inferences))
+    summary = run["tool"]["summary"]
+    assert summary["throughput"] == pytest.approx(1000 * 4 / summary["NPU_compute_time_ms"]["mean"])
+    _same_as_onnxruntime(tmp_path / "run", ds_dynamic, read_card(card_path_for(om)))
+
+
+def test_msame_refuses_files_smaller_than_the_om_batch(tmp_path: Path, ds_dynamic: dict[str, Path],
+                                                       ascend_tools: None) -> None:
+    from export.__main__ import main as export_main
+    from runners.msame import run_msame
+
+    assert export_main(["atc", "--model", str(ds_dynamic["onnx"]), "--out", str(tmp_path / "om"), "--name", "bs4",
+                        "--batch-size", "4", "--length", "621"]) == 0
+    om = tmp_path / "om" / "bs4.om"
+    with pytest.raises(RunError, match="msame runs one file per inference.*1 row.*batch 4"):
+        run_msame(om, read_card(card_path_for(om)), DatasetDir.open(ds_dynamic["data"]), tmp_path / "run")
+
+
+@pytest.mark.parametrize("soc", ["Ascend310P1", "Ascend910B3", "Ascend910B4", "Ascend310B2"])
+def test_atc_takes_chip_names(tmp_path: Path, ds_modelzoo: dict[str, Path], soc: str, ascend_tools: None) -> None:
+    """ModelZoo compiles for Ascend910B3/B4; atc takes "Ascend" + any chip name its toolkit knows."""
+    from export.__main__ import main as export_main
+
+    assert export_main(["atc", "--model", str(ds_modelzoo["onnx"]), "--out", str(tmp_path), "--name", "m",
+                        "--soc-version", soc]) == 0
+    assert (tmp_path / "m.om").is_file() and read_card(card_path_for(tmp_path / "m.om"))["om"]["soc_version"] == soc
+
+
+def test_atc_warns_on_an_unknown_chip_but_passes_it_on(tiny_export: Path, caplog: pytest.LogCaptureFixture) -> None:
+    card = read_card(card_path_for(tiny_export))
+    with caplog.at_level("WARNING", logger="export"):
+        cmd = atc_command(tiny_export, card, Path("o"), AtcOptions(length=621, soc_version="Ascend920X"))
+    assert "--soc_version=Ascend920X" in cmd
+    assert any("Ascend920X" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+
+
+def test_torch_aie_backend_on_the_npu_with_the_cards_dtypes(tmp_path: Path, ascend_tools: None) -> None:
+    """An int32 input is compiled as INT32 and fed as int32; tensors go to npu:0 and run in a stream."""
+    import torch
+
+    from runners.torch_aie_backend import TorchAieBackend
+
+    class Twice(torch.nn.Module):
+        def forward(self, x: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return x * 2, n + 1
+
+    ts = tmp_path / "m.pt"
+    torch.jit.trace(Twice(), (torch.zeros(2, 3, 4), torch.ones(2, dtype=torch.int32))).save(str(ts))
+    card = {"inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 3, "time"], "role": "features",
+                        "time_axis": 2},
+                       {"name": "n", "dtype": "int32", "shape": ["batch"], "role": "lengths"}],
+            "outputs": [{"name": "y", "dtype": "float32", "shape": ["batch", 3, "time"]},
+                        {"name": "m", "dtype": "int32", "shape": ["batch"]}]}
+    backend = TorchAieBackend(ts, card, batch_size=2, length=4, device="npu:0", guide_loops=1, guide_warmup=1)
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    out = backend.infer({"x": x, "n": np.array([3, 4], dtype=np.int32)})
+    np.testing.assert_array_equal(out["y"], 2 * x)
+    np.testing.assert_array_equal(out["m"], [4, 5])
+    assert [i.dtype for i in backend.compiled.compiled_inputs] == [torch.float32, torch.int32]
+    assert backend.compiled.last_input_devices == ["npu:0", "npu:0"] and backend.stream.synchronized > 0
 
 
 # --- wav2vec2: the ModelZoo ais_bench flow and torch_aie -------------------------------------------------
@@ -280,12 +422,14 @@ def test_ais_bench_missing_is_named(tmp_path: Path, w2v_modelzoo: dict[str, Path
 
 def test_torch_aie_compiles_the_trace_as_the_guide(tmp_path: Path, w2v_modelzoo: dict[str, Path],
                                                     ascend_tools: None) -> None:
+    # The default --aie-device npu: set_device, .to("npu:0") and the stream run against the emulator's npu.
     assert _run(["--backend", "torch_aie", "--model", str(w2v_modelzoo["onnx"]), "--dataset",
-                 str(w2v_modelzoo["data"]), "--out", str(tmp_path / "aie"), "--batch-size", "2", "--aie-device", "cpu",
+                 str(w2v_modelzoo["data"]), "--out", str(tmp_path / "aie"), "--batch-size", "2",
                  "--aie-loops", "2", "--keep-order", "--no-progress"]) == 0
     run = open_run(tmp_path / "aie")
     info = run["backend_info"]
     assert info["compiled_input_shapes"] == [[2, 100000]] and info["precision_policy"] == "FP16"
+    assert info["device"] == "npu:0"
     assert info["guide_fps"]["fps"] > 0 and info["guide_fps"]["loops"] == 2
     card = read_card(card_path_for(w2v_modelzoo["onnx"]))
     ref = _hyps(w2v_modelzoo["ort"], w2v_modelzoo["data"], card)

@@ -15,12 +15,17 @@ def test_bench_prints_rows(tmp_path: Path, tiny_ckpt: Path, tiny_export: Path, t
     w2v = make_tiny_model_dir(tmp_path / "w2v")
     out = tmp_path / "bench.json"
     assert main(["bench", "--deepspeech2-ckpt", str(tiny_ckpt), "--wav2vec2-dir", str(w2v), "--threads", "1",
-                 "--repeats", "2", "--warmup", "1", "--batch-sizes", "1", "2", "--frames", "60", "--samples", "4000",
+                 "--repeats", "2", "--warmup", "1", "--batch-sizes", "1", "2", "--frames", "60", "--samples", "4000", "--triad-mib", "8",
                  "--pipeline", f"{tiny_export}={tiny_corpus / 'an4'}", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "matmul peak" in printed and "ORT/torch" in printed and "int8/fp32" in printed
     assert "x real time" in printed and "not model execution" in printed
+    assert "memory bandwidth (STREAM triad" in printed and "machine: " in printed
     result = json.loads(out.read_text())
+    assert result["memory_bandwidth_gbs"]["triad"] > 0
+    machine = result["machine"]
+    assert machine["vendor"] and set(machine["flags"]) >= {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile"}
+    assert all(isinstance(v, bool) for v in machine["flags"].values())
     rows = result["rows"]
     assert [(r["model"], r["batch"]) for r in rows] == [("DeepSpeech2 (demo)", 1), ("DeepSpeech2 (demo)", 2),
                                                         ("wav2vec2 (given dir)", 1), ("wav2vec2 (given dir)", 2)]

@@ -23,14 +23,38 @@ def test_core_imports_no_project_package() -> None:
                 assert name.split(".")[0] not in STAGES, f"{path.name} imports {name}"
 
 
-def test_dir_lock_is_exclusive_and_released(tmp_path: Path) -> None:
+def test_dir_lock_is_exclusive_reentrant_and_released(tmp_path: Path) -> None:
+    import fcntl
+
     with DirLock(tmp_path / "d"):
         assert (tmp_path / "d" / ".writer.lock").read_text().strip() == str(os.getpid())
-        with pytest.raises(DirLockedError, match=f"pid {os.getpid()}"):
+        with DirLock(tmp_path / "d"):  # the same process again: re-entrant
+            pass
+        # Another open file description contends like another process would.
+        fd = os.open(tmp_path / "d" / ".writer.lock", os.O_RDWR)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(fd)
+    with DirLock(tmp_path / "d"):  # released on exit: the stale lock file blocks no one
+        fd = os.open(tmp_path / "d" / ".writer.lock", os.O_RDWR)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(fd)
+
+
+def test_dir_lock_names_the_holder(tmp_path: Path) -> None:
+    import fcntl
+
+    (tmp_path / "d").mkdir()
+    fd = os.open(tmp_path / "d" / ".writer.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.pwrite(fd, b"4242\n", 0)
+    try:
+        with pytest.raises(DirLockedError, match="pid 4242"):
             with DirLock(tmp_path / "d"):
                 pass
-    with DirLock(tmp_path / "d"):  # released on exit: the stale lock file blocks no one
-        pass
+    finally:
+        os.close(fd)
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path, monkeypatch) -> None:

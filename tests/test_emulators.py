@@ -172,3 +172,141 @@ def test_torch_aie_refuses_uncompiled_shapes(monkeypatch: pytest.MonkeyPatch) ->
         compiled(torch.randn(2, 3))
     with pytest.raises(TypeError):
         torch_aie.compile(torch.nn.Linear(3, 2), inputs=[torch_aie.Input((4, 3))])
+
+
+# --- dynamic OMs, chip names and the npu device, as the real tools' sources handle them ---------------------
+
+def dynamic_om(workdir: Path, kind: str) -> Path:
+    """The tiny model with dynamic batch gears 1,2 (T fixed at 4), or dims gears (1, 4) and (2, 6)."""
+    onnx_path = tiny_model(workdir / "tiny.onnx")
+    if kind == "batch":
+        flags = [f"--input_shape=x:-1,3,{T};len:-1", "--dynamic_batch_size=1,2"]
+    else:
+        flags = ["--input_shape=x:-1,3,-1;len:-1", "--dynamic_dims=1,4,1;2,6,2"]
+    res = run_tool(["atc", "--framework=5", f"--model={onnx_path}", "--input_format=ND", f"--output={kind}",
+                    "--soc_version=Ascend310P3", *flags], workdir)
+    assert res.returncode == 0, res.stdout
+    return workdir / f"{kind}.om"
+
+
+def one_row_inputs(root: Path) -> tuple[Path, Path]:
+    """Two samples, one row each at T=4 (the (1, 4) gear)."""
+    spect, sizes = root / "x", root / "len"
+    spect.mkdir()
+    sizes.mkdir()
+    for i in (1, 2):
+        (np.arange(3 * T, dtype=np.float32).reshape(1, 3, T) * i).tofile(spect / f"data{i}.bin")
+        np.array([i], dtype=np.int32).tofile(sizes / f"data{i}.bin")
+    return spect, sizes
+
+
+def test_msame_dims_om_needs_dymdims_and_pads_outputs_to_the_largest_gear(tmp_path: Path) -> None:
+    om = dynamic_om(tmp_path, "dims")
+    spect, sizes = one_row_inputs(tmp_path)
+    base = ["msame", "--model", str(om), "--input", f"{spect},{sizes}", "--output", "out", "--outfmt", "BIN"]
+    res = run_tool(base, tmp_path)
+    assert "[ERROR] model has dynamic_dims, please add dymDims parameter" in res.stdout.splitlines()
+    bad = run_tool(base + ["--dymDims", "x:1,3,5;len:1"], tmp_path)
+    assert "[ERROR] the dynamic_dims parameter is not correct" in bad.stdout, bad.stdout
+    res = run_tool(base + ["--dymDims", f"x:1,3,{T};len:1"], tmp_path)
+    assert res.returncode == 0 and "[ERROR]" not in res.stdout, res.stdout
+    folder = next(p for p in (tmp_path / "out").iterdir() if STAMP.match(p.name) and any(p.iterdir()))
+    y = np.fromfile(folder / "data2_output_0.bin", dtype=np.float32)
+    n = np.fromfile(folder / "data2_output_1.bin", dtype=np.int32)
+    # Buffers of the largest gear (2 x 3 x 6 and 2), the gear's result at their start.
+    assert y.size == 2 * 3 * 6 and n.size == 2
+    np.testing.assert_array_equal(y[: 3 * T], 2 * 2 * np.arange(3 * T, dtype=np.float32))
+    assert n[0] == 3
+    assert np.any(y[3 * T:] != 0)  # the rest is left-over memory, not zeros
+
+
+def test_msame_batch_om_without_dymbatch_fails_to_execute(tmp_path: Path) -> None:
+    om = dynamic_om(tmp_path, "batch")
+    spect, sizes = one_row_inputs(tmp_path)
+    base = ["msame", "--model", str(om), "--input", f"{spect},{sizes}", "--output", "out", "--outfmt", "TXT"]
+    res = run_tool(base, tmp_path)
+    assert "[ERROR] model execute failed" in res.stdout and "Inference time" not in res.stdout, res.stdout
+    bad = run_tool(base + ["--dymBatch", "4"], tmp_path)
+    assert "[ERROR] model has dynamic batch size:{[1][2]}, please set correct dynamic batch size" in bad.stdout
+    res = run_tool(base + ["--dymBatch", "1"], tmp_path)
+    assert res.returncode == 0 and "[ERROR]" not in res.stdout, res.stdout
+    folder = max((p for p in (tmp_path / "out").iterdir() if STAMP.match(p.name)), key=lambda p: len(list(p.iterdir())))
+    # --dymBatch trims the largest gear's buffer by max // dymBatch: exactly one row here.
+    lines = (folder / "data1_output_0.txt").read_text().splitlines()
+    assert len(lines) == 3 and all(len(line.split()) == T for line in lines)
+    assert (folder / "data1_output_1.txt").read_text() == "2 "
+
+
+def test_ais_bench_dynamic_oms_take_their_gear(tmp_path: Path) -> None:
+    om = dynamic_om(tmp_path, "dims")
+    spect, sizes = one_row_inputs(tmp_path)
+    base = [sys.executable, "-m", "ais_bench", "--model", str(om), "--input", f"{spect},{sizes}", "--output", "out",
+            "--output_dirname", "r"]
+    res = run_tool(base, tmp_path)
+    assert res.returncode == 1, res.stdout
+    assert re.search(r"^\[ERROR\] .*(not match|acl execute failed)", res.stdout, re.M), res.stdout
+    res = run_tool(base + ["--dymDims", f"x:1,3,{T};len:1"], tmp_path)
+    assert res.returncode == 0, res.stdout
+    y = np.fromfile(tmp_path / "out" / "r" / "data2_0.bin", dtype=np.float32)
+    np.testing.assert_array_equal(y, 2 * 2 * np.arange(3 * T, dtype=np.float32))  # the gear's shape, no padding
+    summary = json.loads((tmp_path / "out" / "r_summary.json").read_text())
+    assert summary["throughput"] == pytest.approx(1000 * 1 / summary["NPU_compute_time"]["mean"])
+
+
+def test_ais_bench_joins_files_up_to_the_om_batch(om: Path, tmp_path: Path) -> None:
+    """io_oprations.get_files_count_per_batch: tensor size // file size files per inference, last one padded."""
+    spect, sizes = tmp_path / "x", tmp_path / "len"
+    spect.mkdir()
+    sizes.mkdir()
+    for i in range(3):  # three 1-row files for the batch-2 OM: two inferences, the second padded
+        x, n = sample(i + 1)
+        x[:1].tofile(spect / f"s{i}.bin")
+        n[:1].tofile(sizes / f"s{i}.bin")
+    res = run_tool([sys.executable, "-m", "ais_bench", "--model", str(om), "--input", f"{spect},{sizes}",
+                    "--output", "out", "--output_dirname", "r"], tmp_path)
+    assert res.returncode == 0, res.stdout
+    assert "filesperbatch:2 runcount:2" in res.stdout
+    summary = json.loads((tmp_path / "out" / "r_summary.json").read_text())
+    assert len(summary["npu_compute_time_list"]) == 2 and len(summary["filesinfo"]) == 3
+    for i in range(3):
+        x, _ = sample(i + 1)
+        np.testing.assert_array_equal(np.fromfile(tmp_path / "out" / "r" / f"s{i}_0.bin", dtype=np.float32),
+                                      (2 * x[:1]).reshape(-1))
+
+
+@pytest.mark.parametrize("soc", ["Ascend310", "Ascend310P1", "Ascend310P3", "Ascend310B4", "Ascend910A",
+                                 "Ascend910B", "Ascend910B3", "Ascend910B4"])
+def test_atc_takes_chip_names(soc: str, tmp_path: Path) -> None:
+    onnx_path = tiny_model(tmp_path / "tiny.onnx")
+    res = run_tool(["atc", "--framework=5", f"--model={onnx_path}", "--input_format=ND", f"--output=m",
+                    f"--input_shape=x:1,3,{T};len:1", f"--soc_version={soc}"], tmp_path)
+    assert res.returncode == 0, res.stdout
+
+
+def test_atc_refuses_a_soc_it_has_no_config_for(tmp_path: Path) -> None:
+    onnx_path = tiny_model(tmp_path / "tiny.onnx")
+    res = run_tool(["atc", "--framework=5", f"--model={onnx_path}", "--input_format=ND", "--output=m",
+                    f"--input_shape=x:1,3,{T};len:1", "--soc_version=Ascend999"], tmp_path)
+    assert res.returncode != 0 and "E10001: Value [Ascend999] for parameter [--soc_version]" in res.stdout
+
+
+def test_torch_aie_npu_device_and_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "emulators"))
+    import torch_aie
+
+    scripted = torch.jit.trace(torch.nn.Linear(3, 2).eval(), torch.zeros(1, 3))
+    torch_aie.set_device(0)
+    compiled = torch_aie.compile(scripted, inputs=[torch_aie.Input((4, 3), dtype=torch_aie.dtype.FLOAT)])
+    x = torch.randn(4, 3)
+    stream = torch_aie.npu.Stream("npu:0")
+    with torch_aie.npu.stream(stream):
+        out = compiled(x.to("npu:0"))
+        stream.synchronize()
+    assert compiled.last_input_devices == ["npu:0"] and stream.synchronized == 1
+    torch.testing.assert_close(out.to("cpu"), scripted(x))
+    with pytest.raises(RuntimeError, match="compiled for"):
+        compiled(x.to(torch.float64))
+    with pytest.raises(RuntimeError, match="set_device"):
+        x.to("npu:1")

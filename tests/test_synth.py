@@ -58,11 +58,13 @@ def test_an4_layout_and_indexes(corpus):
         fileids = _read_lines(etc / f"an4_{role}.fileids")
         trans = _read_lines(etc / f"an4_{role}.transcription")
         assert len(fileids) == len(trans) == n
-        on_disk = sorted(p.relative_to(root / "an4" / "wav" / wav_dir).with_suffix("").as_posix()
+        # Real AN4 lists paths relative to wav/: "an4test_clstk/<spk>/<uttid>".
+        on_disk = sorted(p.relative_to(root / "an4" / "wav").with_suffix("").as_posix()
                          for p in (root / "an4" / "wav" / wav_dir).rglob("*.raw"))
         assert sorted(fileids) == on_disk
         for fid, line in zip(fileids, trans):
-            spk, uttid = fid.split("/")
+            audio_dir, spk, uttid = fid.split("/")
+            assert audio_dir == wav_dir
             assert re.fullmatch(r"[a-z]{4}", spk)
             assert re.fullmatch(rf"an\d+-{spk}-b", uttid)
             m = re.fullmatch(r"<s> ([A-Z ]+) </s> \((\S+)\)", line)
@@ -71,7 +73,7 @@ def test_an4_layout_and_indexes(corpus):
             tokens = m.group(1).split(" ")
             assert 1 <= len(tokens) <= 7 and set(tokens) <= AN4_VOCAB
             assert tokens[0] != "A"
-        assert set(info["speakers"]["an4"][role]) == {f.split("/")[0] for f in fileids}
+        assert set(info["speakers"]["an4"][role]) == {f.split("/")[1] for f in fileids}
 
 
 @needs_espeak
@@ -121,6 +123,12 @@ def test_librispeech_layout_and_flac(corpus):
             audio, _ = sf.read(str(path), dtype="float64")
             assert 0.005 < np.sqrt(np.mean(audio**2)) < 0.5
         assert set(info["speakers"]["librispeech"][split]) == {p.parent.parent.name for p in flacs}
+        # SPEAKERS.TXT beside the splits, as in the release: "ID | SEX | SUBSET | MINUTES | NAME".
+        rows = [[c.strip() for c in line.split("|")] for line in _read_lines(root / "LibriSpeech" / "SPEAKERS.TXT")
+                if not line.startswith(";")]
+        assert {r[0] for r in rows if r[2] == split} == set(info["speakers"]["librispeech"][split])
+        assert all(r[1] in ("F", "M") for r in rows)
+    assert (root / "LibriSpeech" / "CHAPTERS.TXT").is_file()
 
 
 # --------------------------------------------------------------------------- speakers

@@ -10,7 +10,23 @@ from types import ModuleType
 FAMILIES: dict[str, str] = {
     "deepspeech2": "export.models.deepspeech2",
     "wav2vec2": "export.models.wav2vec2",
+    "split_asr": "families.split_asr.recipe",
 }
+
+
+# Families that can also run chunk by chunk: a module with
+# `streaming_model(offline_module, chunk_frames) -> module with streaming_spec and streaming_forward`
+# (the contract of export/streaming.py).
+STREAMING_FAMILIES: dict[str, str] = {
+    "deepspeech2": "export.models.deepspeech2_streaming",
+}
+
+
+def streaming_module(family: str) -> ModuleType:
+    if family not in STREAMING_FAMILIES:
+        raise ValueError(f"model family {family!r} has no streaming form; streaming families: "
+                         f"{sorted(STREAMING_FAMILIES)}")
+    return importlib.import_module(STREAMING_FAMILIES[family])
 
 
 def family_module(family: str) -> ModuleType:

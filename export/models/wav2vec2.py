@@ -38,8 +38,54 @@ VARIANT_DEFAULTS = {
 }
 
 
+# Tensors a wav2vec2 CTC checkpoint may lack without changing inference: the SpecAugment mask embedding is
+# used only when training with time masking, and wav2vec2-base-960h on the hub does not hold it.
+INFERENCE_UNUSED = frozenset({"wav2vec2.masked_spec_embed"})
+
+
 class ModelDirError(ValueError):
     """A model directory that is incomplete or inconsistent; the message names the file."""
+
+
+def _named(keys: list[str], limit: int = 8) -> str:
+    keys = sorted(keys)
+    return ", ".join(keys[:limit]) + (f", ... and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def check_safetensors(path: Path) -> None:
+    """A one-line ModelDirError for an empty or truncated safetensors file (the header promises more bytes
+    than the file holds), instead of SafetensorError's traceback from deep inside transformers."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+    except (SafetensorError, OSError) as exc:
+        raise ModelDirError(f"{path}: not a complete safetensors file ({exc}; {path.stat().st_size} bytes): "
+                            "expected the whole file save_pretrained writes (an interrupted copy or download?)") from None
+
+
+def check_loading_info(weights: Path, info: dict[str, Any]) -> None:
+    """Refuse weights that transformers would have filled in at random, naming the keys.
+
+    `info` is from_pretrained's output_loading_info: its missing keys were initialised at random, its
+    unexpected keys ignored, its mismatched keys (loaded with ignore_mismatched_sizes) re-initialised.
+    """
+    missing = sorted(set(info.get("missing_keys", ())) - INFERENCE_UNUSED)
+    unexpected = sorted(info.get("unexpected_keys", ()))
+    mismatched = sorted(info.get("mismatched_keys", ()))
+    if not (missing or unexpected or mismatched):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing ({_named(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected ({_named(unexpected)})")
+    if mismatched:
+        shapes = [f"{k}: {list(got)} in the file, {list(want)} in the model" for k, got, want in mismatched]
+        parts.append(f"{len(mismatched)} mis-shaped ({_named(shapes)})")
+    raise ModelDirError(f"{weights} does not hold this model's weights: " + ", ".join(parts)
+                        + "; expected every Wav2Vec2ForCTC tensor that config.json describes, with its shape")
 
 
 class LogitsOnly(nn.Module):
@@ -140,10 +186,16 @@ def load(model_dir: str | Path, static_samples: int | None = None, static_batch:
 
     model_dir = Path(model_dir)
     weights = check_model_dir(model_dir)
+    if weights.suffix == ".safetensors":
+        check_safetensors(weights)
     try:
-        hf = Wav2Vec2ForCTC.from_pretrained(str(model_dir), local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise ModelDirError(f"{model_dir}: transformers could not load it as Wav2Vec2ForCTC: {exc}") from None
+        # ignore_mismatched_sizes: report mis-shaped tensors by name below instead of transformers' bare raise.
+        hf, info = Wav2Vec2ForCTC.from_pretrained(str(model_dir), local_files_only=True, output_loading_info=True,
+                                                  ignore_mismatched_sizes=True)
+    except (OSError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelDirError(f"{model_dir}: transformers could not load it as Wav2Vec2ForCTC: {first}") from None
+    check_loading_info(weights, info)
     hf.eval()
     cfg = hf.config
     labels = read_vocab(model_dir, int(cfg.vocab_size))

@@ -5,7 +5,9 @@ are written into the graph inputs and ``metadata_props`` record what a real OM k
 (soc_version, the compiled input shapes, the dynamic batch / dims gears). The emulated ``msame`` and
 ``ais_bench`` read that metadata back through onnxruntime so they can refuse inputs of the wrong size,
 as the real runtimes do (a real OM only takes its compiled size, or one gear chosen with
---dymBatch / --dymDims).
+--dymBatch / --dymDims), and size buffers for the largest gear as ACL does (aclmdlGetInputSizeByIndex /
+aclmdlGetOutputSizeByIndex, used by Ascend/tools msame/src/model_process.cpp CreateOutput and by
+ais-bench_workload/tool/ais_bench/backend/base/module/ModelInfer/ModelInferenceProcessor.cpp).
 """
 from __future__ import annotations
 
@@ -88,6 +90,7 @@ class OmModel:
         self.batch_gears = [int(b) for b in meta.get("dynamic_batch_size", "").split(",") if b.strip()]
         self.dims_gears = parse_gears(meta.get("dynamic_dims", ""))
         self.output_type = meta.get("output_type", "")
+        self._max_out: list[int] | None = None
 
     @property
     def is_dynamic(self) -> bool:
@@ -99,31 +102,60 @@ class OmModel:
         by_name = {t.name: t for t in self.inputs}
         return {name: [next(values) if d == -1 else d for d in by_name[name].shape] for name in self.shape_order}
 
-    def resolve(self, dym_batch: int = 0, dym_dims: str | None = None) -> list[list[int]]:
-        """The concrete input shapes for this run; refuses a gear the OM was not compiled with."""
-        if dym_batch:
-            if not self.batch_gears:
-                raise OmError("the dynamic_batch_size parameter is not specified for model conversion")
-            if dym_batch not in self.batch_gears:
-                raise OmError(f"the dymBatch parameter is not correct, model has dynamic batch size:"
-                              f"{{{','.join(map(str, self.batch_gears))}}}")
-            return [[dym_batch if d == -1 else d for d in t.shape] for t in self.inputs]
-        if dym_dims is not None:
-            if not self.dims_gears:
-                raise OmError("the dynamic_dims parameter is not specified for model conversion")
-            # Like msame, compare the flattened dims in the order given with each gear's full dims.
-            wanted = [d for _, dims in parse_shape_list(dym_dims) for d in dims]
-            for gear in self.dims_gears:
-                shapes = self.gear_shapes(gear)
-                if [d for name in self.shape_order for d in shapes[name]] == wanted:
-                    return [shapes.get(t.name, t.shape) for t in self.inputs]
-            raise OmError("the dymDims parameter is not correct, model gears: "
-                          + "; ".join(str(self.gear_shapes(g)) for g in self.dims_gears))
+    def max_batch(self) -> int:
+        """The largest --dynamic_batch_size gear (0 for other OMs), as aclmdlGetDynamicBatch reports it."""
+        return max(self.batch_gears, default=0)
+
+    def batch_shapes(self, dym_batch: int) -> list[list[int]]:
+        """The input shapes at a --dymBatch gear; the real tools' messages for a gear the OM lacks."""
+        if not self.batch_gears:
+            raise OmError("the dynamic_batch_size parameter is not specified for model conversion")
+        if dym_batch not in self.batch_gears:
+            raise OmError("the dymBatch parameter is not correct; model has dynamic batch size:{"
+                          + "".join(f"[{b}]" for b in self.batch_gears) + "}, please set correct dynamic batch size")
+        return [[dym_batch if d == -1 else d for d in t.shape] for t in self.inputs]
+
+    def dims_shapes(self, dym_dims: str) -> list[list[int]]:
+        """The input shapes at a --dymDims gear: like msame's CheckDynamicDims, the flattened values given
+        (names ignored) must equal one gear's full flattened dims."""
+        if not self.dims_gears:
+            raise OmError("the dynamic_dims parameter is not specified for model conversion")
+        wanted = [d for _, dims in parse_shape_list(dym_dims) for d in dims]
+        for gear in self.dims_gears:
+            shapes = self.gear_shapes(gear)
+            if [d for name in self.shape_order for d in shapes[name]] == wanted:
+                return [shapes.get(t.name, t.shape) for t in self.inputs]
+        raise OmError("the dynamic_dims parameter is not correct; model gears: "
+                      + "; ".join(str(self.gear_shapes(g)) for g in self.dims_gears))
+
+    def all_gear_shapes(self) -> list[list[list[int]]]:
+        """Input shapes of every gear (one entry, the compiled shapes, for a static OM)."""
         if self.batch_gears:
-            raise OmError("model has dynamic batch size, please add dymBatch parameter")
+            return [self.batch_shapes(b) for b in self.batch_gears]
         if self.dims_gears:
-            raise OmError("model has dynamic_dims, please add dymDims parameter")
-        return [list(t.shape) for t in self.inputs]
+            return [[self.gear_shapes(g).get(t.name, t.shape) for t in self.inputs] for g in self.dims_gears]
+        return [[list(t.shape) for t in self.inputs]]
+
+    def max_input_nbytes(self) -> list[int]:
+        """aclmdlGetInputSizeByIndex: a dynamic OM's input buffers are sized for its largest gear."""
+        return [max(nbytes(shapes[i], t.dtype) for shapes in self.all_gear_shapes())
+                for i, t in enumerate(self.inputs)]
+
+    def max_output_nbytes(self) -> list[int]:
+        """aclmdlGetOutputSizeByIndex: each output's size at the gear where it is largest.
+
+        The real atc knows the output shapes at compile time; here every gear is run once on dummy
+        inputs (integers 1, so length inputs stay valid) to learn them.
+        """
+        if self._max_out is None:
+            sizes = [0] * len(self.outputs)
+            for shapes in self.all_gear_shapes():
+                arrays = [np.ones(s, dtype=t.dtype) if np.issubdtype(t.dtype, np.integer)
+                          else np.zeros(s, dtype=t.dtype) for s, t in zip(shapes, self.inputs)]
+                for k, out in enumerate(self.run(arrays)):
+                    sizes[k] = max(sizes[k], out.nbytes)
+            self._max_out = sizes
+        return self._max_out
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         feeds = {t.name: a for t, a in zip(self.inputs, arrays)}

@@ -15,6 +15,15 @@ input pairing, output layout and summary (Ascend/tools ais-bench_workload/tool/a
     throughput = 1000 * batchsize / mean compute ms, npu_compute_time_list, pid.
 Times are measured on this machine: compute = each session.run (--loop runs per inference),
 H2D = reading/assembling one input tensor, D2H = copying one output to a host array.
+Dynamic OMs (infer/__main__.py set_session_options, backend ModelInferenceProcessor.cpp):
+  * --dymBatch B must be a --dynamic_batch_size gear and --dymDims "name:d,..;..." one --dynamic_dims gear
+    (full flattened dims, as model_process.cpp CheckDynamicDims compares them); each input's expected size
+    ("realsize") becomes its size at that gear, and outputs come back at the gear's shapes
+    (aclmdlGetCurOutputDims), so nothing is padded.
+  * without a gear the session is set to static batch: input sizes stay the largest gear's
+    (aclmdlGetInputSizeByIndex), files are combined against that size, and the model is executed with
+    its dynamic-index input unset, which fails ("acl execute failed"; the ACL runtime is closed source,
+    so its own error code and text are not reproduced).
 Errors are logged "[ERROR] ..." and exit 1 (the real tool logs, then raises RuntimeError: also exit 1).
 Not emulated (clear error): several devices, --dymHW, --dymShape, --dymShape_range, auto_set_dymshape_mode.
 """
@@ -179,7 +188,7 @@ def build_batches(inputs: list[str], tensor_bytes: list[int], no_combine: bool) 
     return [[split[j][i] for j in range(n_in)] for i in range(runcount)]
 
 
-def load_tensor(files: list[str], size: int, shape: list[int], dtype: np.dtype, pure: str) -> np.ndarray:
+def load_tensor(files: list[str], size: int, shape: list[int] | None, dtype: np.dtype, pure: str) -> np.ndarray:
     if files == [PURE_INFER]:
         raw = (np.random.randint(0, 256, size, dtype=np.uint8) if pure == "random"
                else np.zeros(size, dtype=np.uint8)).tobytes()
@@ -189,7 +198,8 @@ def load_tensor(files: list[str], size: int, shape: list[int], dtype: np.dtype, 
         # Stricter than the real tool, which only checks combined files: a model input has one size.
         raise BenchError(f"ndata size:{len(raw)} not match {size}: input file(s) {', '.join(files)} "
                          f"for shape {shape} {dtype}")
-    return np.frombuffer(raw, dtype=dtype).reshape(shape)
+    array = np.frombuffer(raw, dtype=dtype)
+    return array if shape is None else array.reshape(shape)
 
 
 def save(path: str, data: np.ndarray) -> None:
@@ -213,6 +223,18 @@ def stats(values: list[float]) -> dict[str, float]:
             "percentile(99%)": float(np.percentile(a, 99)), "count": len(values)}
 
 
+def session_shapes(model: OmModel, args: argparse.Namespace) -> list[list[int]] | None:
+    """set_session_options: the input shapes at the gear given, the compiled ones for a static OM, or
+    None for a dynamic OM run without a gear (set_staticbatch)."""
+    if args.dymBatch != 0:
+        return model.batch_shapes(args.dymBatch)
+    if args.dymDims is not None:
+        return model.dims_shapes(args.dymDims)
+    if model.is_dynamic:
+        return None
+    return [list(t.shape) for t in model.inputs]
+
+
 def run(args: argparse.Namespace, argv0: list[str]) -> None:
     if isinstance(args.device, list):
         raise BenchError("the ais_bench test emulator runs one device; got a device list")
@@ -222,16 +244,18 @@ def run(args: argparse.Namespace, argv0: list[str]) -> None:
     try:
         model = OmModel(args.model)
         logger.info(f"load model {args.model} success")
-        shapes = model.resolve(args.dymBatch, args.dymDims)
+        shapes = session_shapes(model, args)
     except OmError as exc:
         raise BenchError(str(exc)) from None
     if args.outputSize is not None and len(args.outputSize.split(",")) != len(model.outputs):
         raise BenchError(f"outputSize gives {len(args.outputSize.split(','))} sizes for {len(model.outputs)} outputs")
     if args.batchsize is None:
         # The real get_batchsize: dim 0 of input 0, or the --dymBatch, or input 0's first --dymDims value.
-        args.batchsize = shapes[0][0] if shapes[0] else 1
+        first = shapes[0] if shapes is not None else model.inputs[0].shape
+        args.batchsize = first[0] if first else 1
         logger.info(f"try get model batchsize:{args.batchsize}")
-    sizes = [nbytes(s, t.dtype) for s, t in zip(shapes, model.inputs)]
+    sizes = (model.max_input_nbytes() if shapes is None
+             else [nbytes(s, t.dtype) for s, t in zip(shapes, model.inputs)])
 
     output_prefix = None
     if args.output is not None:
@@ -246,13 +270,16 @@ def run(args: argparse.Namespace, argv0: list[str]) -> None:
 
     def tensors(batch: list[list[str]], h2d: list[float]) -> list[np.ndarray]:
         out = []
-        for files, size, shape, spec in zip(batch, sizes, shapes, model.inputs):
+        for files, size, shape, spec in zip(batch, sizes, shapes or [None] * len(sizes), model.inputs):
             t0 = time.perf_counter()
             out.append(load_tensor(files, size, shape, spec.dtype, args.pure_data_type))
             h2d.append((time.perf_counter() - t0) * 1000.0)
         return out
 
     warm = tensors(batches[0], [])
+    if shapes is None:
+        raise BenchError("acl execute failed: the OM has dynamic gears and none was set (--dymBatch / --dymDims); "
+                         "Execute Infer failed")
     for _ in range(args.warmup_count):
         model.run(warm)
     logger.info(f"warm up {args.warmup_count} done")

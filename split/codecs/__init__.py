@@ -1,0 +1,109 @@
+"""Codecs for the split boundary tensor, registered by name.
+
+| name | what travels |
+|---|---|
+| fp32, fp16 | the values (4 / 2 bytes each) |
+| int8, int8-channel | symmetric int8, one scale per tensor / per channel (last axis) |
+| int8-huffman, int8-zstd, int8-lz4 | per-tensor int8 symbols through Huffman / zstd / lz4 |
+| q4-ans, q3-ans, q2-ans | 4/3/2-bit clipped uniform quantisation, ANS-coded with its histogram |
+| ae, ae-int8-zstd, ae-q4-ans | the autoencoder's latent as fp32 / int8+zstd / 4-bit+ANS (needs the AE ONNX pair) |
+
+`get_codec(name, autoencoder_dir=...)` builds one; `measure(codec, x)` reports bits per element, bytes,
+ratio vs fp32, encode/decode time and the reconstruction error.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from split.codecs.autoencoder import Autoencoder
+from split.codecs.base import Codec, CodecError, Encoded
+from split.codecs.entropy import Ans, Huffman, Lz4, Raw, Zstd
+from split.codecs.quantizers import Float16, Float32, Int8Linear, LowBit
+
+__all__ = ["CODECS", "Codec", "CodecError", "Encoded", "get_codec", "measure", "codec_names"]
+
+INT8_ALPHABET = (-128, 127)
+
+
+@dataclass(frozen=True)
+class CodecSpec:
+    build: Callable[[Autoencoder | None], Codec]
+    needs_autoencoder: bool = False
+    description: str = ""
+
+
+def _plain(name: str, quantizer: Any, entropy: Any, lossless: bool, description: str) -> CodecSpec:
+    return CodecSpec(lambda ae: Codec(name, quantizer, entropy, None, lossless, description), False, description)
+
+
+def _ae(name: str, quantizer: Any, entropy: Any, description: str) -> CodecSpec:
+    return CodecSpec(lambda ae: Codec(name, quantizer, entropy, ae, False, description), True, description)
+
+
+CODECS: dict[str, CodecSpec] = {
+    "fp32": _plain("fp32", Float32(), Raw(), True, "raw float32"),
+    "fp16": _plain("fp16", Float16(), Raw(), False, "float16 (saturating)"),
+    "int8": _plain("int8", Int8Linear(), Raw(), False, "symmetric int8, per-tensor scale"),
+    "int8-channel": _plain("int8-channel", Int8Linear(per_channel=True), Raw(), False,
+                           "symmetric int8, per-channel scale"),
+    "int8-huffman": _plain("int8-huffman", Int8Linear(), Huffman(INT8_ALPHABET), False,
+                           "int8 symbols, Huffman (dahuffman, canonical table as fields)"),
+    "int8-zstd": _plain("int8-zstd", Int8Linear(), Zstd(), False, "int8 symbols, zstd level 3"),
+    "int8-lz4": _plain("int8-lz4", Int8Linear(), Lz4(), False, "int8 symbols, lz4 block"),
+    **{f"q{b}-ans": _plain(f"q{b}-ans", LowBit(b), Ans(1 << b), False,
+                           f"{b}-bit clipped (mean +- 3 std) uniform, ANS (constriction)") for b in (4, 3, 2)},
+    "ae": _ae("ae", Float32(), Raw(), "autoencoder latent, float32"),
+    "ae-int8-zstd": _ae("ae-int8-zstd", Int8Linear(), Zstd(), "autoencoder latent, int8 + zstd"),
+    "ae-q4-ans": _ae("ae-q4-ans", LowBit(4), Ans(16), "autoencoder latent, 4-bit clipped + ANS"),
+}
+
+
+def codec_names(include_autoencoder: bool = True) -> list[str]:
+    return [n for n, spec in CODECS.items() if include_autoencoder or not spec.needs_autoencoder]
+
+
+def get_codec(name: str, autoencoder: Autoencoder | Path | None = None) -> Codec:
+    """The codec registered as `name`; autoencoder codecs need the AE (or a dir holding its ONNX pair)."""
+    spec = CODECS.get(name)
+    if spec is None:
+        raise CodecError(f"unknown codec {name!r}; known: {', '.join(CODECS)}")
+    ae: Autoencoder | None = None
+    if spec.needs_autoencoder:
+        if autoencoder is None:
+            raise CodecError(f"codec {name!r} needs the autoencoder (ae_encoder.onnx / ae_decoder.onnx)")
+        ae = autoencoder if isinstance(autoencoder, Autoencoder) else Autoencoder.from_dir(Path(autoencoder))
+    return spec.build(ae)
+
+
+def measure(codec: Codec, x: np.ndarray, repeats: int = 1) -> tuple[dict[str, Any], np.ndarray]:
+    """Encode and decode `x` (median of `repeats`): size and error figures, and the decoded tensor."""
+    x = np.asarray(x, dtype=np.float32)
+    enc_times, dec_times = [], []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        encoded = codec.encode(x)
+        t1 = time.perf_counter()
+        y = codec.decode(encoded.payload, encoded.params, x.shape)
+        t2 = time.perf_counter()
+        enc_times.append((t1 - t0) * 1e3)
+        dec_times.append((t2 - t1) * 1e3)
+    n = max(x.size, 1)
+    err = np.abs(y - x)
+    report = {
+        "codec": codec.name,
+        "elements": int(x.size),
+        "payload_bytes": len(encoded.payload),
+        "bits_per_element": 8.0 * len(encoded.payload) / n,
+        "ratio_vs_fp32": (4.0 * x.size) / max(len(encoded.payload), 1),
+        "encode_ms": float(np.median(enc_times)),
+        "decode_ms": float(np.median(dec_times)),
+        "max_abs_error": float(err.max()) if err.size else 0.0,
+        "rmse": float(np.sqrt(np.mean(err ** 2))) if err.size else 0.0,
+        "params": encoded.params,
+    }
+    return report, y
