@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from core.cli_types import out_dir, positive_int, thread_count
 from export.card import card_path_for
 from families.split_asr.options import add_override_arguments
 
@@ -14,10 +15,11 @@ log = logging.getLogger("export")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, required=True, help="output folder for <name>.onnx and <name>.card.json")
+    p.add_argument("--out", type=out_dir, required=True, help="output folder for <name>.onnx and <name>.card.json")
     p.add_argument("--name", default="model", help="file stem of the exported model (default: model)")
     p.add_argument("--no-optimize", action="store_true", help="skip onnxoptimizer (the card records it)")
-    p.add_argument("--threads", type=int, default=0, help="onnxruntime threads for the parity gate (0 = auto)")
+    p.add_argument("--threads", type=thread_count, default=0,
+                   help="onnxruntime threads for the parity gate (0 = auto)")
     p.add_argument("--force", action="store_true", help="re-export even when an up-to-date export exists")
 
 
@@ -284,13 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Either way <name>.card.json is written for the .om, so the msame and "
                                    "ais_bench runners find it.")
     _onnx_in(a)
-    a.add_argument("--out", type=Path, required=True, help="folder for <name>.om, its card and the atc script")
+    a.add_argument("--out", type=out_dir, required=True, help="folder for <name>.om, its card and the atc script")
     a.add_argument("--name", help="OM file stem (default: <onnx stem>_<soc version>)")
     a.add_argument("--soc-version", default="Ascend310P3",
                    help="\"Ascend\" + the chip name `npu-smi info` shows: Ascend310, Ascend310P3 (default), "
                         "Ascend310B1, Ascend910B3, ... (a name not known here is passed to atc with a warning)")
-    a.add_argument("--batch-size", type=int, help="static batch (default: the card's static batch, else 1)")
-    a.add_argument("--length", type=int, help="static time length: frames for DeepSpeech2 (621 in the guide), "
+    a.add_argument("--batch-size", type=positive_int, help="static batch (default: the card's static batch, else 1)")
+    a.add_argument("--length", type=positive_int, help="static time length: frames for DeepSpeech2 (621 in the guide), "
                                               "samples for wav2vec2 (100000); default: the card's static length")
     a.add_argument("--dynamic-batch", type=_int_list, metavar="1,4,8", help="atc --dynamic_batch_size profiles")
     a.add_argument("--dynamic-dims", type=_profiles, metavar="1x621,8x621",
@@ -315,21 +317,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fused = onnxruntime's offline transformer fusions, fp32 (runs on onnxruntime only)")
     v.add_argument("--dataset", type=Path, required=True,
                    help="dataset dir for the parity gate (and for calibration of int8-static)")
-    v.add_argument("--out", type=Path, help="output folder (default: beside --model)")
+    v.add_argument("--out", type=out_dir, help="output folder (default: beside --model)")
     v.add_argument("--name", help="file stem (default: <model stem>.<kind>)")
     v.add_argument("--op-types", type=_names, metavar="A,B", help="op types to quantise (default: the family's)")
     v.add_argument("--exclude-nodes", type=_names, metavar="N1,N2", help="node names to keep in fp32")
     v.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
     v.add_argument("--calibration", default="MinMax", choices=["MinMax", "Entropy", "Percentile"],
                    help="int8-static calibration method (default MinMax)")
-    v.add_argument("--calibration-samples", type=int, default=64, help="int8-static: samples to calibrate on")
-    v.add_argument("--parity-samples", type=int, default=32, help="samples the lossy gate compares (default 32)")
+    v.add_argument("--calibration-samples", type=positive_int, default=64, help="int8-static: samples to calibrate on")
+    v.add_argument("--parity-samples", type=positive_int, default=32, help="samples the lossy gate compares (default 32)")
     v.add_argument("--min-argmax-agreement", type=float, default=0.97,
                    help="gate: share of valid frames whose argmax matches fp32 (default 0.97)")
     v.add_argument("--max-text-cer", type=float, default=0.02,
                    help="gate: CER of the variant's transcripts against fp32's (default 0.02)")
     v.add_argument("--fp16-io", action="store_true", help="fp16: make inputs/outputs fp16 too")
-    v.add_argument("--threads", type=int, default=0, help="onnxruntime threads for the gate")
+    v.add_argument("--threads", type=thread_count, default=0, help="onnxruntime threads for the gate")
     v.add_argument("--force", action="store_true", help="redo even when an up-to-date variant exists")
     v.set_defaults(func=cmd_variant)
 
@@ -351,7 +353,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except OSError as exc:  # a full disk or a read-only folder found mid-write
+        from core.fsio import describe_os_error
+
+        log.error("%s", describe_os_error(exc))
+        return 2
 
 
 if __name__ == "__main__":

@@ -115,12 +115,23 @@ def load_model_and_card(onnx_path: Path, card_path: Path | None = None) -> tuple
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise CardError(f"ONNX model not found: {onnx_path}")
+    if onnx_path.stat().st_size == 0:
+        raise CardError(f"{onnx_path} is empty (0 bytes); expected an ONNX model (an interrupted copy or export?)")
     card = read_card(card_path or card_path_for(onnx_path))
     try:
         proto = onnx.load(str(onnx_path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and friends for corrupt files
         raise CardError(f"{onnx_path} is not a readable ONNX model: {exc}") from None
     check_card_matches(card, proto, onnx_path)
+    expected = card.get("onnx_sha256")
+    if expected:
+        from core.fsio import sha256_file
+
+        actual = sha256_file(onnx_path)
+        if actual != expected:
+            raise CardError(f"{onnx_path}: sha256 {actual[:12]}... is not the card's onnx_sha256 {expected[:12]}... "
+                            f"({card_path or card_path_for(onnx_path)}); expected the model file that card was written "
+                            "for (export it again, or pass its own --card)")
     return proto, card
 
 

@@ -11,6 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
+from core.cli_types import out_dir
+
 log = logging.getLogger("postprocess")
 
 
@@ -44,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(repeatable: e.g. onnxruntime and msame on the same dataset)")
     r.add_argument("--modelzoo-dataset", type=Path, help="the --modelzoo dataset dir of that run")
     r.add_argument("--throughput", type=Path, nargs="*", default=[], help="run dirs for the throughput table")
-    r.add_argument("--out", type=Path, default=Path("results"))
+    r.add_argument("--out", type=out_dir, default=Path("results"), help="folder for the tables (default: results)")
     r.add_argument("--name", required=True, help="file stem prefix, e.g. deepspeech2_an4")
     r.add_argument("--title", default=None, help="table title (default: from --name)")
 
@@ -56,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--card", type=Path, required=True, help="the fp32 model's card (labels, decoding)")
     v.add_argument("--row", action="append", required=True, metavar="LABEL=RUN_BS1[,RUN_BS8]",
                    help="a system: its batch-1 run (scored) and optionally its batch-8 run (repeatable; first = reference)")
-    v.add_argument("--out", type=Path, default=Path("results"))
+    v.add_argument("--out", type=out_dir, default=Path("results"), help="folder for the tables (default: results)")
     v.add_argument("--name", required=True, help="file stem prefix, e.g. deepspeech2_an4 (writes <name>_variants.*)")
     v.add_argument("--title", default=None)
 
@@ -71,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--name", required=True, help="file stem, e.g. deepspeech2_uni")
     st.add_argument("--title", help="table title (default: the name)")
     m = sub.add_parser("readme", help="gather the tables of several reports into <out>/README.md")
-    m.add_argument("--out", type=Path, default=Path("results"))
+    m.add_argument("--out", type=out_dir, default=Path("results"), help="folder for the tables (default: results)")
     m.add_argument("--names", nargs="+", required=True, help="report names (the --name of each report)")
     m.add_argument("--training", type=Path, action="append", default=[],
                    help="a demo model's training record (repeatable)")
@@ -108,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
         log.info("wrote %s", write_results_readme(args.out, args.names, args.training))
         return 0
+    from core.fsio import OutDirError, describe_os_error
     from export.card import CardError, read_card
     from preprocess.dataset_dir import DatasetDir, DatasetDirError
     from runners.base import RunError
@@ -134,8 +137,11 @@ def main(argv: list[str] | None = None) -> int:
                 log.info("wrote %s", path)
             return 0
         return _report(args, card, dataset)
-    except (CardError, DatasetDirError, RunError, ValueError) as exc:
+    except (CardError, DatasetDirError, RunError, ValueError, OutDirError) as exc:
         log.error("%s", exc)
+        return 2
+    except OSError as exc:  # a full disk or a read-only folder found mid-write
+        log.error("%s", describe_os_error(exc))
         return 2
 
 

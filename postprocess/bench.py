@@ -25,6 +25,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from core.cli_types import non_negative_int, positive_int, thread_count
+
 log = logging.getLogger("bench")
 
 
@@ -437,14 +439,14 @@ def _random_wav2vec2_base(out: Path) -> Path:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--triad-mib", type=int, default=256,
+    p.add_argument("--threads", type=thread_count, default=2)
+    p.add_argument("--triad-mib", type=positive_int, default=256,
                    help="size of each STREAM triad array in MiB (keep it far above the L3 cache)")
-    p.add_argument("--repeats", type=int, default=15)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
-    p.add_argument("--samples", type=int, default=100000, help="wav2vec2 input length (the Ascend guide's)")
-    p.add_argument("--frames", type=int, default=621, help="DeepSpeech2 input frames (the Ascend guide's)")
+    p.add_argument("--repeats", type=positive_int, default=15)
+    p.add_argument("--warmup", type=non_negative_int, default=3)
+    p.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[1, 8])
+    p.add_argument("--samples", type=positive_int, default=100000, help="wav2vec2 input length (the Ascend guide's)")
+    p.add_argument("--frames", type=positive_int, default=621, help="DeepSpeech2 input frames (the Ascend guide's)")
     p.add_argument("--deepspeech2-ckpt", help="a deepspeech.pytorch V3.0 checkpoint")
     p.add_argument("--deepspeech2-real", action="store_true",
                    help="also the an4-size DeepSpeech2 (5x1024 BiLSTM, 86.6 M parameters) with random weights, "
@@ -457,5 +459,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", action="append", default=[], metavar="MODEL.onnx=DATA",
                    help="also time the stages around this exported model on DATA (AN4 root or LibriSpeech split): "
                         "preprocessing speed on one core, and the share of a whole run that is not model execution")
-    p.add_argument("--pipeline-utterances", type=int, default=200, help="utterances for --pipeline (default 200)")
+    p.add_argument("--pipeline-utterances", type=positive_int, default=200, help="utterances for --pipeline (default 200)")
     p.add_argument("--out", type=Path, help="also write the rows as JSON here")

@@ -72,9 +72,63 @@ def decode_lengths(card: dict[str, Any], run_dir: Path, run: dict[str, Any], dat
     return {s.key: output_frames(card, s.length) for s in dataset.samples}
 
 
+def check_run_matches(run_dir: Path, run: dict[str, Any], dataset: DatasetDir, card: dict[str, Any]) -> None:
+    """Refuse a run made from another dataset (content hash) or by a model the card does not describe."""
+    from runners.base import decoding_fingerprint
+
+    made_from = run.get("config", {}).get("dataset_hash")
+    have = dataset.header.get("config_hash")
+    if made_from and have and made_from != have:
+        raise RunError(f"{run_dir} was made from the dataset {run['dataset'].get('path')} (content hash {made_from}), "
+                       f"not from {dataset.path} (content hash {have}); score it against the dataset it read, or "
+                       "run it again on this one")
+    decoding = run["model"].get("decoding")
+    if decoding and decoding != decoding_fingerprint(card):
+        raise RunError(f"{run_dir} was made by a {run['model'].get('family')} model whose labels or blank "
+                       f"differ from those of the card given ({card.get('onnx')}, family {card['family']}); "
+                       "expected the card of the model that made the run")
+
+
+def check_output_frames(run_dir: Path, run: dict[str, Any], dataset: DatasetDir, card: dict[str, Any],
+                        model_lengths: dict[str, int] | None) -> None:
+    """Each sample's output frames against the card's output-length rule for its dataset length.
+
+    The model's own length output must equal the rule; the score output's time axis must hold at least
+    that many frames, and exactly the rule applied to the length the batch was padded to where run.json
+    records it (the runners here do; the Ascend tools' runs do not). An output made from other audio (a
+    stale run) fails one of these.
+    """
+    spec = scores_output(card)
+    lengths_input = next((i["name"] for i in card["inputs"] if i["role"] == "lengths"), None)
+    samples = {s.key: s for s in dataset.samples}
+    for meta in run["samples"]:
+        s = samples.get(meta["key"])
+        if s is None:
+            continue
+        # The stored lengths input where the dataset has one (--modelzoo stores rounded sizes), else the length.
+        stored = lengths_input is not None and lengths_input in s.inputs
+        length = int(dataset.load(s, lengths_input).reshape(-1)[0]) if stored else s.length
+        try:
+            expected = output_frames(card, length)
+            padded = output_frames(card, meta["input_length"]) if meta.get("input_length") else None
+        except ValueError:  # CardError: no usable rule on this card, nothing to check against
+            return
+        frames = int(meta["shapes"][spec["name"]][spec["time_axis"] - 1])
+        problem = None
+        if model_lengths is not None and model_lengths[s.key] != expected:
+            problem = f"the model's length output says {model_lengths[s.key]} frames"
+        elif frames < expected or (padded is not None and frames != padded):
+            problem = f"its {spec['name']} output has {frames} frames"
+        if problem:
+            raise RunError(f"{run_dir}: sample {s.key} ({s.audio}): {problem}, but the dataset's length {length} "
+                           f"gives {expected} by the card's output-length rule; the outputs come from other audio "
+                           "(a stale or mixed run dir?): run it again")
+
+
 def score_run(run_dir: Path, dataset: DatasetDir, card: dict[str, Any], *, modelzoo: bool = False,
               write: bool = True) -> dict[str, Any]:
     run = open_run(run_dir)
+    check_run_matches(run_dir, run, dataset, card)
     keys = [s.key for s in dataset.samples]
     have = {s["key"] for s in run["samples"]}
     missing = [k for k in keys if k not in have]
@@ -82,6 +136,8 @@ def score_run(run_dir: Path, dataset: DatasetDir, card: dict[str, Any], *, model
         raise RunError(f"{run_dir}: no outputs for {len(missing)} samples of {dataset.path} (e.g. {missing[:3]})")
     arrays = output_arrays(run_dir, run, scores_output(card)["name"])
     lengths = decode_lengths(card, run_dir, run, dataset, modelzoo)
+    own = decode_lengths(card, run_dir, run, dataset, False) if modelzoo else lengths
+    check_output_frames(run_dir, run, dataset, card, own if scores_output(card).get("lengths_from") else None)
     hyps, refs = [], []
     for s in dataset.samples:
         out = arrays[s.key]

@@ -13,6 +13,8 @@ import logging
 import sys
 from pathlib import Path
 
+from core.cli_types import out_dir, positive_int
+
 log = logging.getLogger("preprocess")
 
 
@@ -31,27 +33,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="AN4: train or test (default: test). LibriSpeech root: the split folder to read, "
                                    "e.g. test-clean (needed when the root holds more than one split)")
     p.add_argument("--card", type=Path, required=True, help="model card (<model>.card.json) written by export")
-    p.add_argument("--out", type=Path, required=True, help="dataset dir to write")
+    p.add_argument("--out", type=out_dir, required=True,
+                   help="dataset dir to write (refused if it is a file, read-only, on a full disk, or being "
+                        "written by another process)")
     p.add_argument("--modelzoo", action="store_true",
                    help="reproduce the Ascend ModelZoo guide of the card's family. DeepSpeech2: whole set sorted "
                         "longest first, padded to the longest (or --pad-to), spect/data{i}.bin + sizes/data{i}.bin "
                         "from 1, float32-rounded sizes, sizes.txt/targets.txt/target_sizes.txt. wav2vec2: clips over "
                         "100000 samples skipped, eps 1e-5 normalisation, zero-padded to 100000, batch_{k}.bin of "
                         "--batch-size clips, batch_i_filename_map_bs{N}.json, ground_truth_texts.txt")
-    p.add_argument("--batch-size", type=int, default=1,
+    p.add_argument("--batch-size", type=positive_int, default=1,
                    help="--modelzoo for wav2vec2: clips per batch_{k}.bin file, as the guide's --batch_size")
-    p.add_argument("--pad-to", type=int, help="pad every input's time axis to this many frames (e.g. 621)")
-    p.add_argument("--raw-rate", type=int, default=None,
+    p.add_argument("--pad-to", type=positive_int, help="pad every input's time axis to this many frames (e.g. 621)")
+    p.add_argument("--raw-rate", type=positive_int, default=None,
                    help="sample rate of headerless .raw files (they cannot say; default: the card's rate)")
     rs = p.add_mutually_exclusive_group()
     rs.add_argument("--resample", action="store_true", help="resample audio at another rate (with a warning)")
     rs.add_argument("--no-resample", action="store_true", help="refuse audio at another rate")
-    p.add_argument("--max-samples", type=int, help="skip clips longer than this many samples (named in the log)")
+    p.add_argument("--max-samples", type=positive_int, help="skip clips longer than this many samples (named in the log)")
     p.add_argument("--downmix", action="store_true", help="average multichannel audio instead of refusing it")
-    p.add_argument("--limit", type=int, help="only the first N utterances (in the dataset's order)")
-    p.add_argument("--spread", type=int, metavar="N",
+    p.add_argument("--limit", type=positive_int, help="only the first N utterances (in the dataset's order)")
+    p.add_argument("--spread", type=positive_int, metavar="N",
                    help="only N utterances spread evenly over the dataset (every speaker; e.g. a calibration set)")
-    p.add_argument("--force", action="store_true", help="overwrite a dataset dir made with other settings")
+    p.add_argument("--force", action="store_true",
+                   help="rebuild every sample, also of a finished dataset dir or one made with other settings "
+                        "(a dir whose sources changed since is rebuilt without it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     # Issue 13: the same build spread over a Ray cluster (preprocess/ray_build.py, docs/ray.md).
     p.add_argument("--ray", action="store_true",
@@ -81,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         synth.add_arguments(sp)
         return synth.main(sp.parse_args(argv[1:]))
 
+    from core.fsio import OutDirError, describe_os_error
     from export.card import CardError, read_card
     from preprocess.audio import AudioError
     from preprocess.build import BuildOptions, build_dataset
@@ -121,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         with mapper_for(args.ray, args.ray_address) as mapper:
             out = build_dataset(utts, args.out, card, source, opts, card_path=args.card.resolve(), force=args.force,
                                 progress=not args.no_progress, mapper=mapper)
-    except (CardError, AudioError, DatasetError, DatasetDirError, ClusterError) as exc:
+    except (CardError, AudioError, DatasetError, DatasetDirError, ClusterError, OutDirError) as exc:
         log.error("%s", exc)
+        return 2
+    except OSError as exc:  # a full disk or a read-only folder found mid-write
+        log.error("%s", describe_os_error(exc))
         return 2
     log.info("dataset dir ready: %s (%d utterances)", out, len(utts))
     return 0

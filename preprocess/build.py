@@ -14,7 +14,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from tqdm import tqdm
 
-from preprocess.audio import load_audio, num_samples
+from core.fsio import DirLock
+from preprocess.audio import AudioError, load_audio, num_samples
 from preprocess.dataset_dir import (FORMAT_VERSION, HEADER, MANIFEST, BinRef, DatasetDirError, Sample,
                                     atomic_write_bytes, atomic_write_json, read_manifest, write_bin)
 from preprocess.datasets import Utterance
@@ -50,10 +51,69 @@ def _input_plan(card: dict[str, Any], layout: str) -> list[dict[str, Any]]:
     return plan
 
 
-def _config_hash(source: dict[str, Any], card: dict[str, Any], opts: BuildOptions, n: int) -> str:
+def source_fingerprint(utts: list[Utterance]) -> str:
+    """What the dataset was made from: each audio file's path, size and mtime, and each transcript's text.
+
+    Hashing every recording would cost a second read of the corpus; size + mtime catches a replaced or
+    re-encoded file, and the transcripts are already in memory, so their content is hashed exactly.
+    """
+    h = hashlib.sha256()
+    for u in utts:
+        try:
+            st = Path(u.audio).stat()
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except FileNotFoundError:
+            stamp = "missing"  # load_audio names the file when it gets to it
+        h.update(f"{u.uid}\0{u.audio}\0{stamp}\0{u.transcript}\n".encode())
+    return h.hexdigest()
+
+
+def _settings_hash(source: dict[str, Any], card: dict[str, Any], opts: BuildOptions, n: int) -> str:
     blob = json.dumps({"source": source, "feature": card["feature"], "inputs": card["inputs"],
                        "labels": card["labels"], "opts": opts.__dict__, "n": n}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _hashes(source: dict[str, Any], card: dict[str, Any], opts: BuildOptions,
+            utts: list[Utterance]) -> dict[str, str]:
+    """settings_hash: the command's settings; config_hash: those plus the sources' content (what runners key on)."""
+    settings = _settings_hash(source, card, opts, len(utts))
+    content = source_fingerprint(utts)
+    return {"settings_hash": settings, "source_fingerprint": content,
+            "config_hash": hashlib.sha256(f"{settings}:{content}".encode()).hexdigest()[:16]}
+
+
+def _reuse_or_clear(out: Path, hashes: dict[str, str], force: bool) -> bool:
+    """True when `out` already holds this exact dataset, finished; otherwise clear what cannot be resumed.
+
+    A dir made with other settings is refused without --force. One made with the same settings from
+    sources that changed since (a corrected transcript, a replaced recording) is rebuilt with a warning,
+    since keeping its samples would silently score the old data. --force always starts over.
+    """
+    header_path = out / HEADER
+    if not header_path.is_file():
+        return False
+    try:
+        old = json.loads(header_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        old = {}  # a damaged header: nothing in the dir can be trusted, start over
+    if not force and old.get("config_hash") == hashes["config_hash"]:
+        if old.get("complete"):
+            listed = sum(1 for _ in read_manifest(out / MANIFEST))
+            if listed == old.get("num_samples"):
+                log.info("%s is complete (%d samples); nothing to do (--force to redo)", out, listed)
+                return True
+            log.warning("%s: the manifest lists %d samples, the header says %d; repairing it", out, listed,
+                        old.get("num_samples", 0))
+        return False  # an interrupted (or damaged) build of this same dataset: resume it
+    if not force and old.get("settings_hash") not in (None, hashes["settings_hash"]):
+        raise DatasetDirError(f"{out} holds a dataset made with other settings; use another --out or --force")
+    if not force and old:
+        log.warning("%s: %s; rebuilding it", out, "the source audio or transcripts changed since it was made"
+                    if old.get("settings_hash") else "made by an older version that did not record its sources")
+    for p in [out / MANIFEST, header_path]:
+        p.unlink(missing_ok=True)
+    return False
 
 
 def _modelzoo_size(length: int, max_length: int) -> int:
@@ -84,10 +144,18 @@ def build_dataset(utts: list[Utterance], out: Path, card: dict[str, Any], source
 
     `mapper(fn, items)` applies `write_sample` to the utterances still to do, in any order (default: the
     builtin map, here in this process; preprocess/ray_build.py spreads it over Ray).
+    One writer at a time: a second process writing the same dir is refused (DirLockedError, a ValueError).
     """
     if not utts:
         raise DatasetDirError(f"no utterances to write into {out}")
     out = Path(out)
+    with DirLock(out, "dataset dir"):
+        return _build_locked(utts, out, card, source, opts, card_path, force, progress, mapper)
+
+
+def _build_locked(utts: list[Utterance], out: Path, card: dict[str, Any], source: dict[str, Any],
+                  opts: BuildOptions, card_path: Path | None, force: bool, progress: bool,
+                  mapper: Mapper | None) -> Path:
     batched = opts.layout == "modelzoo" and bool(card.get("modelzoo", {}).get("batch_files"))
     if opts.layout == "modelzoo" and "modelzoo" not in card:
         raise DatasetDirError(f"the {card['family']} card declares no ModelZoo layout; drop --modelzoo")
@@ -120,22 +188,14 @@ def build_dataset(utts: list[Utterance], out: Path, card: dict[str, Any], source
         longest = max(keyed, key=lambda k: k[2])[1]
         raise DatasetDirError(f"{longest.audio}: {max_frames} frames, longer than --pad-to {pad_to} "
                               "(nothing is truncated: raise --pad-to or drop the file)")
-    config_hash = _config_hash(source, card, opts, len(utts))
+    hashes = _hashes(source, card, opts, utts)
     header_path = out / HEADER
-    if header_path.is_file():
-        old = json.loads(header_path.read_text())
-        if old.get("config_hash") != config_hash:
-            if not force:
-                raise DatasetDirError(f"{out} holds a dataset made with other settings; use another --out or --force")
-            for p in [out / MANIFEST, header_path]:
-                p.unlink(missing_ok=True)
-        elif old.get("complete"):
-            log.info("%s is complete (%d samples); nothing to do", out, old.get("num_samples", 0))
-            return out
+    if _reuse_or_clear(out, hashes, force):
+        return out
     out.mkdir(parents=True, exist_ok=True)
     for p in plan:
         (out / p["folder"]).mkdir(exist_ok=True)
-    header = _header(card, source, opts, config_hash, card_path)
+    header = _header(card, source, opts, hashes, card_path)
     header.update({
         "pad_to": pad_to,
         "inputs": [{k: p[k] for k in ("name", "folder", "dtype", "role", "time_axis")} for p in plan],
@@ -144,12 +204,14 @@ def build_dataset(utts: list[Utterance], out: Path, card: dict[str, Any], source
     })
     atomic_write_json(header_path, header)
 
-    done = {s.key: s for s in read_manifest(out / MANIFEST)}
+    listed = list(read_manifest(out / MANIFEST))
+    done = {s.key: s for s in listed}
     valid = {k for k, s in done.items() if all(
         (out / _folder(plan, name) / ref.file).is_file()
         and (out / _folder(plan, name) / ref.file).stat().st_size == ref.nbytes for name, ref in s.inputs.items())}
-    if len(valid) != len(done):
-        # Rewrite the manifest without the entries whose files are gone or damaged.
+    if len(valid) != len(listed):
+        # Rewrite the manifest without the entries whose files are gone or damaged, and without any
+        # sample listed twice (from writers that raced before the dir lock existed).
         kept = "".join(done[k].to_json() + "\n" for k, _, _ in keyed if k in valid)
         atomic_write_bytes(out / MANIFEST, kept.encode())
     elif done:
@@ -181,12 +243,22 @@ def build_dataset(utts: list[Utterance], out: Path, card: dict[str, Any], source
     return out
 
 
+def decode_audio(path: Path, **options: Any) -> np.ndarray:
+    """load_audio, with libsndfile's decode errors (soundfile.LibsndfileError, a RuntimeError raised by a
+    truncated FLAC whose header still reads) turned into an AudioError naming the file."""
+    try:
+        return load_audio(path, **options)
+    except RuntimeError as exc:
+        raise AudioError(f"{path}: cannot be decoded ({exc}); expected a complete audio file "
+                         "(truncated or corrupt?)") from None
+
+
 def write_sample(item: tuple[str, Utterance, int], *, out: Path, card: dict[str, Any], plan: list[dict[str, Any]],
                  opts: BuildOptions, pad_to: int | None) -> tuple[Sample, Counter]:
     """One utterance's input files (atomic) and its manifest entry, plus the characters its labels dropped."""
     key, utt, _ = item
-    audio = load_audio(utt.audio, sample_rate=opts.sample_rate, raw_rate=opts.raw_rate,
-                       resample=opts.resample, downmix=opts.downmix)
+    audio = decode_audio(utt.audio, sample_rate=opts.sample_rate, raw_rate=opts.raw_rate,
+                         resample=opts.resample, downmix=opts.downmix)
     feats = extract(audio, card["feature"])
     length = int(feats.shape[-1])
     target = pad_to or length
@@ -221,12 +293,12 @@ def _order_manifest(path: Path, keys: list[str]) -> None:
         atomic_write_bytes(path, ordered.encode())
 
 
-def _header(card: dict[str, Any], source: dict[str, Any], opts: BuildOptions, config_hash: str,
+def _header(card: dict[str, Any], source: dict[str, Any], opts: BuildOptions, hashes: dict[str, str],
             card_path: Path | None) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
         "complete": False,
-        "config_hash": config_hash,
+        **hashes,
         "source": source,
         "layout": opts.layout,
         "card": {"family": card["family"], "path": str(card_path) if card_path else None,
@@ -242,18 +314,11 @@ def _build_batched(utts: list[Utterance], out: Path, card: dict[str, Any], sourc
                    opts: BuildOptions, card_path: Path | None, force: bool, progress: bool) -> Path:
     from preprocess.modelzoo_batched import build_batched
 
-    config_hash = _config_hash(source, card, opts, len(utts))
-    if (out / HEADER).is_file():
-        old = json.loads((out / HEADER).read_text())
-        if old.get("config_hash") != config_hash:
-            if not force:
-                raise DatasetDirError(f"{out} holds a dataset made with other settings; use another --out or --force")
-            (out / MANIFEST).unlink(missing_ok=True)
-        elif old.get("complete"):
-            log.info("%s is complete (%d samples); nothing to do", out, old.get("num_samples", 0))
-            return out
+    hashes = _hashes(source, card, opts, utts)
+    if _reuse_or_clear(out, hashes, force):
+        return out
     out.mkdir(parents=True, exist_ok=True)
-    return build_batched(utts, out, card, _header(card, source, opts, config_hash, card_path), opts.batch_size,
+    return build_batched(utts, out, card, _header(card, source, opts, hashes, card_path), opts.batch_size,
                          sample_rate=opts.sample_rate, raw_rate=opts.raw_rate, resample=opts.resample,
                          progress=progress)
 

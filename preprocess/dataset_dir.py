@@ -14,13 +14,17 @@ ais_bench's natural sort agree with the manifest order. (`--modelzoo` keeps the 
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+from core.fsio import atomic_write_bytes, atomic_write_json, read_json_file
+
+__all__ = ["HEADER", "MANIFEST", "FORMAT_VERSION", "DatasetDirError", "BinRef", "Sample", "DatasetDir",
+           "atomic_write_bytes", "atomic_write_json", "write_bin", "read_bin", "read_manifest", "natural_key"]
 
 HEADER = "dataset.json"
 MANIFEST = "manifest.jsonl"
@@ -90,17 +94,6 @@ def _ref_json(ref: BinRef) -> dict[str, Any]:
     return d
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
-
-
 def write_bin(path: Path, array: np.ndarray, dtype: str) -> BinRef:
     """Write `array` as raw little-endian `dtype`; the file appears only when complete."""
     arr = np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<"))
@@ -136,7 +129,7 @@ class DatasetDir:
         head = path / HEADER
         if not head.is_file():
             raise DatasetDirError(f"not a dataset dir (no {HEADER}): {path}; run `python -m preprocess` first")
-        header = json.loads(head.read_text())
+        header = read_json_file(head, "dataset header", error=DatasetDirError)
         if require_complete and not header.get("complete"):
             raise DatasetDirError(f"dataset dir {path} is incomplete (preprocess was interrupted); "
                                   "rerun the same preprocess command to resume it")

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from preprocess.audio import load_audio, num_samples
+from preprocess.audio import num_samples
+from preprocess.build import decode_audio  # build imports this module only inside a function: no cycle
 from preprocess.dataset_dir import (HEADER, MANIFEST, BinRef, Sample, atomic_write_bytes, atomic_write_json,
                                     read_manifest, write_bin)
 from preprocess.datasets import Utterance
@@ -68,7 +69,7 @@ def build_batched(utts: list[Utterance], out: Path, card: dict[str, Any], header
                 continue
             rows, samples = [], []
             for row, (key, utt) in enumerate(zip(keys, batch)):
-                audio = load_audio(utt.audio, sample_rate=sample_rate, raw_rate=raw_rate, resample=resample)
+                audio = decode_audio(utt.audio, sample_rate=sample_rate, raw_rate=raw_rate, resample=resample)
                 x = np.zeros(pad_to, dtype=np.float32)
                 x[: audio.size] = extract(audio, feature)
                 rows.append(x)

@@ -6,6 +6,8 @@ import logging
 import sys
 from pathlib import Path
 
+from core.cli_types import non_negative_int, out_dir, positive_int, thread_count
+
 log = logging.getLogger("runners")
 
 BACKENDS = ["onnxruntime", "openvino", "torch", "msame", "ais_bench", "torch_aie"]
@@ -28,11 +30,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--card", type=Path, help="model card, if not beside --model")
     p.add_argument("--checkpoint", type=Path, help="torch backend: the original checkpoint (default: the card's source)")
     p.add_argument("--dataset", type=Path, required=True, help="dataset dir written by `python -m preprocess`")
-    p.add_argument("--out", type=Path, required=True, help="run dir to write")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--threads", type=int, default=0,
-                   help="intra-op threads; OpenVINO's INFERENCE_NUM_THREADS (0 = the runtime's default)")
-    p.add_argument("--inter-threads", type=int, default=1, help="onnxruntime inter-op threads")
+    p.add_argument("--out", type=out_dir, required=True,
+                   help="run dir to write (refused if it is a file, read-only, on a full disk, or being written by "
+                        "another process)")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="most samples per batch (default 1)")
+    p.add_argument("--max-batch-frames", type=positive_int, default=None,
+                   help="most input time steps per batch, counted as batch size x the longest padded clip "
+                        "(frames, or samples for waveform models); a longer clip runs alone and is named in the log "
+                        "(default: 240 s of the dataset's audio)")
+    p.add_argument("--threads", type=thread_count, default=0,
+                   help="intra-op threads; OpenVINO's INFERENCE_NUM_THREADS (0 = the runtime's default; at most "
+                        "4 per core)")
+    p.add_argument("--inter-threads", type=thread_count, default=1, help="onnxruntime inter-op threads")
     p.add_argument("--providers", default="CPUExecutionProvider",
                    help="onnxruntime execution providers, comma-separated, in priority order")
     p.add_argument("--graph-level", default="all", choices=["disable", "basic", "extended", "all"],
@@ -47,16 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "on CPUs with AMX/avx512_bf16)")
     p.add_argument("--ov-hint", default="LATENCY", choices=["LATENCY", "THROUGHPUT"],
                    help="openvino PERFORMANCE_HINT")
-    p.add_argument("--warmup", type=int, default=2, help="untimed warm-up batches (default 2; ais_bench --warmup_count)")
+    p.add_argument("--warmup", type=non_negative_int, default=2, help="untimed warm-up batches (default 2; ais_bench --warmup_count)")
     p.add_argument("--outfmt", choices=["TXT", "BIN"], help="msame/ais_bench output format (default: TXT for msame "
                                                            "as the DeepSpeech guide uses, BIN for ais_bench)")
-    p.add_argument("--device", type=int, default=0, help="Ascend device id for msame/ais_bench/torch_aie")
+    p.add_argument("--device", type=non_negative_int, default=0, help="Ascend device id for msame/ais_bench/torch_aie")
     p.add_argument("--ais-bench-python", help="python that has ais_bench installed (default: this one)")
     p.add_argument("--soc-version", default="Ascend310P3", help="torch_aie: target SoC")
     p.add_argument("--aie-device", default="npu", help="torch_aie: torch device type the compiled model runs on")
-    p.add_argument("--length", type=int, help="torch_aie: the static time length compiled (default: the card's "
+    p.add_argument("--length", type=positive_int, help="torch_aie: the static time length compiled (default: the card's "
                                               "ModelZoo pad_to, 100000 samples for wav2vec2)")
-    p.add_argument("--aie-loops", type=int, default=100, help="torch_aie: timed loops of the guide's fps figure")
+    p.add_argument("--aie-loops", type=positive_int, default=100, help="torch_aie: timed loops of the guide's fps figure")
     p.add_argument("--keep-order", action="store_true", help="batch in manifest order instead of by length")
     p.add_argument("--force", action="store_true", help="run again even if an identical finished run exists")
     p.add_argument("--no-progress", action="store_true")
@@ -70,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "dir must be on storage every node sees; same outputs as without --ray")
     p.add_argument("--ray-address", help="join this Ray cluster (HOST:PORT of `ray start --head`, or auto); "
                                          "default: start a local Ray instance on this machine's cores")
-    p.add_argument("--workers", type=int, help="--ray: number of model sessions (actors); default: the cluster's "
+    p.add_argument("--workers", type=positive_int, help="--ray: number of model sessions (actors); default: the cluster's "
                                                "CPUs divided by --threads")
     return p
 
@@ -130,10 +139,18 @@ def main(argv: list[str] | None = None) -> int:
         return stream_main(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    from core.fsio import DirLock, OutDirError, describe_os_error
     from export.card import CardError, load_model_and_card, read_card
     from preprocess.dataset_dir import DatasetDir, DatasetDirError
     from runners.base import RunError, RunOptions, run_dataset
 
+    # One writer per run dir, whichever runner writes it (single process, Ray, streaming, Ascend tools).
+    lock = DirLock(args.out, "run dir")
+    try:
+        lock.__enter__()
+    except OutDirError as exc:
+        log.error("%s", exc)
+        return 2
     try:
         if args.profile and args.backend != "onnxruntime":
             raise RunError("--profile is for the onnxruntime backend only")
@@ -197,11 +214,16 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint = args.checkpoint or Path(card["source"]["path"])
             backend = TorchBackend(checkpoint, card, threads=args.threads)
         opts = RunOptions(batch_size=args.batch_size, warmup=args.warmup, sort_by_length=not args.keep_order,
-                          progress=not args.no_progress, force=args.force)
+                          progress=not args.no_progress, force=args.force, max_batch_frames=args.max_batch_frames)
         summary = run_dataset(backend, dataset, card, args.out, opts, model_path=args.model)
-    except (CardError, DatasetDirError, RunError, FileNotFoundError, ValueError) as exc:
+    except (CardError, DatasetDirError, RunError, FileNotFoundError, ValueError, OutDirError) as exc:
         log.error("%s", exc)
         return 2
+    except OSError as exc:  # a full disk or a read-only folder found mid-write
+        log.error("%s", describe_os_error(exc))
+        return 2
+    finally:
+        lock.__exit__(None, None, None)
     _report(summary, args.out)
     return 0
 

@@ -10,8 +10,10 @@ Run dir::
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import resource
 import statistics
 import time
 from dataclasses import dataclass
@@ -21,10 +23,16 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
+from core.fsio import DirLock, read_json_file, sha256_file
 from preprocess.dataset_dir import DatasetDir, Sample, atomic_write_json, write_bin
 from runners.machine import machine_info
 
 RUN_JSON = "run.json"
+# The keys postprocess reads from run.json; a run.json without them is refused by name.
+RUN_KEYS = ("backend", "batch_size", "model", "dataset", "outputs", "samples")
+# Default frame budget of one batch, as seconds of audio in the input's time steps (batch size x the
+# longest clip's padded length): a handful of ordinary clips fit, while one very long clip runs alone.
+DEFAULT_BATCH_AUDIO_S = 240.0
 log = logging.getLogger("runners")
 
 
@@ -49,12 +57,55 @@ class RunOptions:
     sort_by_length: bool = True
     progress: bool = True
     force: bool = False
+    max_batch_frames: int | None = None  # None: DEFAULT_BATCH_AUDIO_S of this dataset's audio
 
 
-def make_batches(samples: list[Sample], batch_size: int, sort_by_length: bool) -> list[list[Sample]]:
-    """Batches of samples; sorting by length first keeps padding small, and is undone in the run dir."""
+def default_batch_frames(dataset: DatasetDir) -> int:
+    """DEFAULT_BATCH_AUDIO_S seconds of audio in the dataset's input time steps (frames or samples)."""
+    rate = float(dataset.header["feature"]["sample_rate"])
+    steps_per_s = max((s.length * rate / s.num_samples for s in dataset.samples if s.num_samples), default=rate)
+    return max(1, int(DEFAULT_BATCH_AUDIO_S * steps_per_s))
+
+
+def make_batches(samples: list[Sample], batch_size: int, sort_by_length: bool,
+                 max_batch_frames: int | None = None) -> list[list[Sample]]:
+    """Batches of at most `batch_size` samples whose padded size (count x longest padded length) stays within
+    `max_batch_frames`; a clip longer than the budget by itself runs alone and is named in the log.
+    Sorting by length first keeps padding small, and is undone in the run dir."""
     order = sorted(samples, key=lambda s: -s.length) if sort_by_length and batch_size > 1 else list(samples)
-    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+    if max_batch_frames:
+        for s in order:
+            if s.padded_length > max_batch_frames:
+                log.warning("long clip %s (%s): %d time steps, over the batch budget of %d (--max-batch-frames); "
+                            "it runs in a batch of its own", s.key, s.audio, s.padded_length, max_batch_frames)
+    batches: list[list[Sample]] = []
+    current: list[Sample] = []
+    longest = 0
+    for s in order:
+        grown = max(longest, s.padded_length)
+        if current and (len(current) >= batch_size or
+                        (max_batch_frames and grown * (len(current) + 1) > max_batch_frames)):
+            batches.append(current)
+            current, grown = [], s.padded_length
+        current.append(s)
+        longest = grown
+    if current:
+        batches.append(current)
+    return batches
+
+
+def check_finite(arrays: dict[str, np.ndarray], batch: list[Sample], what: str) -> None:
+    """Refuse NaN or infinity in a batch's inputs or outputs, naming the first sample that holds one."""
+    for name, arr in arrays.items():
+        if not np.issubdtype(arr.dtype, np.floating):
+            continue
+        bad = ~np.isfinite(arr[: len(batch)].reshape(min(len(batch), arr.shape[0]), -1)).all(axis=1)
+        if bad.any():
+            row = int(np.argmax(bad))
+            sample = batch[row]
+            kinds = "NaN" if np.isnan(arr[row]).any() else "infinity"
+            raise RunError(f"sample {sample.key} ({sample.audio}): {what} {name} holds {kinds}; expected finite "
+                           "values (preprocess it again, or check the model)")
 
 
 def assemble(dataset: DatasetDir, card: dict[str, Any], batch: list[Sample],
@@ -87,18 +138,31 @@ def assemble(dataset: DatasetDir, card: dict[str, Any], batch: list[Sample],
     return inputs
 
 
+def batch_input_length(card: dict[str, Any], inputs: dict[str, np.ndarray]) -> int | None:
+    """The time length a batch was padded to (what the outputs' time axis follows), for score's checks."""
+    spec = next((i for i in card["inputs"] if i.get("time_axis") is not None), None)
+    return int(inputs[spec["name"]].shape[spec["time_axis"]]) if spec else None
+
+
 def static_batch(card: dict[str, Any]) -> int | None:
     dim = card["inputs"][0]["shape"][0]
     return dim if isinstance(dim, int) else None
 
 
 def cached_run(out: Path, config: dict[str, Any], force: bool) -> dict[str, Any] | None:
-    """The finished run in `out` if it was made with exactly `config` (so a rerun can skip it)."""
+    """The finished run in `out` if it was made with exactly `config` (so a rerun can skip it).
+
+    `config` names the model by its file's sha256 and the dataset by its content hash, so a model or
+    dataset rebuilt at the same path is run again.
+    """
     previous = out / RUN_JSON
     if force or not previous.is_file():
         return None
-    old = json.loads(previous.read_text())
-    if old.get("config") != config:
+    try:
+        old = json.loads(previous.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None  # a damaged run.json marks nothing as finished; the run is redone
+    if not isinstance(old, dict) or old.get("config") != config:
         return None
     log.info("%s is up to date (same model, dataset and settings); --force to run again", out)
     return old
@@ -106,24 +170,50 @@ def cached_run(out: Path, config: dict[str, Any], force: bool) -> dict[str, Any]
 
 def run_dataset(backend: Backend, dataset: DatasetDir, card: dict[str, Any], out: Path, opts: RunOptions,
                 model_path: Path | None = None) -> dict[str, Any]:
-    """Run every sample through `backend`, write the run dir, return run.json's content."""
+    """Run every sample through `backend`, write the run dir, return run.json's content.
+
+    One writer at a time: a second process writing the same run dir is refused (DirLockedError).
+    """
+    with DirLock(out, "run dir"):
+        return _run_locked(backend, dataset, card, Path(out), opts, model_path)
+
+
+def model_sha256(model_path: Path | None, backend: Backend, card: dict[str, Any]) -> str | None:
+    """The sha256 of what the backend actually loaded: the model file, else the checkpoint it reports."""
+    if model_path is not None and Path(model_path).is_file():
+        return sha256_file(Path(model_path))
+    return backend.info().get("checkpoint_sha256") or card.get("onnx_sha256")
+
+
+def decoding_fingerprint(card: dict[str, Any]) -> str:
+    """What decoding a run's outputs depends on (family, labels, blank), so score can tell a card that fits
+    the run (the model's own, a variant's, a streaming export's) from another model's."""
+    facts = {"family": card["family"], "labels": card["labels"], "blank_index": card["blank_index"]}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _run_locked(backend: Backend, dataset: DatasetDir, card: dict[str, Any], out: Path, opts: RunOptions,
+                model_path: Path | None) -> dict[str, Any]:
+    fixed = static_batch(card)
+    # A static batch cannot be cut by a budget: every batch holds exactly `fixed` rows.
+    budget = None if fixed else (opts.max_batch_frames or default_batch_frames(dataset))
     config = {
         "backend": backend.name,
         "backend_info": backend.info(),
-        "model_sha256": card.get("onnx_sha256"),
+        "model_sha256": model_sha256(model_path, backend, card),
         "dataset": str(dataset.path.resolve()),
         "dataset_hash": dataset.header.get("config_hash"),
         "batch_size": opts.batch_size,
+        "max_batch_frames": budget,
         "warmup": opts.warmup,
         "sort_by_length": opts.sort_by_length,
     }
     cached = cached_run(out, config, opts.force)
     if cached:
         return cached
-    fixed = static_batch(card)
     if fixed and opts.batch_size != fixed:
         raise RunError(f"the model has a static batch of {fixed}; run it with --batch-size {fixed}")
-    batches = make_batches(dataset.samples, opts.batch_size, opts.sort_by_length)
+    batches = make_batches(dataset.samples, opts.batch_size, opts.sort_by_length, budget)
     if not batches:
         raise RunError(f"{dataset.path}: no samples")
     out.mkdir(parents=True, exist_ok=True)
@@ -141,18 +231,22 @@ def run_dataset(backend: Backend, dataset: DatasetDir, card: dict[str, Any], out
     for batch_index, batch in enumerate(tqdm(batches, desc=f"{backend.name} bs{opts.batch_size}", unit="batch",
                                              disable=not opts.progress)):
         inputs = assemble(dataset, card, batch, fixed)
+        check_finite(inputs, batch, "input")
+        padded_to = batch_input_length(card, inputs)
         t0 = time.perf_counter()
         outputs = backend.infer(inputs)
         latencies_ms.append((time.perf_counter() - t0) * 1000.0)
         for spec in card["outputs"]:
             if spec["name"] not in outputs:
                 raise RunError(f"backend {backend.name} returned no output {spec['name']!r}")
+        check_finite(outputs, batch, "output")
         for row, sample in enumerate(batch):
             shapes = {}
             for spec in card["outputs"]:
                 ref = write_bin(out / spec["name"] / f"{sample.key}.bin", outputs[spec["name"]][row], spec["dtype"])
                 shapes[spec["name"]] = list(ref.shape)
-            samples_meta.append({"key": sample.key, "batch": batch_index, "shapes": shapes})
+            samples_meta.append({"key": sample.key, "batch": batch_index, "shapes": shapes,
+                                 "input_length": padded_to})
     wall_s = time.perf_counter() - wall0
     # A backend may have work to do once the timed batches are done (e.g. write a profile into the run dir);
     # what it returns is added to run.json.
@@ -162,7 +256,7 @@ def run_dataset(backend: Backend, dataset: DatasetDir, card: dict[str, Any], out
                       dataset=dataset, batch_size=opts.batch_size, batches=len(batches), latencies_ms=latencies_ms,
                       wall_s=wall_s, samples_meta=samples_meta, model_path=model_path,
                       batching="sorted by length" if opts.sort_by_length and opts.batch_size > 1 else "manifest order",
-                      warmup=opts.warmup, extra=extra)
+                      warmup=opts.warmup, extra={"max_batch_frames": budget, **(extra or {})})
 
 
 def finish_run(out: Path, *, config: dict[str, Any], backend: str, backend_info: dict[str, Any],
@@ -182,7 +276,8 @@ def finish_run(out: Path, *, config: dict[str, Any], backend: str, backend_info:
         "backend": backend,
         "backend_info": backend_info,
         "model": {"path": str(model_path) if model_path else None, "family": card["family"],
-                  "precision": card.get("precision"), "onnx_sha256": card.get("onnx_sha256")},
+                  "precision": card.get("precision"), "onnx_sha256": card.get("onnx_sha256"),
+                  "sha256": config.get("model_sha256"), "decoding": decoding_fingerprint(card)},
         "dataset": {"path": str(dataset.path), "samples": n, "layout": dataset.header.get("layout"),
                     "audio_seconds": round(audio_s, 3)},
         "batch_size": batch_size,
@@ -205,6 +300,10 @@ def finish_run(out: Path, *, config: dict[str, Any], backend: str, backend_info:
                      "time_axis": s.get("time_axis"), "lengths_from": s.get("lengths_from")} for s in card["outputs"]],
         "samples": samples_meta,
         "machine": machine_info(),
+        # ru_maxrss is in KiB on Linux: the most memory this process held, model and batches included, and
+        # the largest of its finished child processes (msame, ais_bench).
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        "peak_rss_children_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, 1),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if extra:
@@ -214,7 +313,8 @@ def finish_run(out: Path, *, config: dict[str, Any], backend: str, backend_info:
 
 
 def open_run(path: Path) -> dict[str, Any]:
+    """run.json of a finished run dir; a missing, corrupt or incomplete one is refused, naming the file."""
     run_json = Path(path) / RUN_JSON
     if not run_json.is_file():
         raise RunError(f"not a finished run dir (no {RUN_JSON}): {path}")
-    return json.loads(run_json.read_text())
+    return read_json_file(run_json, "run summary", required=RUN_KEYS, error=RunError)

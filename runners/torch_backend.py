@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from export.models import family_module
+from runners.base import RunError
 
 
 class TorchBackend:
@@ -17,11 +18,17 @@ class TorchBackend:
         if threads:
             torch.set_num_threads(threads)
         self.loaded = family_module(card["family"]).load(checkpoint)
+        loaded_sha = self.loaded.source.get("sha256")
+        expected = card.get("source", {}).get("sha256")
+        if expected and loaded_sha != expected:
+            raise RunError(f"--checkpoint {checkpoint}: sha256 {loaded_sha[:12]}... is not the card's source checkpoint "
+                           f"({card['source'].get('path')}, sha256 {expected[:12]}...); expected the checkpoint the "
+                           "ONNX model was exported from")
         self.module = self.loaded.module.eval()
         self.input_names = [i["name"] for i in card["inputs"]]
         self.output_names = [o["name"] for o in card["outputs"]]
         self._info = {"torch": torch.__version__, "threads": torch.get_num_threads(), "mode": "eager, inference_mode",
-                      "checkpoint": str(checkpoint)}
+                      "checkpoint": str(checkpoint), "checkpoint_sha256": loaded_sha}
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with torch.inference_mode():
