@@ -99,7 +99,7 @@ def check_output_frames(run_dir: Path, run: dict[str, Any], dataset: DatasetDir,
     stale run) fails one of these.
     """
     spec = scores_output(card)
-    lengths_input = next((i["name"] for i in card["inputs"] if i["role"] == "lengths"), None)
+    lengths_input = next((i["name"] for i in card["inputs"] if i.get("role") == "lengths"), None)
     samples = {s.key: s for s in dataset.samples}
     for meta in run["samples"]:
         s = samples.get(meta["key"])
