@@ -182,23 +182,7 @@ def main(argv: list[str] | None = None) -> int:
 
             _report(run_from_args(args, card, dataset), args.out)
             return 0
-        if args.backend == "onnxruntime":
-            if not args.model:
-                raise RunError("the onnxruntime backend needs --model")
-            from runners.onnxruntime_backend import OnnxRuntimeBackend
-
-            backend = OnnxRuntimeBackend(args.model, card, threads=args.threads, inter_threads=args.inter_threads,
-                                         providers=[p for p in args.providers.split(",") if p],
-                                         graph_level=args.graph_level, execution_mode=args.execution_mode,
-                                         profile=args.profile)
-        elif args.backend == "openvino":
-            if not args.model:
-                raise RunError("the openvino backend needs --model")
-            from runners.openvino_backend import OpenVinoBackend
-
-            backend = OpenVinoBackend(args.model, card, threads=args.threads, precision=args.ov_precision,
-                                      hint=args.ov_hint)
-        elif args.backend == "torch_aie":
+        if args.backend == "torch_aie":
             from runners.torch_aie_backend import TorchAieBackend
 
             length = args.length or card.get("modelzoo", {}).get("pad_to")
@@ -209,10 +193,9 @@ def main(argv: list[str] | None = None) -> int:
                                       guide_loops=args.aie_loops)
             card = backend.card
         else:
-            from runners.torch_backend import TorchBackend
+            from runners.backend_spec import backend_spec
 
-            checkpoint = args.checkpoint or Path(card["source"]["path"])
-            backend = TorchBackend(checkpoint, card, threads=args.threads)
+            backend = backend_spec(args, card).build(card)
         opts = RunOptions(batch_size=args.batch_size, warmup=args.warmup, sort_by_length=not args.keep_order,
                           progress=not args.no_progress, force=args.force, max_batch_frames=args.max_batch_frames)
         summary = run_dataset(backend, dataset, card, args.out, opts, model_path=args.model)

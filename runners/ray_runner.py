@@ -22,7 +22,6 @@ import statistics
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,69 +30,25 @@ from tqdm import tqdm
 
 from preprocess.dataset_dir import DatasetDir, atomic_write_json, write_bin
 from preprocess.ray_cluster import RayCluster, RayOptions, worker_error_line
-from runners.base import (RUN_JSON, Backend, RunError, RunOptions, assemble, cached_run, finish_run, make_batches,
+from runners.backend_spec import LOCAL_BACKENDS, BackendSpec, backend_spec
+from runners.base import (RUN_JSON, RunError, RunOptions, assemble, cached_run, finish_run, make_batches,
                           static_batch)
 
 log = logging.getLogger("runners")
 
 PROGRESS_DIR = ".ray"
-RAY_BACKENDS = ("onnxruntime", "openvino", "torch")
+RAY_BACKENDS = LOCAL_BACKENDS
 # A retried batch rewrites the same files; a batch that kills every worker it lands on must still end the run.
 MAX_RESTARTS = 3
 
 
-@dataclass(frozen=True)
-class BackendSpec:
-    """What a worker needs to build its own backend: the driver never loads the model."""
-
-    name: str
-    model: str | None = None  # the .onnx (onnxruntime, openvino)
-    checkpoint: str | None = None  # the original checkpoint (torch)
-    options: dict[str, Any] = field(default_factory=dict)  # the backend constructor's keyword arguments
-
-    @property
-    def threads(self) -> int:
-        return int(self.options.get("threads", 0) or 0)
-
-    @property
-    def source(self) -> str:
-        return str(self.model or self.checkpoint)
-
-    def build(self, card: dict[str, Any]) -> Backend:
-        if self.name == "onnxruntime":
-            from runners.onnxruntime_backend import OnnxRuntimeBackend
-
-            return OnnxRuntimeBackend(Path(str(self.model)), card, **self.options)
-        if self.name == "openvino":
-            from runners.openvino_backend import OpenVinoBackend
-
-            return OpenVinoBackend(Path(str(self.model)), card, **self.options)
-        if self.name == "torch":
-            from runners.torch_backend import TorchBackend
-
-            return TorchBackend(Path(str(self.checkpoint)), card, **self.options)
-        raise RunError(f"--ray runs the backends {', '.join(RAY_BACKENDS)}, not {self.name}")
-
-
 def spec_from_args(args: Any, card: dict[str, Any]) -> BackendSpec:
-    """The backend of `python -m runners` arguments, as a description a worker can build."""
+    """The backend of `python -m runners` arguments, as a description each worker builds for itself."""
     if args.backend not in RAY_BACKENDS:
         raise RunError(f"--ray runs the backends {', '.join(RAY_BACKENDS)}, not {args.backend}")
     if args.profile:
         raise RunError("--profile is not available with --ray (one profile per worker would be needed)")
-    if args.backend == "torch":
-        checkpoint = args.checkpoint or Path(card["source"]["path"])
-        return BackendSpec("torch", checkpoint=str(Path(checkpoint).resolve()), options={"threads": args.threads})
-    if not args.model:
-        raise RunError(f"the {args.backend} backend needs --model")
-    model = str(Path(args.model).resolve())
-    if args.backend == "onnxruntime":
-        return BackendSpec("onnxruntime", model=model, options={
-            "threads": args.threads, "inter_threads": args.inter_threads,
-            "providers": [p for p in args.providers.split(",") if p], "graph_level": args.graph_level,
-            "execution_mode": args.execution_mode})
-    return BackendSpec("openvino", model=model, options={"threads": args.threads, "precision": args.ov_precision,
-                                                         "hint": args.ov_hint})
+    return backend_spec(args, card)
 
 
 class BatchWorker:

@@ -48,6 +48,7 @@ def test_train_export_preprocess_run_report(tmp_path: Path, tiny_corpus: Path) -
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the whole chain with every family and section; pytest.ini's 600 s is per unit test
 def test_run_all_quick(tmp_path: Path) -> None:
     """scripts/run_all.sh --quick from the repo, into a scratch work dir, with the Ascend test emulators
     installed where the real tools would be: their ModelZoo rows must match onnxruntime's."""
