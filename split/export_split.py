@@ -191,49 +191,49 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_override_arguments(p)
 
 
-def _main_family_cut(args: argparse.Namespace) -> int:
+def _gated(export: Callable[[], Any]) -> tuple[Any, int]:
+    """Run an export; a refused input is exit 2, a failed gate exit 3 (the gate has logged its numbers)."""
     from export.parity import ParityError
 
+    try:
+        return export(), 0
+    except ValueError as exc:  # CheckpointError, ModelDirError, CutError: the message names the problem
+        log.error("%s", exc)
+        return None, 2
+    except ParityError:
+        return None, 3
+    except SplitExportError as exc:
+        log.error("%s", exc)
+        return None, 3
+
+
+def _main_family_cut(args: argparse.Namespace) -> int:
     if not args.after:
         log.error("--family %s needs --after LAYER (a top-level module of the model)", args.family)
         return 2
     if args.autoencoder:
         log.error("--autoencoder goes with the split_asr Head/Tail cut (no --after)")
         return 2
-    try:
-        head, _ = export_family_cut(args.family, args.checkpoint, args.out, args.after, threads=args.threads,
-                                    optimize_graph=not args.no_optimize)
-    except ValueError as exc:  # CheckpointError, ModelDirError, CutError: the message names the problem
-        log.error("%s", exc)
-        return 2
-    except ParityError:
-        return 3
-    except SplitExportError as exc:
-        log.error("%s", exc)
-        return 3
+    result, code = _gated(lambda: export_family_cut(args.family, args.checkpoint, args.out, args.after,
+                                                    threads=args.threads, optimize_graph=not args.no_optimize))
+    if code:
+        return code
+    head, _ = result
     log.info("wrote head.onnx and tail.onnx into %s; boundary %s; tail also takes %s", args.out,
              [(b["name"], b["shape"]) for b in head["split"]["boundary"]], head["split"]["tail_graph_inputs"])
     return 0
 
 
 def main(args: argparse.Namespace) -> int:
-    from export.parity import ParityError
     from families.split_asr.options import overrides_from
 
     if args.family != "split_asr" or args.after:
         return _main_family_cut(args)
-    try:
-        cards = export_split_asr(args.checkpoint, args.out, autoencoder=args.autoencoder,
-                                 overrides=overrides_from(args), threads=args.threads,
-                                 optimize_graph=not args.no_optimize)
-    except ValueError as exc:  # CheckpointError: the message names the file
-        log.error("%s", exc)
-        return 2
-    except ParityError:
-        return 3
-    except SplitExportError as exc:
-        log.error("%s", exc)
-        return 3
+    cards, code = _gated(lambda: export_split_asr(args.checkpoint, args.out, autoencoder=args.autoencoder,
+                                                  overrides=overrides_from(args), threads=args.threads,
+                                                  optimize_graph=not args.no_optimize))
+    if code:
+        return code
     boundary = cards["head"]["split"]["boundary"]
     log.info("wrote %s into %s; boundary %s %s", ", ".join(f"{n}.onnx" for n in cards), args.out, boundary["name"],
              boundary["shape"])
