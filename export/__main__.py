@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from core.cli_types import out_dir, positive_int, thread_count
-from export.card import card_path_for
+from core.card import card_path_for
 from families.split_asr.options import add_override_arguments
 
 log = logging.getLogger("export")
@@ -33,7 +33,7 @@ def _export(args: argparse.Namespace, family: str, source: Path, what: str, load
     from export.models import family_module
     from export.parity import ParityError
     from export.pipeline import export_family, up_to_date
-    from export.recipe import NonFiniteWeightsError
+    from core.recipe import NonFiniteWeightsError
 
     torchscript = bool(getattr(args, "torchscript", False))
     options = {**load_kwargs, "optimize": not args.no_optimize, "torchscript": torchscript}
@@ -130,7 +130,7 @@ def _profiles(text: str) -> list[tuple[int, int]]:
 
 def cmd_atc(args: argparse.Namespace) -> int:
     from export.atc import AtcError, AtcOptions, convert, input_shapes, simplify
-    from export.card import CardError, load_model_and_card
+    from core.card import CardError, load_model_and_card
 
     opts = AtcOptions(soc_version=args.soc_version, batch=args.batch_size, length=args.length,
                       dynamic_batch=args.dynamic_batch or [], dynamic_dims=args.dynamic_dims or [],
@@ -162,9 +162,9 @@ def cmd_variant(args: argparse.Namespace) -> int:
     streaming = streaming_variant_cli(args)  # a streaming card: int8-static calibrated with its caches
     if streaming is not None:
         return streaming
-    from export.card import CardError, load_model_and_card
+    from core.card import CardError, load_model_and_card
     from export.variants import VariantError, VariantOptions, make_variant
-    from preprocess.dataset_dir import DatasetDir, DatasetDirError
+    from core.dataset_dir import DatasetDir, DatasetDirError
 
     opts = VariantOptions(kind=args.kind, op_types=args.op_types, exclude_nodes=args.exclude_nodes or [],
                           per_channel=args.per_channel, calibration=args.calibration,
@@ -205,8 +205,8 @@ def cmd_variant(args: argparse.Namespace) -> int:
 def _variant_up_to_date(target: Path, card: dict, opts, dataset: Path) -> bool:
     from dataclasses import asdict
 
-    from export.card import read_card
-    from export.recipe import sha256_file
+    from core.card import read_card
+    from core.recipe import sha256_file
 
     try:
         old = read_card(card_path_for(target))

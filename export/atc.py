@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from export.card import CardError, card_path_for, output_frames, write_card
+from core.card import CardError, card_path_for, output_frames, write_card
 
 log = logging.getLogger("export")
 

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import onnx
 import torch
 
-from export.recipe import LoadedModel
+from core.recipe import LoadedModel
 
 
 def dynamic_axes(model: LoadedModel) -> dict[str, dict[int, str]]:

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from export.recipe import LoadedModel
-from runners.ort import create_session
+from core.recipe import LoadedModel
+from core.ort_session import create_session
 
 # Relative differences are only meaningful where the reference is not ~0 (probabilities of 1e-9 vs
 # 2e-9 are equal for every purpose); below this magnitude only the absolute difference counts.

@@ -11,11 +11,11 @@ from typing import Any
 
 import onnx
 
-from export.card import CARD_VERSION, METADATA_KEYS, card_path_for, read_card, versions, write_card
+from core.card import CARD_VERSION, METADATA_KEYS, card_path_for, read_card, versions, write_card
 from export.onnx_export import export_onnx, save_atomic, set_metadata
 from export.optimize import optimize
 from export.parity import ParityError, run_parity
-from export.recipe import LoadedModel, check_finite_weights, sha256_file
+from core.recipe import LoadedModel, check_finite_weights, sha256_file
 
 log = logging.getLogger("export")
 

@@ -167,9 +167,9 @@ def state_card(spec: StreamingSpec) -> dict[str, Any]:
 
 def write_streaming_export(proto: onnx.ModelProto, card: dict[str, Any], out_dir: Path, name: str = "model") -> Path:
     """Write ``<name>.onnx`` and its card atomically: the card first, then the model renamed into place."""
-    from export.card import card_path_for, write_card
+    from core.card import card_path_for, write_card
     from export.onnx_export import save_atomic, set_metadata
-    from export.recipe import sha256_file
+    from core.recipe import sha256_file
 
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / f"{name}.onnx"
@@ -185,7 +185,7 @@ def write_streaming_export(proto: onnx.ModelProto, card: dict[str, Any], out_dir
 
 
 def describe_io(spec: StreamingSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Card ``inputs``/``outputs`` entries in the shape export/card.py checks against the graph."""
+    """Card ``inputs``/``outputs`` entries in the shape core/card.py checks against the graph."""
     c = spec.chunk_frames
     inputs: list[dict[str, Any]] = [
         {"name": "chunk", "dtype": "float32", "shape": ["batch", *spec.feature_shape, c], "role": "features",

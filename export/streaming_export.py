@@ -19,13 +19,13 @@ import numpy as np
 import onnx
 import torch
 
-from export.card import CARD_VERSION, versions
+from core.card import CARD_VERSION, versions
 from export.models import family_module, streaming_module
 from export.parity import ParityError
-from export.recipe import LoadedModel
+from core.recipe import LoadedModel
 from export.streaming import (StreamingSpec, describe_io, export_streaming_onnx, json_safe, max_abs_diff, state_card,
                               sweep_lengths, torch_step, write_streaming_export)
-from postprocess.ctc import greedy_decode
+from core.ctc import greedy_decode
 from runners.streaming import StreamRunner, ort_step, rollout
 
 log = logging.getLogger("export")
@@ -127,7 +127,7 @@ def export_streaming_family(family: str, source: Path, chunk_frames: int, out_di
 
 def streaming_cli(args: Any, family: str, source: Path) -> int:
     """`python -m export FAMILY --streaming --chunk-frames N`: exit 0, 2 (bad input) or 3 (parity failed)."""
-    from export.card import card_path_for
+    from core.card import card_path_for
 
     if not args.streaming:
         log.error("--chunk-frames is an option of --streaming exports; add --streaming")
@@ -142,7 +142,7 @@ def streaming_cli(args: Any, family: str, source: Path) -> int:
         log.error("checkpoint not found: %s", source)
         return 2
     from export.pipeline import up_to_date
-    from export.recipe import sha256_file
+    from core.recipe import sha256_file
 
     onnx_path = args.out / f"{args.name}.onnx"
     options = {"streaming": True, "chunk_frames": args.chunk_frames}

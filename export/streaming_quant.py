@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from export.card import load_model_and_card, versions
+from core.card import load_model_and_card, versions
 from export.streaming import json_safe, write_streaming_export
-from postprocess.ctc import greedy_decode
-from postprocess.metrics import corpus_scores
-from preprocess.dataset_dir import DatasetDir, Sample
+from core.ctc import greedy_decode
+from core.metrics import corpus_scores
+from core.dataset_dir import DatasetDir, Sample
 from runners.streaming import StreamRunner, ort_step, spec_from_card
 
 log = logging.getLogger("export")
@@ -174,7 +174,7 @@ def streaming_int8_report(fp32: StreamRunner, int8: StreamRunner, dataset: Datas
 
 def streaming_variant_cli(args: Any) -> int | None:
     """`python -m export variant` on a streaming card: int8-static with cached calibration; None otherwise."""
-    from export.card import CardError
+    from core.card import CardError
 
     try:
         _, card = load_model_and_card(args.model, args.card)

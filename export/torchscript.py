@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from export.recipe import LoadedModel
+from core.recipe import LoadedModel
 
 
 def export_torchscript(model: LoadedModel, out_path: Path) -> dict[str, Any]:

@@ -22,12 +22,12 @@ from tqdm import tqdm
 
 from export.models.deepspeech2 import DeepSpeechConfig, build_model, feature_config, parameter_count
 from export.models.ds_checkpoint import save_deepspeech_checkpoint
-from postprocess.ctc import greedy_decode_batch
-from postprocess.metrics import corpus_scores
-from preprocess.audio import load_audio
-from preprocess.datasets import read_an4_raw
-from preprocess.features import extract
-from preprocess.text import to_labels
+from core.ctc import greedy_decode_batch
+from core.metrics import corpus_scores
+from core.audio import load_audio
+from core.corpora import read_an4_raw
+from core.features import extract
+from core.text import to_labels
 
 log = logging.getLogger("train")
 

@@ -38,12 +38,12 @@ from families.split_asr.autoencoder import AutoEncoderDecoder, AutoencoderConfig
 from families.split_asr.checkpoint import CheckpointError, load_autoencoder, load_model, save_state_dict
 from families.split_asr.features import feature_config
 from families.split_asr.model import SplitASRConfig, SpeechRecognitionModel, output_frames, parameter_count
-from postprocess.ctc import greedy_decode_batch
-from postprocess.metrics import corpus_scores
-from preprocess.audio import load_audio
-from preprocess.datasets import read_librispeech
-from preprocess.features import extract
-from preprocess.text import to_labels
+from core.ctc import greedy_decode_batch
+from core.metrics import corpus_scores
+from core.audio import load_audio
+from core.corpora import read_librispeech
+from core.features import extract
+from core.text import to_labels
 
 log = logging.getLogger("train")
 

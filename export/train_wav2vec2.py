@@ -28,12 +28,12 @@ from tqdm import tqdm
 
 from export.models.wav2vec2 import ModelDirError, check_model_dir, frames_for, output_length_rule
 from export.train_deepspeech2 import cpu_has_native_bf16
-from postprocess.ctc import greedy_decode_batch
-from postprocess.metrics import corpus_scores
-from preprocess.audio import load_audio
-from preprocess.datasets import read_librispeech
-from preprocess.features import wav2vec2_waveform
-from preprocess.text import to_labels
+from core.ctc import greedy_decode_batch
+from core.metrics import corpus_scores
+from core.audio import load_audio
+from core.corpora import read_librispeech
+from core.features import wav2vec2_waveform
+from core.text import to_labels
 
 log = logging.getLogger("train")
 

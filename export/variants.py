@@ -22,10 +22,10 @@ from typing import Any, Iterator
 import numpy as np
 import onnx
 
-from export.card import card_path_for, output_frames, versions, write_card
-from export.recipe import sha256_file
-from preprocess.dataset_dir import DatasetDir, Sample
-from runners.ort import create_session
+from core.card import card_path_for, output_frames, versions, write_card
+from core.recipe import sha256_file
+from core.dataset_dir import DatasetDir, Sample
+from core.ort_session import create_session
 
 log = logging.getLogger("export")
 
@@ -166,7 +166,7 @@ def _valid_frames(card: dict[str, Any], outputs: dict[str, np.ndarray], sample: 
 def lossy_parity(fp32: Path, variant: Path, card: dict[str, Any], dataset: DatasetDir,
                  opts: VariantOptions) -> dict[str, Any]:
     """Compare the variant with the fp32 graph on real inputs: argmax agreement and decoded text."""
-    from postprocess.metrics import corpus_scores
+    from core.metrics import corpus_scores
     from postprocess.score import decode, scores_output
 
     scores = scores_output(card)

@@ -111,9 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         log.info("wrote %s", write_results_readme(args.out, args.names, args.training))
         return 0
     from core.fsio import OutDirError, describe_os_error
-    from export.card import CardError, read_card
-    from preprocess.dataset_dir import DatasetDir, DatasetDirError
-    from runners.base import RunError
+    from core.card import CardError, read_card
+    from core.dataset_dir import DatasetDir, DatasetDirError
+    from core.run_dir import RunError
 
     try:
         card = read_card(args.card)
@@ -171,7 +171,7 @@ def _report(args: argparse.Namespace, card: dict, dataset) -> int:
     from postprocess.score import final_frame_emissions, lengths_by_uid, output_diff, score_run
     from postprocess.tables import (CONVENTION_NOTES, context_of, machine_note, precision_rows, speaker_rows,
                                     throughput_rows, write_table)
-    from preprocess.dataset_dir import DatasetDir
+    from core.dataset_dir import DatasetDir
 
     modelzoo_note = ""
     ref_label, ref_dir = _labelled(args.reference)

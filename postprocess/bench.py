@@ -62,7 +62,7 @@ def matmul_peak_gflops(threads: int, n: int = 2048, repeats: int = 8) -> dict[st
     import onnx
     from onnx import TensorProto, helper
 
-    from runners.ort import create_session
+    from core.ort_session import create_session
 
     torch.set_num_threads(threads)
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -194,7 +194,7 @@ def bench_model(label: str, family: str, loaded: Any, onnx_path: Path, batch_siz
     every contender's point on the roofline (postprocess/roofline.py). `peer` (an OptimumPeer that has
     exported this model; `peer_graphs` its ONNX files) adds Optimum's fp32 and int8 to the alternation.
     """
-    from runners.ort import create_session
+    from core.ort_session import create_session
 
     torch.set_num_threads(threads)
     session = create_session(onnx_path, threads=threads)
@@ -379,7 +379,7 @@ def main(args: argparse.Namespace) -> int:
                    pipeline_share(Path(model), Path(data), args.threads, args.pipeline_utterances)):
             stages.append({"model": Path(model).parent.name, **st})
     _print(rows, peaks, stages, bandwidth["triad"])
-    from runners.machine import machine_info, machine_label
+    from core.machine import machine_info, machine_label
 
     machine = machine_info()
     print(f"memory bandwidth (STREAM triad, {bandwidth['array_mib']} MiB arrays, {bandwidth['threads']} threads): "

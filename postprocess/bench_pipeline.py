@@ -12,10 +12,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from export.card import load_model_and_card
+from core.card import load_model_and_card
 from preprocess.build import BuildOptions, build_dataset
-from preprocess.dataset_dir import DatasetDir
-from preprocess.datasets import Utterance, read_an4_raw, read_librispeech
+from core.dataset_dir import DatasetDir
+from core.corpora import Utterance, read_an4_raw, read_librispeech
 
 
 def utterances_for(card: dict[str, Any], data: Path, limit: int) -> tuple[list[Utterance], dict[str, Any]]:

@@ -30,7 +30,7 @@ from typing import Any
 def _session_options(threads: int) -> Any:
     import onnxruntime as ort
 
-    # The same settings as the project's runners.ort.create_session, so only the graphs differ.
+    # The same settings as the project's core.ort_session.create_session, so only the graphs differ.
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from export.card import output_frames
-from postprocess.ctc import greedy_decode
-from postprocess.metrics import corpus_scores, jsonable, per_utterance
-from preprocess.dataset_dir import DatasetDir, atomic_write_bytes, read_bin
-from runners.base import RunError, open_run
+from core.card import output_frames
+from core.ctc import greedy_decode
+from core.metrics import corpus_scores, jsonable, per_utterance
+from core.dataset_dir import DatasetDir, atomic_write_bytes, read_bin
+from core.run_dir import RunError, open_run
 
 log = logging.getLogger("postprocess")
 
@@ -74,7 +74,7 @@ def decode_lengths(card: dict[str, Any], run_dir: Path, run: dict[str, Any], dat
 
 def check_run_matches(run_dir: Path, run: dict[str, Any], dataset: DatasetDir, card: dict[str, Any]) -> None:
     """Refuse a run made from another dataset (content hash) or by a model the card does not describe."""
-    from runners.base import decoding_fingerprint
+    from core.run_dir import decoding_fingerprint
 
     made_from = run.get("config", {}).get("dataset_hash")
     have = dataset.header.get("config_hash")

@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from export.card import card_path_for, read_card
+from core.card import card_path_for, read_card
 from postprocess.score import score_run
-from preprocess.dataset_dir import DatasetDir
-from runners.base import open_run
+from core.dataset_dir import DatasetDir
+from core.run_dir import open_run
 
 
 def _card_of(run: dict[str, Any], fallback: dict[str, Any]) -> dict[str, Any]:

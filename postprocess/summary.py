@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from preprocess.dataset_dir import atomic_write_bytes
+from core.dataset_dir import atomic_write_bytes
 
 
 def training_section(train: dict[str, Any]) -> str:

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from postprocess.metrics import jsonable
-from preprocess.dataset_dir import DatasetDir, atomic_write_bytes
-from runners.base import open_run
+from core.metrics import jsonable
+from core.dataset_dir import DatasetDir, atomic_write_bytes
+from core.run_dir import open_run
 
 CONVENTION_NOTES = {
     "deepspeech": "deepspeech.pytorch convention: corpus-level WER = word edits / reference words; "
@@ -51,7 +51,7 @@ def precision_rows(reference: dict[str, Any], candidates: list[dict[str, Any]]) 
 
 def speaker_rows(run_dir: Path, dataset: DatasetDir, convention: str) -> list[dict[str, Any]]:
     """Per-speaker WER/CER of one scored run (as sclite's per-speaker report), worst first."""
-    from postprocess.metrics import corpus_scores
+    from core.metrics import corpus_scores
 
     scores = json.loads((Path(run_dir) / "scores.json").read_text())
     hyps = scores["hypotheses"]
@@ -147,7 +147,7 @@ def context_of(run_dir: Path, dataset: DatasetDir, card: dict[str, Any]) -> dict
 def machine_note(ctx: dict[str, Any]) -> str:
     m = ctx["machine"]
     v = ctx.get("versions", {})
-    from runners.machine import machine_label
+    from core.machine import machine_label
 
     return (f"Machine: {machine_label(m)}, {m['memory_gb']} GB, {m['os']}; "
             f"torch {v.get('torch')}, onnxruntime {v.get('onnxruntime')}, python {v.get('python')}.")

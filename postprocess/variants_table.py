@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from postprocess.score import score_run
-from preprocess.dataset_dir import DatasetDir
-from runners.base import open_run
+from core.dataset_dir import DatasetDir
+from core.run_dir import open_run
 
 
 def model_size_mb(run: dict[str, Any]) -> float | None:
@@ -66,7 +66,7 @@ def variant_rows(dataset: DatasetDir, card: dict[str, Any], rows: list[tuple[str
 
 def graph_notes(rows: list[tuple[str, Path, Path | None]], card: dict[str, Any]) -> list[str]:
     """Per ONNX row: node counts, what onnxruntime fused, and the family's expected fusions it did not apply."""
-    from export.card import card_path_for, read_card
+    from core.card import card_path_for, read_card
     from export.variants import graph_report
 
     notes, seen = [], set()

@@ -88,12 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         return synth.main(sp.parse_args(argv[1:]))
 
     from core.fsio import OutDirError, describe_os_error
-    from export.card import CardError, read_card
-    from preprocess.audio import AudioError
+    from core.card import CardError, read_card
+    from core.audio import AudioError
     from preprocess.build import BuildOptions, build_dataset
-    from preprocess.dataset_dir import DatasetDirError
+    from core.dataset_dir import DatasetDirError
     from preprocess.ray_cluster import ClusterError
-    from preprocess.datasets import DatasetError, read_an4_raw, read_ds_manifest, read_librispeech
+    from core.corpora import DatasetError, read_an4_raw, read_ds_manifest, read_librispeech
 
     args = build_parser().parse_args(argv)
     try:

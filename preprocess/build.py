@@ -15,12 +15,12 @@ import numpy as np
 from tqdm import tqdm
 
 from core.fsio import DirLock
-from preprocess.audio import AudioError, load_audio, num_samples
-from preprocess.dataset_dir import (FORMAT_VERSION, HEADER, MANIFEST, BinRef, DatasetDirError, Sample,
+from core.audio import AudioError, load_audio, num_samples
+from core.dataset_dir import (FORMAT_VERSION, HEADER, MANIFEST, BinRef, DatasetDirError, Sample,
                                     atomic_write_bytes, atomic_write_json, read_manifest, write_bin)
-from preprocess.datasets import Utterance
-from preprocess.features import extract, frames_for
-from preprocess.text import log_dropped, to_labels
+from core.corpora import Utterance
+from core.features import extract, frames_for
+from core.text import log_dropped, to_labels
 
 log = logging.getLogger("preprocess")
 # fn(item) over items, results in any order: how the utterances still to do get written.

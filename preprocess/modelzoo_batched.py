@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from preprocess.audio import num_samples
+from core.audio import num_samples
 from preprocess.build import decode_audio  # build imports this module only inside a function: no cycle
-from preprocess.dataset_dir import (HEADER, MANIFEST, BinRef, Sample, atomic_write_bytes, atomic_write_json,
+from core.dataset_dir import (HEADER, MANIFEST, BinRef, Sample, atomic_write_bytes, atomic_write_json,
                                     read_manifest, write_bin)
-from preprocess.datasets import Utterance
-from preprocess.features import extract
-from preprocess.text import log_dropped, to_labels
+from core.corpora import Utterance
+from core.features import extract
+from core.text import log_dropped, to_labels
 
 log = logging.getLogger("preprocess")
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from preprocess.build import Mapper
-from preprocess.dataset_dir import DatasetDirError, Sample
+from core.dataset_dir import DatasetDirError, Sample
 from preprocess.ray_cluster import RayCluster, RayOptions, worker_error_line
 
 # Utterances per Ray block: enough to amortise a task's start, few enough to spread a small set over the cluster.

@@ -86,8 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def open_dataset_for(path: Path, card: dict):
     """The dataset dir, refused if it was preprocessed with another feature config than the card's."""
-    from preprocess.dataset_dir import DatasetDir
-    from runners.base import RunError
+    from core.dataset_dir import DatasetDir
+    from core.run_dir import RunError
 
     dataset = DatasetDir.open(path)
     expected = card["feature"]
@@ -101,7 +101,7 @@ def open_dataset_for(path: Path, card: dict):
 
 def _run_tool(args: argparse.Namespace) -> int:
     """msame / ais_bench: the tool reads the dataset dir itself; its output folder becomes the run dir."""
-    from export.card import card_path_for, read_card
+    from core.card import card_path_for, read_card
 
     if not args.model:
         log.error("--backend %s needs --model M.om (from `python -m export atc`)", args.backend)
@@ -140,9 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     from core.fsio import DirLock, OutDirError, describe_os_error
-    from export.card import CardError, load_model_and_card, read_card
-    from preprocess.dataset_dir import DatasetDir, DatasetDirError
-    from runners.base import RunError, RunOptions, run_dataset
+    from core.card import CardError, load_model_and_card, read_card
+    from core.dataset_dir import DatasetDir, DatasetDirError
+    from core.run_dir import RunError
+    from runners.base import RunOptions, run_dataset
 
     # One writer per run dir, whichever runner writes it (single process, Ray, streaming, Ascend tools).
     lock = DirLock(args.out, "run dir")

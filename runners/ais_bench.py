@@ -27,8 +27,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from preprocess.dataset_dir import DatasetDir
-from runners.base import RunError, cached_run
+from core.dataset_dir import DatasetDir
+from core.run_dir import RunError, cached_run
 from runners.tool_outputs import (ToolNotFound, check_files, file_groups, input_folders, plan_tool_run, run_tool,
                                   tool_config, write_run_from_files)
 

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runners.base import Backend, RunError
+from core.run_dir import RunError
+
+from runners.base import Backend
 
 LOCAL_BACKENDS = ("onnxruntime", "openvino", "torch")
 

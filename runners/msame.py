@@ -24,8 +24,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from preprocess.dataset_dir import DatasetDir
-from runners.base import RunError, cached_run
+from core.dataset_dir import DatasetDir
+from core.run_dir import RunError, cached_run
 from runners.tool_outputs import (check_files, file_groups, input_folders, new_folder, plan_tool_run, run_tool,
                                   tool_config, which_tool, write_run_from_files)
 

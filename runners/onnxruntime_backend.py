@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from runners.ort import create_session
+from core.ort_session import create_session
 
 PROFILE_JSON = "ort_profile.json"
 PROFILE_TOP_OPS = "ort_profile_top_ops.md"

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from runners.base import RunError
+from core.run_dir import RunError
 
 PRECISIONS = ("f32", "bf16", "f16")
 HINTS = ("LATENCY", "THROUGHPUT")

@@ -28,11 +28,11 @@ from typing import Any, Callable
 import numpy as np
 from tqdm import tqdm
 
-from preprocess.dataset_dir import DatasetDir, atomic_write_json, write_bin
+from core.dataset_dir import DatasetDir, atomic_write_json, write_bin
 from preprocess.ray_cluster import RayCluster, RayOptions, worker_error_line
 from runners.backend_spec import LOCAL_BACKENDS, BackendSpec, backend_spec
-from runners.base import (RUN_JSON, RunError, RunOptions, assemble, cached_run, finish_run, make_batches,
-                          static_batch)
+from core.run_dir import RUN_JSON, RunError, cached_run, finish_run
+from runners.base import RunOptions, assemble, make_batches, static_batch
 
 log = logging.getLogger("runners")
 

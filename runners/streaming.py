@@ -56,7 +56,7 @@ def spec_from_card(card: dict[str, Any]) -> StreamingSpec:
 
 def ort_step(model_path: Path, *, threads: int = 0, providers: list[str] | None = None) -> Step:
     """A step function over an onnxruntime session of a streaming graph."""
-    from runners.ort import create_session
+    from core.ort_session import create_session
 
     session = create_session(model_path, threads=threads, providers=providers)
     names = [o.name for o in session.get_outputs()]
@@ -77,7 +77,7 @@ class StreamRunner:
     @classmethod
     def from_onnx(cls, model_path: Path, card: dict[str, Any] | None = None, *, threads: int = 0,
                   providers: list[str] | None = None) -> "StreamRunner":
-        from export.card import load_model_and_card
+        from core.card import load_model_and_card
 
         if card is None:
             _, card = load_model_and_card(Path(model_path))
@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    from export.card import CardError, load_model_and_card
+    from core.card import CardError, load_model_and_card
 
     try:
         _, card = load_model_and_card(args.model, args.card)

@@ -17,9 +17,9 @@ import numpy as np
 from tqdm import tqdm
 
 from export.streaming import CHUNK_OUTPUTS
-from postprocess.ctc import greedy_decode
-from preprocess.dataset_dir import DatasetDir, Sample, write_bin
-from runners.base import RunError, cached_run, finish_run
+from core.ctc import greedy_decode
+from core.dataset_dir import DatasetDir, Sample, write_bin
+from core.run_dir import RunError, cached_run, finish_run
 from runners.streaming import StreamError, StreamRunner
 
 log = logging.getLogger("runners.stream")

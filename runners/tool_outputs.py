@@ -19,8 +19,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from preprocess.dataset_dir import DatasetDir, Sample, natural_key, write_bin
-from runners.base import RUN_JSON, RunError, finish_run
+from core.dataset_dir import DatasetDir, Sample, natural_key, write_bin
+from core.run_dir import RUN_JSON, RunError, finish_run
 
 log = logging.getLogger("runners")
 

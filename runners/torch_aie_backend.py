@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from runners.base import RunError
+from core.run_dir import RunError
 
 # card dtype -> the torch_aie.dtype member and the torch dtype of the tensors fed to the compiled model
 DTYPES = {"float32": ("FLOAT", torch.float32), "float16": ("FLOAT16", torch.float16),

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from export.models import family_module
-from runners.base import RunError
+from core.run_dir import RunError
 
 
 class TorchBackend:

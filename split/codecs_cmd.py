@@ -126,7 +126,7 @@ def _row(codec: str, ms: list[dict[str, Any]], refs: list[str], unsplit: list[st
         "rmse": float(np.sqrt(np.mean([m["rmse"] ** 2 for m in ms]))),
     }
     if unsplit:
-        from postprocess.metrics import corpus_scores
+        from core.metrics import corpus_scores
 
         convention = (head.card or {}).get("metrics_convention", "deepspeech")
         wer_ref = corpus_scores(refs, unsplit, convention=convention)["wer"]

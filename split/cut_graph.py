@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def boundary_specs(part: onnx.ModelProto, names: list[str], role: str) -> list[dict[str, Any]]:
-    from export.card import graph_io
+    from core.card import graph_io
 
     ins, outs = graph_io(part)
     found = {d["name"]: d for d in (*ins, *outs)}
@@ -76,8 +76,8 @@ def _real_inputs(proto: onnx.ModelProto) -> list[str]:
 
 def write_parts(out: Path, result: Cut, cards: tuple[dict, dict] | None, report: dict[str, Any]) -> None:
     """Cards (or cut.json) first, then the graphs, each atomically."""
-    from export.card import card_path_for, write_card
-    from export.recipe import sha256_file
+    from core.card import card_path_for, write_card
+    from core.recipe import sha256_file
 
     out.mkdir(parents=True, exist_ok=True)
     tmp_paths = {}
@@ -128,7 +128,7 @@ def main(args: argparse.Namespace) -> int:
     if not parity["passed"]:
         log.error("head -> tail does not reproduce %s:\n  %s", args.model, "\n  ".join(parity["failures"]))
         return 3
-    from export.card import CardError, card_path_for, read_card
+    from core.card import CardError, card_path_for, read_card
 
     cards = None
     if card_path_for(args.model).is_file():

@@ -111,7 +111,7 @@ class HeadModel:
         declared = (self.card.get("outputs") or [{}])[0].get("time_axis")
         if (declared if declared is not None else (1 if boundary.ndim == 3 else None)) != 1:
             return None
-        from export.card import CardError, output_frames  # here: the export stage imports torch
+        from core.card import CardError, output_frames  # here: the export stage imports torch
 
         try:
             frames = output_frames(self.card, length)
@@ -129,7 +129,7 @@ class Utterance:
 
 
 def utterances_from_dataset(dataset_dir: Path, input_name: str, limit: int | None = None) -> Iterator[Utterance]:
-    from preprocess.dataset_dir import DatasetDir
+    from core.dataset_dir import DatasetDir
 
     ds = DatasetDir.open(Path(dataset_dir))
     for sample in ds.samples[:limit]:

@@ -66,7 +66,7 @@ def main(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from preprocess.dataset_dir import atomic_write_bytes, write_bin
+    from core.dataset_dir import atomic_write_bytes, write_bin
     from split.codecs import get_codec
     from split.edge import STAGES, EdgeClient, HeadModel, outputs_of, run_one, utterances_from_dataset, \
         utterances_from_files
@@ -127,7 +127,7 @@ def _run(args: argparse.Namespace) -> int:
             "requests_per_s": len(rows) / wall, "paced_bps": pace}
     refs = [r["reference"] for r in rows]
     if all(refs) and any(r["transcript"] for r in rows):
-        from postprocess.metrics import corpus_scores
+        from core.metrics import corpus_scores
 
         convention = (head.card or {}).get("metrics_convention", "deepspeech")
         scores = corpus_scores(refs, [r["transcript"] for r in rows], convention=convention)
@@ -171,8 +171,8 @@ def _run_card(args: argparse.Namespace) -> dict | None:
 
 def _finish_run_dir(args: argparse.Namespace, card: dict, rows: list[dict], meta: dict, wall_s: float) -> None:
     """run.json (runners' format, written last) for the outputs the server returned; per-sample latency is e2e."""
-    from preprocess.dataset_dir import DatasetDir
-    from runners.base import finish_run
+    from core.dataset_dir import DatasetDir
+    from core.run_dir import finish_run
 
     missing = [s["name"] for s in card["outputs"] if any(s["name"] not in r.get("output_shapes", {}) for r in rows)]
     if missing:

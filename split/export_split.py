@@ -45,7 +45,7 @@ def check_composition(chain: list[Path], reference: Callable[[torch.Tensor], tor
                       threads: int = 0) -> dict[str, Any]:
     """Run the ONNX graphs in `chain` one after the other (each one's outputs feed the next one's inputs,
     in order) and compare the last output with `reference` on each row's valid frames."""
-    from runners.ort import create_session
+    from core.ort_session import create_session
 
     sessions = [create_session(p, threads=threads) for p in chain]
     cases: list[dict[str, Any]] = []
@@ -100,7 +100,7 @@ def export_split_asr(checkpoint: Path, out: Path, *, autoencoder: Path | None = 
                      overrides: dict[str, int | None] | None = None, threads: int = 0,
                      optimize_graph: bool = True) -> dict[str, dict[str, Any]]:
     """Write head.onnx, tail.onnx (and ae_encoder.onnx, ae_decoder.onnx) with cards into `out`."""
-    from export.card import card_path_for, write_card
+    from core.card import card_path_for, write_card
     from families.split_asr import recipe
 
     model, cfg, source = recipe.load_checkpoint(checkpoint, **(overrides or {}))

@@ -137,7 +137,7 @@ def cut(proto: onnx.ModelProto, boundary: list[str]) -> Cut:
 
 def run_chain(head_path: Path, tail_path: Path, feeds: dict[str, np.ndarray], threads: int = 0) -> list[np.ndarray]:
     """Head on the graph inputs, then Tail on the boundary (+ the graph inputs it takes)."""
-    from runners.ort import create_session
+    from core.ort_session import create_session
 
     head, tail = create_session(head_path, threads=threads), create_session(tail_path, threads=threads)
     mid = dict(zip([o.name for o in head.get_outputs()],
@@ -148,7 +148,7 @@ def run_chain(head_path: Path, tail_path: Path, feeds: dict[str, np.ndarray], th
 def compare_chain(whole_path: Path, head_path: Path, tail_path: Path, cases: list[dict[str, np.ndarray]], *,
                   atol: float = 1e-5, rtol: float = 1e-4, threads: int = 0) -> dict[str, Any]:
     """Every output of head -> tail against the whole graph, on each case (a dict of graph inputs)."""
-    from runners.ort import create_session
+    from core.ort_session import create_session
 
     whole = create_session(whole_path, threads=threads)
     names = [o.name for o in whole.get_outputs()]

@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from preprocess.dataset_dir import atomic_write_json
+    from core.dataset_dir import atomic_write_json
     from split.codecs import get_codec
     from split.codecs.autoencoder import Autoencoder
     from split.edge import HeadModel, utterances_from_dataset

@@ -44,7 +44,7 @@ def timed(fn: Callable[[], Any], repeats: int = 1) -> tuple[Any, float]:
 def _wer(refs: list[str], hyps: list[str], convention: str) -> float | None:
     if not hyps or not all(refs):
         return None
-    from postprocess.metrics import corpus_scores
+    from core.metrics import corpus_scores
 
     return 100 * corpus_scores(refs, hyps, convention=convention)["wer"]
 
@@ -114,7 +114,7 @@ def profile_point(point: SplitPoint, utts: list[Utterance], codecs: Iterable[Cod
 def make_profile(points: list[SplitPoint], utts: list[Utterance], codecs_for: Callable[[SplitPoint], list[Codec]],
                  full_model: Path | None = None, convention: str = "deepspeech", repeats: int = 3) -> dict[str, Any]:
     """The profile of every point (plus cloud-only / edge-only when `full_model` is given)."""
-    from runners.machine import machine_info
+    from core.machine import machine_info
 
     if not utts:
         raise ValueError("profiling needs at least one utterance")

@@ -76,7 +76,7 @@ def export_resnet(work: Path, *, width: int, classes: int, seed: int, weights: P
     import torch
 
     from families.resnet.model import resnet50
-    from preprocess.dataset_dir import atomic_write_json
+    from core.dataset_dir import atomic_write_json
 
     config = {"width": width, "classes": classes, "seed": seed, "image_size": IMAGE_SIZE, "opset": OPSET,
               "weights": str(weights) if weights else None,
@@ -203,7 +203,7 @@ def _run(args: argparse.Namespace) -> int:
     images = synthetic_images(args.images, args.seed)
     rows = partition_table(model, cuts, images, codec, bandwidth_bps=bandwidth, rtt_ms=rtt, repeats=args.repeats,
                            threads=args.threads, progress=not args.no_progress)
-    from runners.machine import machine_info
+    from core.machine import machine_info
 
     meta = {"model": "ResNet-50 (torchvision architecture)", "width": args.width, "classes": args.classes,
             "weights": str(args.weights) if args.weights else f"random (seed {args.seed})", "images": args.images,

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from runners.ort import create_session
+from core.ort_session import create_session
 
 
 def load_session(path: Path, threads: int) -> Any:

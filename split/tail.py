@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from postprocess.ctc import greedy_decode
+from core.ctc import greedy_decode
 from split.session import load_session
 
 INT_TYPES = ("tensor(int32)", "tensor(int64)")
@@ -31,7 +31,7 @@ def read_optional_card(onnx_path: Path, card_path: Path | None = None) -> dict[s
     """The card beside `onnx_path` (or at `card_path`) as plain JSON, or None when there is none."""
     import json
 
-    # The export stage's naming (export.card.card_path_for), written out here because importing the
+    # The export stage's naming (core.card.card_path_for), written out here because importing the
     # export stage pulls in torch, which neither the server nor the edge otherwise needs.
     path = card_path or Path(onnx_path).with_name(Path(onnx_path).stem + ".card.json")
     if not path.is_file():

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from preprocess.dataset_dir import atomic_write_bytes, atomic_write_json
+from core.dataset_dir import atomic_write_bytes, atomic_write_json
 
 
 def summarize(rows: Sequence[dict[str, Any]], stages: Sequence[str]) -> list[dict[str, Any]]:

@@ -62,9 +62,9 @@ def tiny_export(tmp_path_factory: pytest.TempPathFactory, tiny_ckpt: Path) -> Pa
 @pytest.fixture(scope="session")
 def tiny_an4_test(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path, tiny_export: Path) -> Path:
     """The tiny corpus's AN4 test split preprocessed for the tiny export (read-only for tests)."""
-    from export.card import card_path_for, read_card
+    from core.card import card_path_for, read_card
     from preprocess.build import BuildOptions, build_dataset
-    from preprocess.datasets import read_an4_raw
+    from core.corpora import read_an4_raw
 
     out = tmp_path_factory.mktemp("ds") / "an4_test"
     build_dataset(read_an4_raw(tiny_corpus / "an4", "test"), out, read_card(card_path_for(tiny_export)),

@@ -105,7 +105,7 @@ def make_split_pair(out: Path, seed: int = 0, autoencoder: bool = True) -> Path:
 
 def make_dataset(out: Path, count: int = 4, seed: int = 0) -> Path:
     """A finished dataset dir with `spec` inputs of varying lengths, in the preprocess stage's format."""
-    from preprocess.dataset_dir import HEADER, MANIFEST, Sample, atomic_write_json, write_bin
+    from core.dataset_dir import HEADER, MANIFEST, Sample, atomic_write_json, write_bin
 
     rng = np.random.default_rng(seed)
     (out / "spec").mkdir(parents=True, exist_ok=True)

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from export.atc import AtcError, AtcOptions, atc_command, convert
-from export.card import card_path_for, read_card
-from preprocess.dataset_dir import DatasetDir
-from runners.base import RunError, open_run
+from core.card import card_path_for, read_card
+from core.dataset_dir import DatasetDir
+from core.run_dir import RunError, open_run
 from runners.tool_outputs import ToolNotFound, check_files, read_output
 from tests.emulators import EMULATORS, emulator_env
 

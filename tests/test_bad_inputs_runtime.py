@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from export.card import card_path_for
+from core.card import card_path_for
 from tests.conftest import make_tiny_checkpoint, run_quiet
 
 TRANSCRIPTS = ["HELLO WORLD", "GOOD MORNING", "SPEECH TEST", "ONE TWO THREE"]
@@ -106,7 +106,7 @@ def _hold_lock(directory: Path) -> int:
 
 def test_preprocess_rebuilds_after_transcript_and_audio_change(tmp_path: Path, corpus: Path, card: Path) -> None:
     """A corrected transcript and a replaced recording are picked up by the same command (no stale samples)."""
-    from preprocess.dataset_dir import DatasetDir
+    from core.dataset_dir import DatasetDir
 
     out = tmp_path / "ds"
     assert _preprocess(corpus, card, out) == 0
@@ -121,7 +121,7 @@ def test_preprocess_rebuilds_after_transcript_and_audio_change(tmp_path: Path, c
 
 def test_preprocess_force_redoes_everything(tmp_path: Path, corpus: Path, card: Path) -> None:
     """--force on a finished dataset dir rewrites every sample (a damaged .bin of the right size is repaired)."""
-    from preprocess.dataset_dir import DatasetDir
+    from core.dataset_dir import DatasetDir
 
     out = tmp_path / "ds"
     assert _preprocess(corpus, card, out) == 0
@@ -180,7 +180,7 @@ def test_runner_refuses_a_second_writer(tmp_path: Path, tiny_export: Path, datas
 
 def test_preprocess_repairs_a_manifest_with_duplicate_lines(tmp_path: Path, corpus: Path, card: Path) -> None:
     """A manifest holding some samples twice (two writers raced) is repaired by a rerun."""
-    from preprocess.dataset_dir import DatasetDir
+    from core.dataset_dir import DatasetDir
 
     out = tmp_path / "ds"
     assert _preprocess(corpus, card, out) == 0
@@ -273,7 +273,7 @@ def test_score_refuses_a_card_of_another_model(tmp_path: Path, ort_run: Path, da
 def test_runner_refuses_a_nan_input_naming_the_sample(tmp_path: Path, tiny_export: Path, dataset: Path,
                                                       caplog) -> None:
     """A NaN in an input .bin stops the run and names the sample, instead of writing NaN outputs."""
-    from preprocess.dataset_dir import DatasetDir
+    from core.dataset_dir import DatasetDir
 
     ds = DatasetDir.open(dataset)
     sample = ds.samples[1]
@@ -332,7 +332,7 @@ def test_disk_full_mid_run_is_one_line(tmp_path: Path, tiny_export: Path, datase
     """A disk that fills while outputs are written: one line naming the file, exit 2, no run.json."""
     import errno
 
-    import preprocess.dataset_dir as dataset_dir
+    import core.dataset_dir as dataset_dir
 
     def full(path: Path, data: bytes) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
@@ -345,9 +345,9 @@ def test_disk_full_mid_run_is_one_line(tmp_path: Path, tiny_export: Path, datase
 
 
 def test_truncated_flac_is_named(tmp_path: Path, card: Path) -> None:
-    from export.card import read_card
+    from core.card import read_card
     from preprocess.build import BuildOptions, build_dataset
-    from preprocess.datasets import Utterance
+    from core.corpora import Utterance
 
     good = tmp_path / "a.flac"
     x = (0.3 * np.sin(np.arange(16000) / 5.0) * 32767).astype(np.int16)
@@ -423,7 +423,7 @@ def test_empty_onnx_is_named_as_empty(tmp_path: Path, tiny_export: Path, dataset
 # ---- section 5: resource limits ----
 
 def test_batches_respect_a_frame_budget_and_name_long_clips(caplog) -> None:
-    from preprocess.dataset_dir import Sample
+    from core.dataset_dir import Sample
     from runners.base import make_batches
 
     def sample(key: str, length: int) -> Sample:

@@ -1,4 +1,4 @@
-"""Hand-worked tests for postprocess.ctc greedy decoding."""
+"""Hand-worked tests for core.ctc greedy decoding."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from postprocess.ctc import greedy_decode, greedy_decode_batch
+from core.ctc import greedy_decode, greedy_decode_batch
 
 # deepspeech.pytorch labels: blank "_" (0), apostrophe, A-Z, space (28).
 DS_LABELS = ["_", "'", *"ABCDEFGHIJKLMNOPQRSTUVWXYZ", " "]

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from export.card import CardError, card_path_for, load_model_and_card
+from core.card import CardError, card_path_for, load_model_and_card
 from export.models import deepspeech2 as ds
 from export.parity import ParityError, run_parity
 from tests.conftest import make_tiny_checkpoint

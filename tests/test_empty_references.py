@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_quiet
-from preprocess.datasets import read_an4_raw
+from core.corpora import read_an4_raw
 
 FIXTURE_AN4 = Path(__file__).parent / "fixtures" / "real_formats" / "an4"
 
@@ -45,10 +45,10 @@ def test_reader_warns_on_empty_references(tmp_path: Path, caplog: pytest.LogCapt
 def test_scores_json_is_valid_with_empty_references(tmp_path: Path, tiny_export: Path,
                                                     monkeypatch: pytest.MonkeyPatch,
                                                     caplog: pytest.LogCaptureFixture) -> None:
-    from export.card import card_path_for, read_card
+    from core.card import card_path_for, read_card
     from postprocess import score
     from preprocess.build import BuildOptions, build_dataset
-    from preprocess.dataset_dir import DatasetDir
+    from core.dataset_dir import DatasetDir
 
     card = read_card(card_path_for(tiny_export))
     root = _an4_with_empty_transcripts(tmp_path, 3)

@@ -75,9 +75,9 @@ def test_export_refuses_non_finite_weights_by_name(tmp_path: Path, caplog: pytes
 
 def test_lossy_variant_gate_fails_on_nan(tmp_path: Path, tiny_export: Path, tiny_an4_test: Path) -> None:
     """The variants' gate compares argmax paths; np.argmax takes NaN for the maximum, so it checks first."""
-    from export.card import card_path_for, read_card
+    from core.card import card_path_for, read_card
     from export.variants import VariantOptions, lossy_parity
-    from preprocess.dataset_dir import DatasetDir
+    from core.dataset_dir import DatasetDir
 
     poisoned = tmp_path / "variant.onnx"
     _poison_last_float_initializer(tiny_export, poisoned)

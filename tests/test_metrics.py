@@ -1,4 +1,4 @@
-"""Hand-worked tests for postprocess.metrics (WER/CER with S/D/I)."""
+"""Hand-worked tests for core.metrics (WER/CER with S/D/I)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 import Levenshtein
 import pytest
 
-from postprocess.metrics import (
+from core.metrics import (
     ErrorCounts,
     char_counts,
     corpus_scores,

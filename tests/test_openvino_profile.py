@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.card import card_path_for, read_card
+from core.card import card_path_for, read_card
 from postprocess.score import score_run
 from tests.conftest import run_quiet
-from preprocess.dataset_dir import DatasetDir, read_bin
+from core.dataset_dir import DatasetDir, read_bin
 
 pytest.importorskip("openvino", reason="openvino is not installed (requirements.txt pins it)")
 

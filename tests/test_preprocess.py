@@ -9,12 +9,12 @@ import pytest
 import soundfile as sf
 
 from export.models.deepspeech2 import MODELZOO, DeepSpeechConfig, feature_config
-from preprocess.audio import AudioError, load_audio, read_raw_pcm
+from core.audio import AudioError, load_audio, read_raw_pcm
 from preprocess.build import BuildOptions, _modelzoo_size, build_dataset
-from preprocess.dataset_dir import DatasetDir, DatasetDirError, read_bin
-from preprocess.datasets import DatasetError, read_an4_raw, read_ds_manifest, read_librispeech
-from preprocess.features import deepspeech_spectrogram, frames_for
-from preprocess.text import to_labels
+from core.dataset_dir import DatasetDir, DatasetDirError, read_bin
+from core.corpora import DatasetError, read_an4_raw, read_ds_manifest, read_librispeech
+from core.features import deepspeech_spectrogram, frames_for
+from core.text import to_labels
 
 FEAT = feature_config(DeepSpeechConfig())
 

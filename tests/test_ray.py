@@ -42,8 +42,8 @@ def single_run(tiny_export: Path, dataset: Path, out: Path, batch_size: int) -> 
 
 
 def open_inputs(tiny_export: Path, dataset: Path):
-    from export.card import card_path_for, read_card
-    from preprocess.dataset_dir import DatasetDir
+    from core.card import card_path_for, read_card
+    from core.dataset_dir import DatasetDir
 
     return read_card(card_path_for(tiny_export)), DatasetDir.open(dataset)
 
@@ -56,7 +56,7 @@ def ort_spec(tiny_export: Path):
 
 def test_ray_run_scores_like_single_process(ray_local, tiny_export, tiny_an4_test, tmp_path):
     from postprocess.score import score_run
-    from runners.base import open_run
+    from core.run_dir import open_run
 
     single = single_run(tiny_export, tiny_an4_test, tmp_path / "single", 2)
     ray_dir = tmp_path / "ray"
@@ -84,7 +84,7 @@ def test_ray_run_scores_like_single_process(ray_local, tiny_export, tiny_an4_tes
 @pytest.mark.parametrize("backend", ["openvino", "torch"])
 def test_ray_run_other_backends_match_their_single_process_run(ray_local, backend, tiny_export, tiny_ckpt,
                                                                tiny_an4_test, tmp_path):
-    from export.card import card_path_for
+    from core.card import card_path_for
 
     model = (["--model", str(tiny_export)] if backend == "openvino"
              else ["--card", str(card_path_for(tiny_export)), "--checkpoint", str(tiny_ckpt)])
@@ -95,7 +95,8 @@ def test_ray_run_other_backends_match_their_single_process_run(ray_local, backen
 
 
 def test_killed_worker_loses_nothing(ray_local, tiny_export, tiny_an4_test, tmp_path):
-    from runners.base import RunOptions, open_run
+    from core.run_dir import open_run
+    from runners.base import RunOptions
     from runners.ray_runner import RayOptions, run_dataset_ray
 
     single = single_run(tiny_export, tiny_an4_test, tmp_path / "single", 1)
@@ -119,7 +120,8 @@ def test_killed_worker_loses_nothing(ray_local, tiny_export, tiny_an4_test, tmp_
 
 
 def test_interrupted_run_resumes_without_redoing(ray_local, tiny_export, tiny_an4_test, tmp_path):
-    from runners.base import RunError, RunOptions, open_run
+    from core.run_dir import RunError, open_run
+    from runners.base import RunOptions
     from runners.ray_runner import RayOptions, run_dataset_ray
 
     single = single_run(tiny_export, tiny_an4_test, tmp_path / "single", 1)
@@ -153,7 +155,8 @@ def test_interrupted_run_resumes_without_redoing(ray_local, tiny_export, tiny_an
 
 
 def test_model_that_fails_to_load_on_a_worker(ray_local, tiny_export, tiny_an4_test, tmp_path):
-    from runners.base import RunError, RunOptions
+    from core.run_dir import RunError
+    from runners.base import RunOptions
     from runners.ray_runner import BackendSpec, RayOptions, run_dataset_ray
 
     bad = tmp_path / "broken.onnx"
@@ -167,7 +170,8 @@ def test_model_that_fails_to_load_on_a_worker(ray_local, tiny_export, tiny_an4_t
 
 
 def test_more_workers_than_cluster_cpus_is_refused(ray_local, tiny_export, tiny_an4_test, tmp_path):
-    from runners.base import RunError, RunOptions
+    from core.run_dir import RunError
+    from runners.base import RunOptions
     from runners.ray_runner import RayOptions, run_dataset_ray
 
     card, ds = open_inputs(tiny_export, tiny_an4_test)
@@ -196,7 +200,7 @@ def test_ray_refuses_tool_backends(tiny_export, tiny_an4_test, tmp_path, caplog)
 
 def test_worker_error_line_finds_the_message():
     from preprocess.ray_cluster import worker_error_line
-    from runners.base import RunError
+    from core.run_dir import RunError
 
     wrapped = RuntimeError("Traceback (most recent call last):\n  File x\nrunners.base.RunError: cannot load model m")
     assert worker_error_line(wrapped, RunError) == "cannot load model m"
@@ -209,7 +213,7 @@ def dir_files(root: Path) -> dict[str, bytes]:
 
 
 def test_ray_preprocess_writes_the_same_dataset_dir(ray_local, tiny_corpus, tiny_export, tmp_path):
-    from export.card import card_path_for
+    from core.card import card_path_for
     from preprocess.__main__ import main
 
     args = ["--card", str(card_path_for(tiny_export)), "--an4-root", str(tiny_corpus / "an4"), "--no-progress"]
@@ -232,7 +236,7 @@ def test_ray_preprocess_writes_the_same_dataset_dir(ray_local, tiny_corpus, tiny
 
 def test_ray_preprocess_unreachable_cluster(tiny_corpus, tiny_export, tmp_path, caplog):
     pytest.importorskip("ray", reason="ray[data] is not installed (requirements.txt pins it)")
-    from export.card import card_path_for
+    from core.card import card_path_for
     from preprocess.__main__ import main
 
     rc = main(["--card", str(card_path_for(tiny_export)), "--an4-root", str(tiny_corpus / "an4"), "--no-progress",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from preprocess.datasets import DatasetError, read_an4_raw, read_ds_manifest, read_librispeech
+from core.corpora import DatasetError, read_an4_raw, read_ds_manifest, read_librispeech
 
 FIXTURES = Path(__file__).parent / "fixtures" / "real_formats"
 AN4 = FIXTURES / "an4"
@@ -43,9 +43,9 @@ def test_an4_fileid_of_unknown_shape_is_named(tmp_path: Path) -> None:
 
 
 def test_preprocess_cli_reads_the_real_an4_layout(tmp_path: Path, tiny_export: Path) -> None:
-    from export.card import card_path_for
+    from core.card import card_path_for
     from preprocess.__main__ import main
-    from preprocess.dataset_dir import DatasetDir
+    from core.dataset_dir import DatasetDir
 
     out = tmp_path / "ds"
     assert main(["--an4-root", str(AN4), "--card", str(card_path_for(tiny_export)), "--out", str(out),
@@ -117,7 +117,7 @@ def test_librispeech_root_with_one_split_is_taken(tmp_path: Path) -> None:
 
 
 def test_split_with_a_manifest_is_refused(tmp_path: Path, tiny_export: Path) -> None:
-    from export.card import card_path_for
+    from core.card import card_path_for
     from preprocess.__main__ import main
 
     manifest = _v3_manifest(tmp_path / "m.json", str((FIXTURES / "an4_dataset" / "test").resolve()),

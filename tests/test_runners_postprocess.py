@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.card import card_path_for, read_card
+from core.card import card_path_for, read_card
 from postprocess.score import score_run
 from tests.conftest import run_quiet
 from preprocess.build import BuildOptions, build_dataset
-from preprocess.dataset_dir import DatasetDir
-from preprocess.datasets import read_an4_raw
+from core.dataset_dir import DatasetDir
+from core.corpora import read_an4_raw
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_scoring_an_incomplete_run_names_what_is_missing(tmp_path: Path, runs: d
                                                         tiny_export: Path) -> None:
     import shutil
 
-    from runners.base import RunError
+    from core.run_dir import RunError
 
     broken = tmp_path / "run"
     shutil.copytree(runs["ort1"], broken)
@@ -135,7 +135,7 @@ def test_modelzoo_decoding_reads_half_the_input_length(tmp_path: Path, tiny_corp
                  "--out", str(tmp_path / "r"), "--keep-order"]) == 0
     ds = DatasetDir.open(mz)
     from postprocess.score import decode_lengths
-    from runners.base import open_run
+    from core.run_dir import open_run
 
     quirk = decode_lengths(card, tmp_path / "r", open_run(tmp_path / "r"), ds, modelzoo=True)
     model = decode_lengths(card, tmp_path / "r", open_run(tmp_path / "r"), ds, modelzoo=False)
@@ -151,7 +151,7 @@ def test_modelzoo_decoding_reads_half_the_input_length(tmp_path: Path, tiny_corp
 def test_output_length_rule_matches_the_model(tiny_export: Path) -> None:
     import torch
 
-    from export.card import output_frames
+    from core.card import output_frames
     from export.models.deepspeech2 import conv_output_lengths
 
     card = read_card(card_path_for(tiny_export))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from export.models.deepspeech2 import DeepSpeechConfig, feature_config
-from preprocess.audio import AudioError
-from preprocess.features import deepspeech_spectrogram, extract, wav2vec2_waveform
+from core.audio import AudioError
+from core.features import deepspeech_spectrogram, extract, wav2vec2_waveform
 
 FEAT = feature_config(DeepSpeechConfig())
 FIXTURE_AN4 = Path(__file__).parent / "fixtures" / "real_formats" / "an4"
@@ -34,7 +34,7 @@ def test_non_finite_audio_and_features_are_refused(monkeypatch: pytest.MonkeyPat
     audio[10] = np.nan
     with pytest.raises(AudioError, match="holds 1 non-finite samples"):
         extract(audio, FEAT)
-    from preprocess import features
+    from core import features
 
     # A feature function that ever lets NaN through (here: no std floor) is stopped at extract().
     monkeypatch.setattr(features, "SPECT_STD_FLOOR", 0.0)
@@ -46,8 +46,8 @@ def test_non_finite_audio_and_features_are_refused(monkeypatch: pytest.MonkeyPat
 def test_preprocess_writes_no_nan_for_digital_silence(tmp_path: Path) -> None:
     """An AN4 recording replaced by digital silence used to become a 100% NaN spect .bin, silently."""
     from preprocess.build import BuildOptions, build_dataset
-    from preprocess.dataset_dir import DatasetDir
-    from preprocess.datasets import read_an4_raw
+    from core.dataset_dir import DatasetDir
+    from core.corpora import read_an4_raw
 
     root = tmp_path / "an4"
     shutil.copytree(FIXTURE_AN4, root)

@@ -38,7 +38,7 @@ def test_cut_after_the_head_equals_the_recipe_head(whole: tuple[Path, SpeechReco
     save(result.head, tmp_path / "head.onnx")
     save(result.tail, tmp_path / "tail.onnx")
     spec = np.abs(np.random.default_rng(0).standard_normal((2, 1, 16, 31))).astype(np.float32)
-    from runners.ort import create_session
+    from core.ort_session import create_session
 
     feats = create_session(tmp_path / "head.onnx", threads=1).run(None, {"spec": spec})[0]
     logits = run_chain(tmp_path / "head.onnx", tmp_path / "tail.onnx", {"spec": spec}, threads=1)[0]
@@ -62,7 +62,7 @@ def test_a_cut_through_a_skip_connection_is_refused(whole: tuple[Path, SpeechRec
 
 
 def test_cut_cli_on_a_carded_export(whole: tuple[Path, SpeechRecognitionModel], tmp_path: Path) -> None:
-    from export.card import load_model_and_card
+    from core.card import load_model_and_card
     from split.__main__ import main
 
     assert main(["cut", "--model", str(whole[0]), "--after", "rescnn_layers.0", "--out", str(tmp_path),
@@ -95,7 +95,7 @@ def test_cut_cli_on_a_bare_graph(tmp_path: Path) -> None:
 
 
 def test_deepspeech2_cut_after_conv_takes_lengths(tiny_ckpt: Path, tmp_path: Path) -> None:
-    from export.card import load_model_and_card
+    from core.card import load_model_and_card
     from export.models import deepspeech2 as ds
     from split.__main__ import main
 

@@ -54,13 +54,13 @@ def _torch_model(path: Path) -> SpeechRecognitionModel:
 
 
 def _session(path: Path):
-    from runners.ort import create_session
+    from core.ort_session import create_session
 
     return create_session(path, threads=1)
 
 
 def test_whole_model_card(whole_export: Path) -> None:
-    from export.card import load_model_and_card
+    from core.card import load_model_and_card
 
     _, card = load_model_and_card(whole_export / "model.onnx")
     assert card["family"] == "split_asr"
@@ -103,7 +103,7 @@ def test_bad_checkpoint_exits_2_with_the_reason(tmp_path: Path, caplog: pytest.L
 
 
 def test_split_files_and_cards(split_export: Path) -> None:
-    from export.card import load_model_and_card
+    from core.card import load_model_and_card
 
     names = ["head", "tail", "ae_encoder", "ae_decoder"]
     assert sorted(p.name for p in split_export.iterdir()) == sorted(
@@ -177,11 +177,11 @@ def test_composition_gate_catches_a_wrong_tail(tmp_path: Path, checkpoints: tupl
 def test_preprocess_makes_the_cards_features(tmp_path: Path, whole_export: Path) -> None:
     import soundfile as sf
 
-    from export.card import card_path_for, read_card
+    from core.card import card_path_for, read_card
     from preprocess.build import BuildOptions, build_dataset
-    from preprocess.dataset_dir import DatasetDir
-    from preprocess.datasets import Utterance
-    from preprocess.features import extract
+    from core.dataset_dir import DatasetDir
+    from core.corpora import Utterance
+    from core.features import extract
 
     t = np.arange(12345) / 16000
     audio = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)

@@ -3,7 +3,7 @@
 The reference below is written from the definitions (a reflect-padded centred frame, the periodic Hann
 window, the DFT as a matrix product, |X|^2, HTK mel = 2595 log10(1 + f / 700), triangular filters with
 vertices at equally spaced mels interpolated on the linear FFT-bin frequencies, as
-torchaudio.functional.melscale_fbanks builds them) and shares no code with preprocess/mel.py.
+torchaudio.functional.melscale_fbanks builds them) and shares no code with core/mel.py.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from families.split_asr.features import feature_config
-from preprocess.features import extract, frames_for
+from core.features import extract, frames_for
 
 CFG = feature_config()
 
@@ -76,7 +76,7 @@ def test_matches_the_formula(n: int) -> None:
 
 
 def test_filterbank_matches_the_formula() -> None:
-    from preprocess.mel import mel_filterbank
+    from core.mel import mel_filterbank
 
     fb = mel_filterbank(16000, 400, 128, 0.0, 8000.0, "htk", None)
     ref = reference_fbank()

@@ -322,7 +322,7 @@ def test_edge_cli_tail_card_makes_a_run_dir_that_postprocess_scores(server, pair
     import json
 
     from postprocess.score import score_run
-    from preprocess.dataset_dir import HEADER, DatasetDir
+    from core.dataset_dir import HEADER, DatasetDir
     from split.__main__ import main
 
     target, _ = server

@@ -11,7 +11,7 @@ import torch
 from export.models import deepspeech2 as ds
 from export.models.deepspeech2_streaming import DeepSpeechStreaming, StreamingRefused, streaming_model
 from export.streaming import torch_step
-from postprocess.ctc import greedy_decode
+from core.ctc import greedy_decode
 from runners.streaming import StreamRunner, rollout
 from tests.conftest import make_tiny_checkpoint
 

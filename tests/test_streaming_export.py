@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from export.card import load_model_and_card
+from core.card import load_model_and_card
 from export.models import deepspeech2 as ds
-from postprocess.ctc import greedy_decode
+from core.ctc import greedy_decode
 from tests.conftest import make_tiny_checkpoint
 
 FIXTURES = Path(__file__).parent / "fixtures"

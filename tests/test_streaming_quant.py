@@ -8,9 +8,9 @@ import numpy as np
 import onnx
 import pytest
 
-from export.card import card_path_for, load_model_and_card
+from core.card import card_path_for, load_model_and_card
 from export.streaming_quant import ChunkCalibrationReader, chunk_feeds
-from preprocess.dataset_dir import DatasetDir
+from core.dataset_dir import DatasetDir
 from runners.streaming import StreamRunner, ort_step, spec_from_card
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from export.card import card_path_for, read_card
+from core.card import card_path_for, read_card
 from export.models import deepspeech2 as ds
-from preprocess.dataset_dir import DatasetDir
+from core.dataset_dir import DatasetDir
 from tests.conftest import run_quiet
 
 GRU_FIXTURE = Path(__file__).parent / "fixtures" / "ds2_v3_unidir_gru_tiny.ckpt"

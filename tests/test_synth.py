@@ -266,7 +266,7 @@ def test_module_help():
 
 @needs_espeak
 def test_pipeline_readers_accept_corpus(corpus):
-    datasets = pytest.importorskip("preprocess.datasets")
+    datasets = pytest.importorskip("core.corpora")
     root, _ = corpus
     for role, n in (("train", 6), ("test", 4)):
         utts = datasets.read_an4_raw(root, role)

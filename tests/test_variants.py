@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from export.card import card_path_for, load_model_and_card, read_card
+from core.card import card_path_for, load_model_and_card, read_card
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +101,8 @@ def test_variants_table(tmp_path: Path, tiny_export: Path, dataset: Path) -> Non
 
 def test_spread_takes_utterances_across_the_dataset(tmp_path: Path, tiny_corpus: Path, tiny_export: Path) -> None:
     from preprocess.__main__ import main as pre_main
-    from preprocess.dataset_dir import DatasetDir
-    from preprocess.datasets import read_an4_raw
+    from core.dataset_dir import DatasetDir
+    from core.corpora import read_an4_raw
 
     assert pre_main(["--an4-root", str(tiny_corpus / "an4"), "--split", "train", "--card",
                      str(card_path_for(tiny_export)), "--out", str(tmp_path / "calib"), "--spread", "4",

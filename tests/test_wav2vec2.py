@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from export.card import card_path_for, load_model_and_card, read_card
+from core.card import card_path_for, load_model_and_card, read_card
 from export.models import wav2vec2 as w2v
 
 VOCAB = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "'": 5, **{chr(65 + i): 6 + i for i in range(26)}}
@@ -78,7 +78,7 @@ def test_export_card(exported: Path) -> None:
 def test_waveform_features_match_transformers() -> None:
     from transformers import Wav2Vec2FeatureExtractor
 
-    from preprocess.features import extract
+    from core.features import extract
 
     audio = (np.random.default_rng(0).standard_normal(12345) * 0.05).astype(np.float32)
     fe = Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False)
@@ -109,8 +109,8 @@ def test_vocab_that_does_not_match_the_model(tmp_path: Path, model_dir: Path) ->
 def test_librispeech_through_both_backends(tmp_path: Path, tiny_corpus: Path, model_dir: Path, exported: Path) -> None:
     from postprocess.score import score_run
     from preprocess.build import BuildOptions, build_dataset
-    from preprocess.dataset_dir import DatasetDir
-    from preprocess.datasets import read_librispeech
+    from core.dataset_dir import DatasetDir
+    from core.corpora import read_librispeech
     from runners.__main__ import main as run_main
 
     card = read_card(card_path_for(exported))
@@ -149,7 +149,7 @@ def test_modelzoo_batched_layout(tmp_path: Path, tiny_corpus: Path, exported: Pa
     batch), ground_truth_texts.txt, eps 1e-5; and the runner reassembles the same batches."""
     from postprocess.score import score_run
     from preprocess.__main__ import main as pre_main
-    from preprocess.dataset_dir import DatasetDir
+    from core.dataset_dir import DatasetDir
     from runners.__main__ import main as run_main
 
     split = next((tiny_corpus / "LibriSpeech").glob("train*"))
@@ -185,7 +185,7 @@ def test_other_rates_are_resampled_by_default_and_long_clips_skipped(tmp_path: P
     import soundfile as sf
 
     from preprocess.__main__ import main as pre_main
-    from preprocess.dataset_dir import DatasetDir
+    from core.dataset_dir import DatasetDir
 
     split = tmp_path / "LibriSpeech" / "test-x" / "1" / "2"
     split.mkdir(parents=True)

@@ -1,6 +1,6 @@
 """Model families: one recipe module each, registered here by the `family` name cards carry.
 
-A family module provides `load(artifact_path, **options) -> export.recipe.LoadedModel`.
+A family module provides `load(artifact_path, **options) -> core.recipe.LoadedModel`.
 """
 from __future__ import annotations
 

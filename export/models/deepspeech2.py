@@ -317,7 +317,7 @@ def feature_config(cfg: DeepSpeechConfig) -> dict[str, Any]:
 
 def tensor_specs(cfg: DeepSpeechConfig, static_frames: int | None = None,
                  static_batch: int | None = None) -> tuple[list["TensorSpec"], list["TensorSpec"]]:
-    from export.recipe import TensorSpec
+    from core.recipe import TensorSpec
 
     batch: int | str = static_batch if static_batch else "batch"
     time: int | str = static_frames if static_frames else "time"
@@ -356,7 +356,7 @@ def load(checkpoint: str | "Path", static_frames: int | None = None, static_batc
     from pathlib import Path
 
     from export.models.ds_checkpoint import check_deepspeech_state_dict, load_deepspeech_checkpoint
-    from export.recipe import LoadedModel, sha256_file
+    from core.recipe import LoadedModel, sha256_file
 
     path = Path(checkpoint)
     ckpt = load_deepspeech_checkpoint(path)

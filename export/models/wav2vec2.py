@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from export.recipe import LoadedModel, TensorSpec, sha256_file
+from core.recipe import LoadedModel, TensorSpec, sha256_file
 
 FAMILY = "wav2vec2"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")

@@ -4,7 +4,7 @@ The original computes `torchaudio.transforms.MelSpectrogram()` with its defaults
 transform adds SpecAugment masking, evaluation uses the bare transform): sample rate 16000, n_fft 400,
 win_length 400, hop 200, a periodic Hann window, centred reflect-padded STFT, power 2, 128 mel bands on
 the HTK scale from 0 Hz to 8 kHz without filter normalisation, and no log. preprocess computes the
-`mel_spectrogram` kind from this dict (preprocess/mel.py).
+`mel_spectrogram` kind from this dict (core/mel.py).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Index 0 is the apostrophe, 1 the space (`<SPACE>`), 2..27 the letters a..z, and 28 the CTC blank (its
 GreedyDecoder and CTCLoss use blank=28). The original maps lower-case text; the labels here are upper
-case because the pipeline normalises transcripts to upper case (preprocess/text.py); the indices, which
+case because the pipeline normalises transcripts to upper case (core/text.py); the indices, which
 are all a checkpoint depends on, are the same.
 """
 from __future__ import annotations

@@ -25,7 +25,7 @@ from families.split_asr.model import (Head, SplitASRConfig, SpeechRecognitionMod
                                       output_frames, output_length_rule, parameter_count)
 
 if TYPE_CHECKING:
-    from export.recipe import LoadedModel
+    from core.recipe import LoadedModel
 
 FAMILY = "split_asr"
 OPSET = 17
@@ -94,14 +94,14 @@ def _common_facts(cfg: SplitASRConfig, model: torch.nn.Module) -> dict[str, Any]
 
 
 def _source(path: Path, what: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    from export.recipe import sha256_file
+    from core.recipe import sha256_file
 
     return {"path": str(Path(path).resolve()), "sha256": sha256_file(Path(path)), "format": what,
             "inferred_config": cfg}
 
 
 def whole_model(model: SpeechRecognitionModel, cfg: SplitASRConfig, source: dict[str, Any]) -> "LoadedModel":
-    from export.recipe import LoadedModel, TensorSpec
+    from core.recipe import LoadedModel, TensorSpec
 
     inputs = [TensorSpec("spec", "float32", ("batch", 1, cfg.n_feats, "time"), "features", time_axis=3)]
     outputs = [TensorSpec("logits", "float32", ("batch", "frames", cfg.n_class), "logits", time_axis=1)]
@@ -122,7 +122,7 @@ def boundary_spec(cfg: SplitASRConfig) -> dict[str, Any]:
 
 
 def head_model(model: SpeechRecognitionModel, cfg: SplitASRConfig, source: dict[str, Any]) -> "LoadedModel":
-    from export.recipe import LoadedModel, TensorSpec
+    from core.recipe import LoadedModel, TensorSpec
 
     inputs = [TensorSpec("spec", "float32", ("batch", 1, cfg.n_feats, "time"), "features", time_axis=3)]
     outputs = [TensorSpec(BOUNDARY, "float32", ("batch", "frames", cfg.rnn_dim), "features", time_axis=1)]
@@ -146,7 +146,7 @@ def boundary_feature(cfg: SplitASRConfig, producer: str) -> dict[str, Any]:
 
 
 def tail_model(model: SpeechRecognitionModel, cfg: SplitASRConfig, source: dict[str, Any]) -> "LoadedModel":
-    from export.recipe import LoadedModel, TensorSpec
+    from core.recipe import LoadedModel, TensorSpec
 
     inputs = [TensorSpec(BOUNDARY, "float32", ("batch", "frames", cfg.rnn_dim), "features", time_axis=1)]
     outputs = [TensorSpec("logits", "float32", ("batch", "frames", cfg.n_class), "logits", time_axis=1)]
@@ -164,7 +164,7 @@ def tail_model(model: SpeechRecognitionModel, cfg: SplitASRConfig, source: dict[
 def autoencoder_models(ae: AutoEncoderDecoder, cfg: SplitASRConfig, source: dict[str, Any]
                        ) -> tuple["LoadedModel", "LoadedModel"]:
     """(encoder, decoder): features (batch, frames, rnn_dim) <-> code (batch, frames, bottleneck)."""
-    from export.recipe import LoadedModel, TensorSpec
+    from core.recipe import LoadedModel, TensorSpec
 
     a = ae.cfg
     feat = TensorSpec(BOUNDARY, "float32", ("batch", "frames", a.input_size), "features", time_axis=1)

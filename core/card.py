@@ -14,7 +14,7 @@ from typing import Any
 
 import onnx
 
-from export.recipe import TensorSpec
+from core.recipe import TensorSpec
 
 CARD_VERSION = 1
 CARD_SUFFIX = ".card.json"

@@ -11,8 +11,8 @@ from typing import Any, Callable
 import librosa
 import numpy as np
 
-from preprocess.audio import AudioError
-from preprocess.mel import mel_frames, mel_spectrogram
+from core.audio import AudioError
+from core.mel import mel_frames, mel_spectrogram
 
 # Floor under the per-utterance std of the DeepSpeech spectrogram. deepspeech.pytorch divides by the std
 # as it is, so digital silence (every magnitude 0, std 0) gives 0/0 = NaN in every bin. With the floor,

@@ -26,7 +26,7 @@ Step 6 is applied to every hypothesis whatever the model, including
 deepspeech.pytorch, whose space is an ordinary label.  Its only effect there is
 on leading/trailing spaces and on two space labels separated by a blank
 (``" _ "`` decodes to two spaces).  Word error rate splits on whitespace and
-``postprocess.metrics.normalize_transcript`` collapses whitespace before any
+``core.metrics.normalize_transcript`` collapses whitespace before any
 character error rate is computed, so this step never changes WER or CER; it
 only makes the stored transcripts tidy.
 
