@@ -30,9 +30,9 @@ def _onnx_in(p: argparse.ArgumentParser) -> None:
 
 def _export(args: argparse.Namespace, family: str, source: Path, what: str, load_kwargs: dict) -> int:
     """Shared flow of every family: skip if up to date, load, export, gate, write the card."""
-    from export.models import family_module
-    from export.parity import ParityError
-    from export.pipeline import export_family, up_to_date
+    from families.registry import family_module
+    from core.parity import ParityError
+    from core.gated_export import export_family, up_to_date
     from core.recipe import NonFiniteWeightsError
 
     torchscript = bool(getattr(args, "torchscript", False))
@@ -83,7 +83,7 @@ def cmd_wav2vec2(args: argparse.Namespace) -> int:
     rc = _export(args, "wav2vec2", Path(args.model_dir), "model directory (Hugging Face wav2vec2 CTC)",
                  {"static_samples": samples, "static_batch": batch})
     if rc == 0:  # issue 14: HF config/processor/tokenizer files beside model.onnx (Optimum opens the folder)
-        from export.models.wav2vec2 import copy_companion_files
+        from families.wav2vec2.recipe import copy_companion_files
 
         log.info("copied %s beside the model", ", ".join(copy_companion_files(Path(args.model_dir), args.out)))
     return rc

@@ -20,13 +20,13 @@ import onnx
 import torch
 
 from core.card import CARD_VERSION, versions
-from export.models import family_module, streaming_module
-from export.parity import ParityError
+from families.registry import family_module, streaming_module
+from core.parity import ParityError
 from core.recipe import LoadedModel
-from export.streaming import (StreamingSpec, describe_io, export_streaming_onnx, json_safe, max_abs_diff, state_card,
+from core.streaming import (StreamingSpec, describe_io, export_streaming_onnx, json_safe, max_abs_diff, state_card,
                               sweep_lengths, torch_step, write_streaming_export)
 from core.ctc import greedy_decode
-from runners.streaming import StreamRunner, ort_step, rollout
+from core.stream_runner import StreamRunner, ort_step, rollout
 
 log = logging.getLogger("export")
 
@@ -141,7 +141,7 @@ def streaming_cli(args: Any, family: str, source: Path) -> int:
     if not source.is_file():
         log.error("checkpoint not found: %s", source)
         return 2
-    from export.pipeline import up_to_date
+    from core.gated_export import up_to_date
     from core.recipe import sha256_file
 
     onnx_path = args.out / f"{args.name}.onnx"

@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from core.card import load_model_and_card, versions
-from export.streaming import json_safe, write_streaming_export
+from core.streaming import json_safe, write_streaming_export
 from core.ctc import greedy_decode
 from core.metrics import corpus_scores
 from core.dataset_dir import DatasetDir, Sample
-from runners.streaming import StreamRunner, ort_step, spec_from_card
+from core.stream_runner import StreamRunner, ort_step, spec_from_card
 
 log = logging.getLogger("export")
 
@@ -88,7 +88,7 @@ def _spread(samples: list[Sample], n: int) -> list[Sample]:
 
 
 def _rollout(runner: StreamRunner, features: np.ndarray) -> np.ndarray:
-    from runners.streaming import rollout
+    from core.stream_runner import rollout
 
     return rollout(runner, features)[0]
 

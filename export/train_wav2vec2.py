@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from export.models.wav2vec2 import ModelDirError, check_model_dir, frames_for, output_length_rule
+from families.wav2vec2.recipe import ModelDirError, check_model_dir, frames_for, output_length_rule
 from export.train_deepspeech2 import cpu_has_native_bf16
 from core.ctc import greedy_decode_batch
 from core.metrics import corpus_scores

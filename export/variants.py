@@ -60,7 +60,7 @@ class VariantOptions:
 
 
 def family_defaults(family: str) -> dict[str, Any]:
-    from export.models import family_module
+    from families.registry import family_module
 
     return dict(getattr(family_module(family), "VARIANT_DEFAULTS", {}))
 

@@ -324,8 +324,8 @@ def _print(rows: list[dict[str, Any]], peaks: dict[str, float], stages: list[dic
 
 
 def main(args: argparse.Namespace) -> int:
-    from export.models import family_module
-    from export.onnx_export import export_onnx
+    from families.registry import family_module
+    from core.onnx_export import export_onnx
 
     rows: list[dict[str, Any]] = []
     peer_info: dict[str, Any] | None = None
@@ -404,7 +404,7 @@ def main(args: argparse.Namespace) -> int:
 
 def an4_size_config() -> Any:
     """deepspeech.pytorch V3.0's an4 model: 5 bidirectional LSTM layers of 1024 (86.6 M parameters)."""
-    from export.models.deepspeech2 import DeepSpeechConfig
+    from families.deepspeech2.recipe import DeepSpeechConfig
 
     return DeepSpeechConfig(rnn_type="lstm", hidden_size=1024, hidden_layers=5, bidirectional=True)
 
@@ -412,8 +412,8 @@ def an4_size_config() -> Any:
 def random_deepspeech2_checkpoint(path: Path, config: Any = None) -> Path:
     """A DeepSpeech2 of `config` (default the an4 size) with random weights, saved in the V3.0 checkpoint
     format so that it loads through the same path as a real one (speed does not depend on the weights)."""
-    from export.models.deepspeech2 import build_model
-    from export.models.ds_checkpoint import save_deepspeech_checkpoint
+    from families.deepspeech2.recipe import build_model
+    from families.deepspeech2.checkpoint import save_deepspeech_checkpoint
 
     cfg = config or an4_size_config()
     torch.manual_seed(0)

@@ -16,11 +16,11 @@ from typing import Any, Callable
 import numpy as np
 from tqdm import tqdm
 
-from export.streaming import CHUNK_OUTPUTS
+from core.streaming import CHUNK_OUTPUTS
 from core.ctc import greedy_decode
 from core.dataset_dir import DatasetDir, Sample, write_bin
 from core.run_dir import RunError, cached_run, finish_run
-from runners.streaming import StreamError, StreamRunner
+from core.stream_runner import StreamError, StreamRunner
 
 log = logging.getLogger("runners.stream")
 
@@ -169,7 +169,7 @@ def run_streaming_dataset(runner: StreamRunner, backend_name: str, backend_info:
 
 def streaming_backend(args: Any, card: dict[str, Any]) -> tuple[StreamRunner, str, dict[str, Any]]:
     """The step function for `--backend onnxruntime` (the graph) or `--backend torch` (the checkpoint's module)."""
-    from runners.streaming import ort_step, spec_from_card
+    from core.stream_runner import ort_step, spec_from_card
 
     spec = spec_from_card(card)
     if args.backend == "onnxruntime":
@@ -181,8 +181,8 @@ def streaming_backend(args: Any, card: dict[str, Any]) -> tuple[StreamRunner, st
     if args.backend == "torch":
         import torch
 
-        from export.models import family_module, streaming_module
-        from export.streaming import torch_step
+        from families.registry import family_module, streaming_module
+        from core.streaming import torch_step
 
         checkpoint = args.checkpoint or Path(card["source"]["path"])
         if args.threads:

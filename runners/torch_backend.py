@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from export.models import family_module
+from families.registry import family_module
 from core.run_dir import RunError
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The measurement behind each family's default int8-dynamic op types (VARIANT_DEFAULTS in
-# export/models/<family>.py): the same fp32 export quantised with different op-type sets, run at batch 1
+# families/<family>.py): the same fp32 export quantised with different op-type sets, run at batch 1
 # on the test set, in one table per family (results/<name>_int8_op_types.*). Run after scripts/run_all.sh
 # (it reuses its exports, datasets and fp32 runs); the gate is opened so that costly choices show.
 #   bash scripts/measure_int8_op_types.sh [--threads N]

@@ -87,7 +87,7 @@ def check_composition(chain: list[Path], reference: Callable[[torch.Tensor], tor
 
 
 def _export_part(model: Any, tmp: Path, name: str, threads: int, optimize_graph: bool) -> dict[str, Any]:
-    from export.pipeline import export_family
+    from core.gated_export import export_family
 
     card = export_family(model, tmp, name=name, optimize_graph=optimize_graph, options={"split_part": name},
                          threads=threads)
@@ -144,8 +144,8 @@ def export_family_cut(family: str, checkpoint: Path, out: Path, after: str, *, t
     (each length at batch 1, the padded batch, the reordered batch)."""
     import onnx
 
-    from export.models import family_module
-    from export.pipeline import export_family
+    from families.registry import family_module
+    from core.gated_export import export_family
     from split.cut_graph import derive_cards, write_parts
     from split.onnx_cut import compare_chain, cut, module_boundary, save
 
@@ -174,7 +174,7 @@ def export_family_cut(family: str, checkpoint: Path, out: Path, after: str, *, t
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from export.models import FAMILIES
+    from families.registry import FAMILIES
     from families.split_asr.options import add_override_arguments
 
     p.add_argument("--family", default="split_asr", choices=sorted(FAMILIES),
@@ -193,7 +193,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _gated(export: Callable[[], Any]) -> tuple[Any, int]:
     """Run an export; a refused input is exit 2, a failed gate exit 3 (the gate has logged its numbers)."""
-    from export.parity import ParityError
+    from core.parity import ParityError
 
     try:
         return export(), 0

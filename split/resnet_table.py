@@ -95,7 +95,7 @@ def export_resnet(work: Path, *, width: int, classes: int, seed: int, weights: P
     model.eval()
     work.mkdir(parents=True, exist_ok=True)
     tmp = work / "model.onnx.tmp"
-    # The TorchScript exporter (as export/onnx_export.py): it names nodes by module scope
+    # The TorchScript exporter (as core/onnx_export.py): it names nodes by module scope
     # (/layer2/layer2.3/...), which `split cut --after` relies on.
     torch.onnx.export(model, (torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE),), str(tmp), dynamo=False,
                       input_names=["image"], output_names=["logits"], opset_version=OPSET,

@@ -56,8 +56,8 @@ def test_an4_size_deepspeech2_checkpoint(tmp_path: Path) -> None:
 
     import torch
 
-    from export.models import family_module
-    from export.models.deepspeech2 import build_model
+    from families.registry import family_module
+    from families.deepspeech2.recipe import build_model
     from postprocess.bench import an4_size_config, random_deepspeech2_checkpoint
 
     cfg = an4_size_config()

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from core.card import CardError, card_path_for, load_model_and_card
-from export.models import deepspeech2 as ds
-from export.parity import ParityError, run_parity
+from families.deepspeech2 import recipe as ds
+from core.parity import ParityError, run_parity
 from tests.conftest import make_tiny_checkpoint
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -136,7 +136,7 @@ def test_parity_gate_fails_with_numbers(tmp_path: Path, tiny_ckpt: Path, tiny_ex
 
 
 def test_failed_gate_leaves_no_model(tmp_path: Path, tiny_ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from export import pipeline
+    from core import gated_export as pipeline
     from export.__main__ import main
 
     def broken(model, path, **kw):  # noqa: ANN001

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import export.models.ds_checkpoint as ds
-from export.models.ds_checkpoint import (
+import families.deepspeech2.checkpoint as ds
+from families.deepspeech2.checkpoint import (
     CheckpointError,
     check_deepspeech_state_dict,
     expected_state_dict_shapes,
@@ -103,7 +103,7 @@ class Blocker:
         if name.split(".")[0] in BLOCKED:
             raise ImportError("tried to import " + name)
 sys.meta_path.insert(0, Blocker())
-from export.models.ds_checkpoint import load_deepspeech_checkpoint
+from families.deepspeech2.checkpoint import load_deepspeech_checkpoint
 for name in {NAMES!r}:
     load_deepspeech_checkpoint("tests/fixtures/" + name + ".ckpt")
 print("LOADED", sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED))

@@ -11,9 +11,9 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-import export.models.deepspeech2 as ds
+import families.deepspeech2.recipe as ds
 from conftest import make_tiny_checkpoint
-from export.parity import ParityError, run_parity
+from core.parity import ParityError, run_parity
 
 
 def _poison_last_float_initializer(src: Path, dst: Path) -> str:
@@ -52,7 +52,7 @@ def test_parity_gate_fails_on_nan_output(tmp_path: Path, tiny_ckpt: Path, tiny_e
 
 def _nan_checkpoint(path: Path, name: str) -> Path:
     make_tiny_checkpoint(path)
-    from export.models.ds_checkpoint import load_deepspeech_checkpoint, save_deepspeech_checkpoint
+    from families.deepspeech2.checkpoint import load_deepspeech_checkpoint, save_deepspeech_checkpoint
 
     ckpt = load_deepspeech_checkpoint(path)
     state = {k: v.clone() for k, v in ckpt.state_dict.items()}

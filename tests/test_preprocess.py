@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from export.models.deepspeech2 import MODELZOO, DeepSpeechConfig, feature_config
+from families.deepspeech2.recipe import MODELZOO, DeepSpeechConfig, feature_config
 from core.audio import AudioError, load_audio, read_raw_pcm
 from preprocess.build import BuildOptions, _modelzoo_size, build_dataset
 from core.dataset_dir import DatasetDir, DatasetDirError, read_bin

@@ -152,7 +152,7 @@ def test_output_length_rule_matches_the_model(tiny_export: Path) -> None:
     import torch
 
     from core.card import output_frames
-    from export.models.deepspeech2 import conv_output_lengths
+    from families.deepspeech2.recipe import conv_output_lengths
 
     card = read_card(card_path_for(tiny_export))
     for n in (1, 2, 37, 620, 621, 1000):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.models.deepspeech2 import DeepSpeechConfig, feature_config
+from families.deepspeech2.recipe import DeepSpeechConfig, feature_config
 from core.audio import AudioError
 from core.features import deepspeech_spectrogram, extract, wav2vec2_waveform
 

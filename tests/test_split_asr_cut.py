@@ -96,7 +96,7 @@ def test_cut_cli_on_a_bare_graph(tmp_path: Path) -> None:
 
 def test_deepspeech2_cut_after_conv_takes_lengths(tiny_ckpt: Path, tmp_path: Path) -> None:
     from core.card import load_model_and_card
-    from export.models import deepspeech2 as ds
+    from families.deepspeech2 import recipe as ds
     from split.__main__ import main
 
     assert main(["export", "--family", "deepspeech2", "--checkpoint", str(tiny_ckpt), "--after", "conv",

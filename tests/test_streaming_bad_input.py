@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from export.models import deepspeech2 as ds
-from export.models.deepspeech2_streaming import streaming_model
-from export.streaming import torch_step
-from runners.streaming import Stream, StreamError, StreamRunner, rollout
+from families.deepspeech2 import recipe as ds
+from families.deepspeech2.streaming import streaming_model
+from core.streaming import torch_step
+from core.stream_runner import Stream, StreamError, StreamRunner, rollout
 
 GRU_FIXTURE = Path(__file__).parent / "fixtures" / "ds2_v3_unidir_gru_tiny.ckpt"
 CHUNK = 4

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from export.streaming import StateSpec, StreamingSpec, export_streaming_onnx, torch_step
-from runners.streaming import StreamRunner, ort_step, rollout
+from core.streaming import StateSpec, StreamingSpec, export_streaming_onnx, torch_step
+from core.stream_runner import StreamRunner, ort_step, rollout
 
 
 class CausalTCN(nn.Module):

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from export.models import deepspeech2 as ds
-from export.models.deepspeech2_streaming import DeepSpeechStreaming, StreamingRefused, streaming_model
-from export.streaming import torch_step
+from families.deepspeech2 import recipe as ds
+from families.deepspeech2.streaming import DeepSpeechStreaming, StreamingRefused, streaming_model
+from core.streaming import torch_step
 from core.ctc import greedy_decode
-from runners.streaming import StreamRunner, rollout
+from core.stream_runner import StreamRunner, rollout
 from tests.conftest import make_tiny_checkpoint
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from core.card import load_model_and_card
-from export.models import deepspeech2 as ds
+from families.deepspeech2 import recipe as ds
 from core.ctc import greedy_decode
 from tests.conftest import make_tiny_checkpoint
 
@@ -112,7 +112,7 @@ def test_streaming_flags_are_checked(tmp_path: Path, caplog: pytest.LogCaptureFi
 def test_gate_catches_a_stream_that_is_not_flushed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A graph that ignores the end flag (feeds no zero padding past the last frame) must not be written."""
     from export.__main__ import main
-    from export.models.deepspeech2_streaming import DeepSpeechStreaming
+    from families.deepspeech2.streaming import DeepSpeechStreaming
 
     original = DeepSpeechStreaming.streaming_forward
 

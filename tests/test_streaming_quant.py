@@ -11,7 +11,7 @@ import pytest
 from core.card import card_path_for, load_model_and_card
 from export.streaming_quant import ChunkCalibrationReader, chunk_feeds
 from core.dataset_dir import DatasetDir
-from runners.streaming import StreamRunner, ort_step, spec_from_card
+from core.stream_runner import StreamRunner, ort_step, spec_from_card
 
 
 
@@ -63,7 +63,7 @@ def test_int8_variant_of_a_streaming_graph(stream_export: Path, tiny_an4_test: P
     assert 0.0 <= par["argmax_agreement"] <= 1.0 and par["samples"] == 3
     assert set(par["wer"]) >= {"int8_streaming", "fp32_streaming", "offline"}
     # The int8 graph streams through the same runner.
-    from runners.streaming import rollout
+    from core.stream_runner import rollout
 
     runner = StreamRunner(spec_from_card(card), ort_step(int8, threads=1))
     probs = rollout(runner, np.zeros((1, 1, 161, 21), np.float32))

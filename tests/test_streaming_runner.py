@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from core.card import card_path_for, read_card
-from export.models import deepspeech2 as ds
+from families.deepspeech2 import recipe as ds
 from core.dataset_dir import DatasetDir
 from tests.conftest import run_quiet
 

@@ -33,7 +33,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -> tupl
 
 
 def test_trained_dir_loads_through_the_recipe(trained: tuple[Path, list[str]]) -> None:
-    from export.models import wav2vec2 as w2v
+    from families.wav2vec2 import recipe as w2v
 
     out, _ = trained
     model = w2v.load(out)

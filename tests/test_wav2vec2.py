@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from core.card import card_path_for, load_model_and_card, read_card
-from export.models import wav2vec2 as w2v
+from families.wav2vec2 import recipe as w2v
 
 VOCAB = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "'": 5, **{chr(65 + i): 6 + i for i in range(26)}}
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from export.models import wav2vec2 as w2v
+from families.wav2vec2 import recipe as w2v
 from test_wav2vec2 import make_tiny_model_dir
 
 

@@ -8,17 +8,17 @@ import importlib
 from types import ModuleType
 
 FAMILIES: dict[str, str] = {
-    "deepspeech2": "export.models.deepspeech2",
-    "wav2vec2": "export.models.wav2vec2",
+    "deepspeech2": "families.deepspeech2.recipe",
+    "wav2vec2": "families.wav2vec2.recipe",
     "split_asr": "families.split_asr.recipe",
 }
 
 
 # Families that can also run chunk by chunk: a module with
 # `streaming_model(offline_module, chunk_frames) -> module with streaming_spec and streaming_forward`
-# (the contract of export/streaming.py).
+# (the contract of core/streaming.py).
 STREAMING_FAMILIES: dict[str, str] = {
-    "deepspeech2": "export.models.deepspeech2_streaming",
+    "deepspeech2": "families.deepspeech2.streaming",
 }
 
 

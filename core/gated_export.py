@@ -12,9 +12,9 @@ from typing import Any
 import onnx
 
 from core.card import CARD_VERSION, METADATA_KEYS, card_path_for, read_card, versions, write_card
-from export.onnx_export import export_onnx, save_atomic, set_metadata
-from export.optimize import optimize
-from export.parity import ParityError, run_parity
+from core.onnx_export import export_onnx, save_atomic, set_metadata
+from core.onnx_optimize import optimize
+from core.parity import ParityError, run_parity
 from core.recipe import LoadedModel, check_finite_weights, sha256_file
 
 log = logging.getLogger("export")
@@ -84,7 +84,7 @@ def export_family(model: LoadedModel, out_dir: Path, *, name: str = "model", opt
             "versions": versions(),
         }
         if torchscript:
-            from export.torchscript import export_torchscript
+            from core.torchscript import export_torchscript
 
             card["torchscript"] = export_torchscript(model, out_dir / f"{name}.ts.pt")
         set_metadata(proto, {k: card[k] for k in METADATA_KEYS if k in card})

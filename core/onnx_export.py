@@ -2,7 +2,7 @@
 
 We use the TorchScript-based exporter (``dynamo=False``): torch 2.13's default dynamo path fails on
 pack_padded_sequence and on GRU cells with dynamic shapes, and takes minutes where this takes a second.
-The parity gate (export/parity.py) is what proves the graph right, whichever exporter made it.
+The parity gate (core/parity.py) is what proves the graph right, whichever exporter made it.
 """
 from __future__ import annotations
 

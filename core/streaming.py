@@ -142,7 +142,7 @@ def export_streaming_onnx(model: torch.nn.Module, out_path: Path, opset: int = 1
     for s in spec.states:
         axes[s.name] = {s.batch_axis: "batch"}
         axes[s.name + NEXT_SUFFIX] = {s.batch_axis: "batch"}
-    from export.onnx_export import quiet_known_stderr
+    from core.onnx_export import quiet_known_stderr
 
     tmp = out_path.with_name(out_path.name + ".tmp")
     with warnings.catch_warnings(), quiet_known_stderr():
@@ -168,7 +168,7 @@ def state_card(spec: StreamingSpec) -> dict[str, Any]:
 def write_streaming_export(proto: onnx.ModelProto, card: dict[str, Any], out_dir: Path, name: str = "model") -> Path:
     """Write ``<name>.onnx`` and its card atomically: the card first, then the model renamed into place."""
     from core.card import card_path_for, write_card
-    from export.onnx_export import save_atomic, set_metadata
+    from core.onnx_export import save_atomic, set_metadata
     from core.recipe import sha256_file
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from export.models.deepspeech2 import CONV_LAYERS, DeepSpeech
-from export.streaming import StateSpec, StreamingSpec
+from families.deepspeech2.recipe import CONV_LAYERS, DeepSpeech
+from core.streaming import StateSpec, StreamingSpec
 
 
 class StreamingRefused(ValueError):
