@@ -14,6 +14,9 @@ import soundfile as sf
 log = logging.getLogger("preprocess")
 
 RAW_SUFFIXES = {".raw", ".pcm"}
+# The rate the corpora (LibriSpeech, AN4) and every model family here use: the default wherever a rate is
+# not given by a card or a flag.
+SAMPLE_RATE = 16000
 # Shortest audio the centred STFT can reflect-pad: more than half an n_fft window.
 MIN_SAMPLES = 200
 
@@ -45,7 +48,7 @@ def _read_soundfile(path: Path, *, downmix: bool) -> tuple[np.ndarray, int]:
     return audio.mean(axis=1).astype(np.float32), int(rate)
 
 
-def load_audio(path: Path, *, sample_rate: int = 16000, raw_rate: int | None = None, resample: bool = False,
+def load_audio(path: Path, *, sample_rate: int = SAMPLE_RATE, raw_rate: int | None = None, resample: bool = False,
                downmix: bool = False) -> np.ndarray:
     """Mono float32 audio at `sample_rate`.
 
@@ -75,7 +78,7 @@ def load_audio(path: Path, *, sample_rate: int = 16000, raw_rate: int | None = N
     return audio
 
 
-def num_samples(path: Path, *, sample_rate: int = 16000, raw_rate: int | None = None) -> int:
+def num_samples(path: Path, *, sample_rate: int = SAMPLE_RATE, raw_rate: int | None = None) -> int:
     """Sample count at `sample_rate` without decoding (for ordering a set by length before reading it)."""
     path = Path(path)
     if not path.is_file():

@@ -10,6 +10,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 log = logging.getLogger("preprocess")
 
@@ -175,3 +176,10 @@ def read_librispeech(path: Path, split: str | None = None) -> list[Utterance]:
     if not out:
         raise DatasetError(f"{split_dir}: no */*/*.trans.txt files (expected LibriSpeech/<split>/<spk>/<chapter>/)")
     return warn_empty_transcripts(sorted(out, key=lambda u: u.uid), split_dir)
+
+
+# A corpus by the name a Family's bench defaults give it: one folder in -> its test utterances.
+CORPUS_READERS: dict[str, Callable[[Path], list[Utterance]]] = {
+    "an4_raw": lambda root: read_an4_raw(root, "test"),
+    "librispeech": read_librispeech,
+}

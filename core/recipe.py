@@ -66,6 +66,21 @@ class LoadedModel:
     padding_invariant: bool = True
 
 
+@dataclass
+class SplitRecipe:
+    """A family's own cut of its model into parts exported one by one (e.g. Head and Tail), and the chains
+    of parts that must reproduce a PyTorch reference (the whole model) over the family's sweep."""
+
+    parts: dict[str, LoadedModel]  # in export order; each becomes <name>.onnx with its card
+    # chain name -> (part names in running order, the PyTorch reference the chain must match)
+    chains: dict[str, tuple[list[str], Callable[..., torch.Tensor]]]
+    make_inputs: Callable[[list[int]], dict[str, torch.Tensor]]
+    parity_lengths: list[int]
+    frames_for: Callable[[int], int]  # valid output frames of a row for its input length
+    atol: float = 1e-4
+    rtol: float = 1e-3
+
+
 class NonFiniteWeightsError(ValueError):
     """A model whose parameters or buffers hold NaN or inf; the message names the tensors."""
 

@@ -6,10 +6,12 @@ import importlib
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from core.cli_types import out_dir, positive_int, thread_count
 from core.card import card_path_for
-from families.split_asr.options import add_override_arguments
+from core.family import resolve
+from families.registry import family_names, get_family
 
 log = logging.getLogger("export")
 
@@ -30,7 +32,6 @@ def _onnx_in(p: argparse.ArgumentParser) -> None:
 
 def _export(args: argparse.Namespace, family: str, source: Path, what: str, load_kwargs: dict) -> int:
     """Shared flow of every family: skip if up to date, load, export, gate, write the card."""
-    from families.registry import family_module
     from core.parity import ParityError
     from core.gated_export import export_family, up_to_date
     from core.recipe import NonFiniteWeightsError
@@ -41,7 +42,7 @@ def _export(args: argparse.Namespace, family: str, source: Path, what: str, load
     if not source.exists():
         log.error("%s not found: %s", what, source)
         return 2
-    module = family_module(family)
+    module = get_family(family).recipe_module()
     try:
         model = module.load(source, **load_kwargs)
     except ValueError as exc:  # CheckpointError, ModelDirError: the message names the file
@@ -68,50 +69,37 @@ def _export(args: argparse.Namespace, family: str, source: Path, what: str, load
     return 0
 
 
-def cmd_deepspeech2(args: argparse.Namespace) -> int:
-    if args.streaming or args.chunk_frames is not None:
+def cmd_export(args: argparse.Namespace) -> int:
+    """`python -m export <family command>`: the family's artifact through the shared flow."""
+    family = get_family(args.family)
+    source = Path(getattr(args, family.export.artifact_option.replace("-", "_")))
+    if family.streaming is not None and (args.streaming or args.chunk_frames is not None):
         from export.streaming_export import streaming_cli
 
-        return streaming_cli(args, "deepspeech2", Path(args.checkpoint))
-    batch, frames = args.static_shape or (None, None)
-    return _export(args, "deepspeech2", Path(args.checkpoint), "checkpoint (a deepspeech.pytorch V3.0 .ckpt)",
-                   {"static_frames": frames, "static_batch": batch})
-
-
-def cmd_wav2vec2(args: argparse.Namespace) -> int:
-    batch, samples = args.static_shape or (None, None)
-    rc = _export(args, "wav2vec2", Path(args.model_dir), "model directory (Hugging Face wav2vec2 CTC)",
-                 {"static_samples": samples, "static_batch": batch})
-    if rc == 0:  # issue 14: HF config/processor/tokenizer files beside model.onnx (Optimum opens the folder)
-        from families.wav2vec2.recipe import copy_companion_files
-
-        log.info("copied %s beside the model", ", ".join(copy_companion_files(Path(args.model_dir), args.out)))
+        return streaming_cli(args, family.name, source)
+    options = resolve(family.export.options)
+    rc = _export(args, family.name, source, family.export.artifact_what, options.load_options(args))
+    after_export = getattr(options, "after_export", None)
+    if rc == 0 and after_export is not None:
+        after_export(args, log)
     return rc
 
 
-def cmd_split_asr(args: argparse.Namespace) -> int:
-    from families.split_asr.options import overrides_from
-
-    return _export(args, "split_asr", Path(args.checkpoint), "checkpoint (a split-model-inference model.pth)",
-                   overrides_from(args))
-
-
-def _static_shape(text: str) -> tuple[int, int]:
-    """'1,621' or the Ascend guide's full '1,1,161,621' -> (batch, frames)."""
-    parts = [int(x) for x in text.split(",")]
-    if len(parts) == 2:
-        return parts[0], parts[1]
-    if len(parts) == 4:
-        return parts[0], parts[3]
-    raise argparse.ArgumentTypeError("expected BATCH,FRAMES or B,1,161,FRAMES, e.g. 1,1,161,621")
-
-
-def _static_pair(text: str) -> tuple[int, int]:
-    try:
-        batch, n = (int(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected BATCH,SAMPLES, e.g. 1,100000") from None
-    return batch, n
+def _add_family_commands(sub: Any) -> None:
+    """One subcommand per registered family, as its Family.export declares it."""
+    for family in map(get_family, family_names()):
+        spec = family.export
+        p = sub.add_parser(spec.command, help=spec.help, description=spec.description)
+        p.add_argument(f"--{spec.artifact_option}", required=True, help=spec.artifact_help)
+        resolve(spec.options).add_arguments(p)
+        if family.streaming is not None:
+            p.add_argument("--streaming", action="store_true",
+                           help="export the chunk-by-chunk graph of a checkpoint that has a streaming form instead: "
+                                "its caches are inputs and outputs (docs/streaming.md); needs --chunk-frames")
+            p.add_argument("--chunk-frames", type=int, metavar="N",
+                           help="--streaming: feature frames per chunk, fixed in the graph")
+        _common(p)
+        p.set_defaults(func=cmd_export, family=family.name)
 
 
 def _int_list(text: str) -> list[int]:
@@ -241,42 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "check it against PyTorch over batch sizes and lengths (the parity gate), and write a model "
                     "card beside it. Nothing is written as a usable model unless the gate passes.")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("deepspeech2", help="a deepspeech.pytorch V3.0 checkpoint (.ckpt)",
-                       description="Export a deepspeech.pytorch V3.0 Lightning checkpoint. Inputs: spect (B,1,161,T) "
-                                   "float32 and lengths (B,) int32; outputs: probs (B,T',29) and output_lengths.")
-    p.add_argument("--checkpoint", required=True, help="path of the V3.0 .ckpt file")
-    p.add_argument("--static-shape", type=_static_shape, metavar="B,1,161,T",
-                   help="fix batch and frames, e.g. 1,1,161,621 as the Ascend guide does (default: dynamic)")
-    p.add_argument("--streaming", action="store_true",
-                   help="export the chunk-by-chunk graph of a unidirectional checkpoint instead: its caches are "
-                        "inputs and outputs (docs/streaming.md); needs --chunk-frames")
-    p.add_argument("--chunk-frames", type=int, metavar="N",
-                   help="--streaming: feature frames per chunk (10 ms each), fixed in the graph")
-    _common(p)
-    p.set_defaults(func=cmd_deepspeech2)
-
-    w = sub.add_parser("wav2vec2", help="a Hugging Face wav2vec2 CTC model directory",
-                       description="Export a Hugging Face Wav2Vec2ForCTC directory (config.json, model.safetensors or "
-                                   "pytorch_model.bin, vocab.json, preprocessor_config.json), read from local files "
-                                   "only. Input: input_values (B,samples) float32; output: logits (B,frames,vocab).")
-    w.add_argument("--model-dir", required=True, help="the model directory")
-    w.add_argument("--torchscript", action="store_true",
-                   help="also write <name>.ts.pt, a TorchScript trace checked against eager (for torch_aie)")
-    w.add_argument("--static-shape", type=_static_pair, metavar="B,SAMPLES",
-                   help="fix batch and samples, e.g. 1,100000 as the Ascend guide does (default: dynamic)")
-    _common(w)
-    w.set_defaults(func=cmd_wav2vec2)
-
-    s = sub.add_parser("split-asr", help="a split-model-inference model.pth (conv + BiGRU CTC)",
-                       description="Export the split-model-inference ASR model from its model.pth (a plain "
-                                   "state_dict, read with weights_only=True; sizes inferred from the tensor shapes). "
-                                   "Input: spec (B,1,n_feats,T) float32, torchaudio MelSpectrogram() defaults; "
-                                   "output: logits (B,ceil(T/2),29), the classifier's raw output. The original's "
-                                   "batch_first quirk of the 2nd+ GRU layers is reproduced (see the card).")
-    s.add_argument("--checkpoint", required=True, help="path of model.pth")
-    add_override_arguments(s)
-    _common(s)
-    s.set_defaults(func=cmd_split_asr)
+    _add_family_commands(sub)
 
     a = sub.add_parser("atc", help="the Ascend atc command for an exported model (runs it if atc is installed)",
                        description="Build the atc (ONNX -> .om) command from the model card: framework 5, "

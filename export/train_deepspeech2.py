@@ -26,7 +26,7 @@ from core.ctc import greedy_decode_batch
 from core.metrics import corpus_scores
 from core.audio import load_audio
 from core.corpora import read_an4_raw
-from core.features import extract
+from families.registry import extract
 from core.text import to_labels
 
 log = logging.getLogger("train")

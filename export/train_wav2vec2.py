@@ -32,7 +32,7 @@ from core.ctc import greedy_decode_batch
 from core.metrics import corpus_scores
 from core.audio import load_audio
 from core.corpora import read_librispeech
-from core.features import wav2vec2_waveform
+from families.wav2vec2.features import wav2vec2_waveform
 from core.text import to_labels
 
 log = logging.getLogger("train")

@@ -6,7 +6,7 @@ after a lossy parity gate against that fp32 graph on real inputs from a dataset 
 quantised model move by far more than fp32 tolerances, so what is gated is what a user reads, the
 argmax path and the decoded text (thresholds below, recorded in the card).
 
-Defaults per family (which op types to quantise) live in the family's recipe as VARIANT_DEFAULTS.
+Defaults per family (which op types to quantise, the fusions to expect) are its Family's variant_defaults.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from core.card import card_path_for, output_frames, versions, write_card
 from core.recipe import sha256_file
 from core.dataset_dir import DatasetDir, Sample
 from core.ort_session import create_session
+from families.registry import get_family
 
 log = logging.getLogger("export")
 
@@ -59,12 +60,6 @@ class VariantOptions:
     threads: int = 0
 
 
-def family_defaults(family: str) -> dict[str, Any]:
-    from families.registry import family_module
-
-    return dict(getattr(family_module(family), "VARIANT_DEFAULTS", {}))
-
-
 def spread(samples: list[Sample], n: int) -> list[Sample]:
     """`n` samples spread evenly over the dataset (short and long ones, all speakers), deterministic."""
     if n >= len(samples):
@@ -93,13 +88,13 @@ class DatasetCalibrationReader:
 
 def convert(src: Path, dst: Path, card: dict[str, Any], opts: VariantOptions, dataset: DatasetDir | None) -> dict[str, Any]:
     """Write the variant model to `dst`; return what was done (for the card)."""
-    defaults = family_defaults(card["family"]).get(opts.kind, {})
+    defaults = get_family(card["family"]).variant_defaults.get(opts.kind, {})
     op_types = opts.op_types if opts.op_types is not None else defaults.get("op_types")
     done: dict[str, Any] = {"kind": opts.kind, "op_types": op_types, "exclude_nodes": list(opts.exclude_nodes)}
     if opts.kind == "fused":
         # onnxruntime's offline transformer fusions (its session optimiser does not apply them): the
         # result holds com.microsoft contrib ops, so it runs on onnxruntime only, never on atc/OpenVINO.
-        fusion = family_defaults(card["family"]).get("fused")
+        fusion = get_family(card["family"]).variant_defaults.get("fused")
         if not fusion:
             raise VariantError(f"no onnxruntime transformer fusion is declared for family {card['family']!r}")
         from onnxruntime.transformers.optimizer import optimize_model
@@ -236,7 +231,7 @@ def graph_report(path: Path, card: dict[str, Any], threads: int = 1) -> dict[str
         ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
         after = Counter(n.op_type for n in onnx.load(str(optimised)).graph.node)
     fused = sorted(set(after) - set(base))
-    expected = family_defaults(card["family"]).get("expected_fusions", {})
+    expected = get_family(card["family"]).variant_defaults.get("expected_fusions", {})
     missing = {op: why for op, why in expected.items() if op not in after}
     return {
         "nodes": sum(base.values()), "op_types": dict(base.most_common()),

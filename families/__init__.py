@@ -1,6 +1,6 @@
-"""Model families, one folder each (the layout of the architecture issue).
+"""Model families, one folder each (docs/families.md).
 
 A family folder holds what is specific to one model family: its PyTorch module, checkpoint I/O, labels,
-feature configuration and the recipe the export stage uses. Stages reach a family through its registry
-entry (families/registry.py FAMILIES for now), not by importing another stage's model code.
+features and the recipe the export stage uses, declared by one `FAMILY` (core.family.Family) in its
+__init__.py. Stages reach a family only through families/registry.py (get_family), never by name.
 """

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 
 from core.cli_types import non_negative_int, positive_int, thread_count
+from core.family import BenchModel, Family, resolve
+from families.registry import family_module, family_names, get_family
 
 log = logging.getLogger("bench")
 
@@ -134,9 +136,9 @@ def _int8_variant(family: str, onnx_path: Path) -> Path | None:
 
 def _fused_variant(family: str, onnx_path: Path) -> Path | None:
     """onnxruntime's offline transformer fusions, for families that declare them."""
-    from export.variants import VariantOptions, convert, family_defaults
+    from export.variants import VariantOptions, convert
 
-    if not family_defaults(family).get("fused"):
+    if not get_family(family).variant_defaults.get("fused"):
         return None
     out = onnx_path.with_name(onnx_path.stem + ".fused.onnx")
     convert(onnx_path, out, {"family": family}, VariantOptions(kind="fused"), None)
@@ -324,7 +326,6 @@ def _print(rows: list[dict[str, Any]], peaks: dict[str, float], stages: list[dic
 
 
 def main(args: argparse.Namespace) -> int:
-    from families.registry import family_module
     from core.onnx_export import export_onnx
 
     rows: list[dict[str, Any]] = []
@@ -333,20 +334,10 @@ def main(args: argparse.Namespace) -> int:
     bandwidth = memory_bandwidth_gbs(args.threads, mib=args.triad_mib)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        models: list[tuple[str, str, Path, int]] = []
-        if args.deepspeech2_ckpt:
-            models.append(("DeepSpeech2 (demo)", "deepspeech2", Path(args.deepspeech2_ckpt), args.frames))
-        if args.deepspeech2_real:
-            models.append(("DeepSpeech2 (an4 size)", "deepspeech2",
-                           random_deepspeech2_checkpoint(tmp / "deepspeech2_an4_size.ckpt"), args.frames))
-        if args.wav2vec2_dir:
-            models.append(("wav2vec2 (given dir)", "wav2vec2", Path(args.wav2vec2_dir), args.samples))
-        if args.wav2vec2_base:
-            models.append(("wav2vec2-base arch (random)", "wav2vec2", _random_wav2vec2_base(tmp / "w2v_base"),
-                           args.samples))
+        models = roster(args, tmp)
         if not models and not args.pipeline:
-            raise SystemExit("nothing to benchmark: give --deepspeech2-ckpt, --deepspeech2-real, --wav2vec2-dir, "
-                             "--wav2vec2-base and/or --pipeline")
+            flags = [f"--{model.option}" for _, model in bench_models()]
+            raise SystemExit(f"nothing to benchmark: give {', '.join(flags[:-1])}, {flags[-1]} and/or --pipeline")
         with contextlib.ExitStack() as stack:
             peer = None
             if args.peer_python:
@@ -358,7 +349,7 @@ def main(args: argparse.Namespace) -> int:
                 onnx_path = tmp / f"{family}_{index}.onnx"
                 export_onnx(loaded, onnx_path)
                 peer_graphs = None
-                if peer is not None and family == "wav2vec2":
+                if peer is not None and get_family(family).bench.optimum_peer:
                     log.info("the peer exports %s with Optimum", label)
                     info = peer.request("export", model_dir=str(source), work=str(tmp / f"peer_{index}"),
                                         threads=args.threads)
@@ -402,40 +393,26 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def an4_size_config() -> Any:
-    """deepspeech.pytorch V3.0's an4 model: 5 bidirectional LSTM layers of 1024 (86.6 M parameters)."""
-    from families.deepspeech2.recipe import DeepSpeechConfig
-
-    return DeepSpeechConfig(rnn_type="lstm", hidden_size=1024, hidden_layers=5, bidirectional=True)
+def bench_models() -> list[tuple[Family, BenchModel]]:
+    """Every model the registered families offer the benchmark, in registry order."""
+    return [(family, model) for family in map(get_family, family_names()) for model in family.bench.models]
 
 
-def random_deepspeech2_checkpoint(path: Path, config: Any = None) -> Path:
-    """A DeepSpeech2 of `config` (default the an4 size) with random weights, saved in the V3.0 checkpoint
-    format so that it loads through the same path as a real one (speed does not depend on the weights)."""
-    from families.deepspeech2.recipe import build_model
-    from families.deepspeech2.checkpoint import save_deepspeech_checkpoint
+def roster(args: argparse.Namespace, tmp: Path) -> list[tuple[str, str, Path, int]]:
+    """(label, family, artifact, input length) of each model the command line asked for; random-weight
+    models are built into `tmp`."""
+    models = []
+    for family, model in bench_models():
+        wanted = getattr(args, _dest(model.option))
+        if not wanted:
+            continue
+        source = resolve(model.make)(tmp) if model.make else Path(wanted)
+        models.append((model.label, family.name, source, getattr(args, _dest(family.bench.length_option))))
+    return models
 
-    cfg = config or an4_size_config()
-    torch.manual_seed(0)
-    model = build_model(cfg)
-    save_deepspeech_checkpoint(path, model.state_dict(), cfg.labels, cfg.model_dict(), cfg.spect_dict())
-    return path
 
-
-def _random_wav2vec2_base(out: Path) -> Path:
-    """wav2vec2-base's architecture with random weights (speed does not depend on the weights)."""
-    import json as _json
-
-    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
-
-    torch.manual_seed(0)
-    out.mkdir(parents=True)
-    Wav2Vec2ForCTC(Wav2Vec2Config(vocab_size=32)).save_pretrained(out)
-    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "'": 5, **{chr(65 + i): 6 + i for i in range(26)}}
-    (out / "vocab.json").write_text(_json.dumps(vocab))
-    (out / "preprocessor_config.json").write_text(_json.dumps({"do_normalize": True, "sampling_rate": 16000,
-                                                               "padding_value": 0.0, "return_attention_mask": False}))
-    return out
+def _dest(option: str) -> str:
+    return option.replace("-", "_")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -445,14 +422,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=positive_int, default=15)
     p.add_argument("--warmup", type=non_negative_int, default=3)
     p.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[1, 8])
-    p.add_argument("--samples", type=positive_int, default=100000, help="wav2vec2 input length (the Ascend guide's)")
-    p.add_argument("--frames", type=positive_int, default=621, help="DeepSpeech2 input frames (the Ascend guide's)")
-    p.add_argument("--deepspeech2-ckpt", help="a deepspeech.pytorch V3.0 checkpoint")
-    p.add_argument("--deepspeech2-real", action="store_true",
-                   help="also the an4-size DeepSpeech2 (5x1024 BiLSTM, 86.6 M parameters) with random weights, "
-                        "written as a V3.0 checkpoint: the memory-bound case (recurrent weights re-read every frame)")
-    p.add_argument("--wav2vec2-dir", help="a Hugging Face wav2vec2 CTC directory")
-    p.add_argument("--wav2vec2-base", action="store_true", help="wav2vec2-base architecture with random weights")
+    # Each family's models and input length (its Family.bench): a path flag, or a random-weight model's switch.
+    for family in map(get_family, family_names()):
+        bench = family.bench
+        if bench.length_option:
+            p.add_argument(f"--{bench.length_option}", type=positive_int, default=bench.length,
+                           help=bench.length_help)
+        for model in bench.models:
+            if model.make:
+                p.add_argument(f"--{model.option}", action="store_true", help=model.help)
+            else:
+                p.add_argument(f"--{model.option}", help=model.help)
     p.add_argument("--peer-python", type=Path,
                    help="python of the peer venv (scripts/bench.sh --peer makes work/peer-venv): HF Optimum exports "
                         "each wav2vec2 and its fp32 and MatMul-only dynamic int8 run alternating with ours")

@@ -15,16 +15,14 @@ from typing import Any, Iterator
 from core.card import load_model_and_card
 from preprocess.build import BuildOptions, build_dataset
 from core.dataset_dir import DatasetDir
-from core.corpora import Utterance, read_an4_raw, read_librispeech
+from core.corpora import CORPUS_READERS, Utterance
+from families.registry import get_family
 
 
 def utterances_for(card: dict[str, Any], data: Path, limit: int) -> tuple[list[Utterance], dict[str, Any]]:
-    """AN4 (raw) for DeepSpeech2-style cards, a LibriSpeech split for wav2vec2-style ones."""
-    if card["feature"]["kind"] == "wav2vec2_waveform":
-        utts, source = read_librispeech(data), {"kind": "librispeech", "path": str(data)}
-    else:
-        utts, source = read_an4_raw(data, "test"), {"kind": "an4_raw", "path": str(data)}
-    return utts[:limit], source
+    """The test utterances of the corpus the card's family benchmarks on (its bench defaults)."""
+    corpus = get_family(card["family"]).bench.corpus
+    return CORPUS_READERS[corpus](data)[:limit], {"kind": corpus, "path": str(data)}
 
 
 @contextmanager

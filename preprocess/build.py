@@ -15,11 +15,11 @@ import numpy as np
 from tqdm import tqdm
 
 from core.fsio import DirLock
-from core.audio import AudioError, load_audio, num_samples
+from core.audio import SAMPLE_RATE, AudioError, load_audio, num_samples
 from core.dataset_dir import (FORMAT_VERSION, HEADER, MANIFEST, BinRef, DatasetDirError, Sample,
                                     atomic_write_bytes, atomic_write_json, read_manifest, write_bin)
 from core.corpora import Utterance
-from core.features import extract, frames_for
+from families.registry import extract, frames_for
 from core.text import log_dropped, to_labels
 
 log = logging.getLogger("preprocess")
@@ -31,7 +31,7 @@ Mapper = Callable[[Callable[[Any], Any], list[Any]], Iterable[Any]]
 class BuildOptions:
     layout: str = "default"  # default | modelzoo
     pad_to: int | None = None  # pad every sample's time axis to this many frames
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     raw_rate: int | None = None
     resample: bool = False
     downmix: bool = False

@@ -32,7 +32,7 @@ from preprocess.build import decode_audio  # build imports this module only insi
 from core.dataset_dir import (HEADER, MANIFEST, BinRef, Sample, atomic_write_bytes, atomic_write_json,
                                     read_manifest, write_bin)
 from core.corpora import Utterance
-from core.features import extract
+from families.registry import extract
 from core.text import log_dropped, to_labels
 
 log = logging.getLogger("preprocess")

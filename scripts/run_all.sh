@@ -147,7 +147,7 @@ run_variants() {
     $PY -m export variant --model "$model" --kind int8-static --dataset "$calib" --threads "$THREADS" "${variant_gate[@]}"
     # onnxruntime's offline transformer fusions, where the family declares them (wav2vec2).
     local kinds=("" .fp16 .int8-dynamic .int8-static)
-    if $PY -c "import sys; from export.variants import family_defaults; sys.exit(not family_defaults('${name%%_*}').get('fused'))"; then
+    if $PY -c "import sys; from families.registry import get_family; sys.exit(not get_family('${name%%_*}').variant_defaults.get('fused'))"; then
         $PY -m export variant --model "$model" --kind fused --dataset "$data" --threads "$THREADS" "${variant_gate[@]}"
         kinds+=(.fused)
     fi

@@ -20,6 +20,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from core.family import Family, resolve
+from families.registry import family_names, get_family
+
 log = logging.getLogger("split")
 
 HELP = "export Head and Tail (and the autoencoder halves) to ONNX, gated against the whole model"
@@ -96,32 +99,23 @@ def _export_part(model: Any, tmp: Path, name: str, threads: int, optimize_graph:
     return card
 
 
-def export_split_asr(checkpoint: Path, out: Path, *, autoencoder: Path | None = None,
-                     overrides: dict[str, int | None] | None = None, threads: int = 0,
-                     optimize_graph: bool = True) -> dict[str, dict[str, Any]]:
-    """Write head.onnx, tail.onnx (and ae_encoder.onnx, ae_decoder.onnx) with cards into `out`."""
+def export_native_split(family: Family, checkpoint: Path, out: Path, *, autoencoder: Path | None = None,
+                        options: dict[str, Any] | None = None, threads: int = 0,
+                        optimize_graph: bool = True) -> dict[str, dict[str, Any]]:
+    """The family's own cut (its Family.split): every part as <name>.onnx with its card in `out`, each
+    gated, and every chain of parts gated against its PyTorch reference."""
     from core.card import card_path_for, write_card
-    from families.split_asr import recipe
 
-    model, cfg, source = recipe.load_checkpoint(checkpoint, **(overrides or {}))
-    parts = {"head": recipe.head_model(model, cfg, source), "tail": recipe.tail_model(model, cfg, source)}
-    ae = None
-    if autoencoder is not None:
-        ae, ae_source = recipe.load_autoencoder_checkpoint(autoencoder, cfg)
-        parts["ae_encoder"], parts["ae_decoder"] = recipe.autoencoder_models(ae, cfg, ae_source)
+    split = resolve(family.split).split_recipe(checkpoint, autoencoder=autoencoder, **(options or {}))
+    parts = split.parts
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".split-") as tmp_name:
         tmp = Path(tmp_name)
         cards = {name: _export_part(part, tmp, name, threads, optimize_graph) for name, part in parts.items()}
-        make = lambda lens: recipe.make_spec_inputs(cfg, lens)  # noqa: E731
-        reports = {"head+tail": check_composition([tmp / "head.onnx", tmp / "tail.onnx"], model, make,
-                                                  recipe.PARITY_FRAMES, recipe.output_frames, atol=1e-4, rtol=1e-3,
-                                                  threads=threads)}
-        if ae is not None:
-            chain = [tmp / f"{n}.onnx" for n in ("head", "ae_encoder", "ae_decoder", "tail")]
-            reports["head+ae+tail"] = check_composition(
-                chain, lambda spec: model.tail(ae(model.head(spec))), make, recipe.PARITY_FRAMES,
-                recipe.output_frames, atol=1e-4, rtol=1e-3, threads=threads)
+        reports = {chain: check_composition([tmp / f"{n}.onnx" for n in names], reference, split.make_inputs,
+                                            split.parity_lengths, split.frames_for, atol=split.atol,
+                                            rtol=split.rtol, threads=threads)
+                   for chain, (names, reference) in split.chains.items()}
         failed = {k: r for k, r in reports.items() if not r["passed"]}
         if failed:
             raise SplitExportError("split parity FAILED:\n  " + "\n  ".join(
@@ -144,12 +138,11 @@ def export_family_cut(family: str, checkpoint: Path, out: Path, after: str, *, t
     (each length at batch 1, the padded batch, the reordered batch)."""
     import onnx
 
-    from families.registry import family_module
     from core.gated_export import export_family
     from split.cut_graph import derive_cards, write_parts
     from split.onnx_cut import compare_chain, cut, module_boundary, save
 
-    model = family_module(family).load(checkpoint)
+    model = get_family(family).recipe_module().load(checkpoint)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".split-") as tmp_name:
         tmp = Path(tmp_name)
@@ -174,10 +167,9 @@ def export_family_cut(family: str, checkpoint: Path, out: Path, after: str, *, t
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from families.registry import FAMILIES
-    from families.split_asr.options import add_override_arguments
-
-    p.add_argument("--family", default="split_asr", choices=sorted(FAMILIES),
+    native = [get_family(name) for name in family_names() if get_family(name).split is not None]
+    p.add_argument("--family", default=native[0].name if native else None, required=not native,
+                   choices=sorted(family_names()),
                    help="model family (default split_asr: its own Head/Tail cut after fully_connected)")
     p.add_argument("--checkpoint", type=Path, required=True,
                    help="the family's artifact: split_asr model.pth, deepspeech2 .ckpt, wav2vec2 model directory")
@@ -188,7 +180,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder for head.onnx, tail.onnx and their cards")
     p.add_argument("--no-optimize", action="store_true", help="skip onnxoptimizer")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime threads for the gates (0 = auto)")
-    add_override_arguments(p)
+    for family in native:  # the own cut takes the family's load options (split_asr: hyper-parameter overrides)
+        resolve(family.export.options).add_arguments(p)
 
 
 def _gated(export: Callable[[], Any]) -> tuple[Any, int]:
@@ -225,13 +218,13 @@ def _main_family_cut(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    from families.split_asr.options import overrides_from
-
-    if args.family != "split_asr" or args.after:
+    family = get_family(args.family)
+    if family.split is None or args.after:
         return _main_family_cut(args)
-    cards, code = _gated(lambda: export_split_asr(args.checkpoint, args.out, autoencoder=args.autoencoder,
-                                                  overrides=overrides_from(args), threads=args.threads,
-                                                  optimize_graph=not args.no_optimize))
+    options = resolve(family.export.options).load_options(args)
+    cards, code = _gated(lambda: export_native_split(family, args.checkpoint, args.out, autoencoder=args.autoencoder,
+                                                     options=options, threads=args.threads,
+                                                     optimize_graph=not args.no_optimize))
     if code:
         return code
     boundary = cards["head"]["split"]["boundary"]

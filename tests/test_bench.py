@@ -58,7 +58,7 @@ def test_an4_size_deepspeech2_checkpoint(tmp_path: Path) -> None:
 
     from families.registry import family_module
     from families.deepspeech2.recipe import build_model
-    from postprocess.bench import an4_size_config, random_deepspeech2_checkpoint
+    from families.deepspeech2.bench import an4_size_config, random_deepspeech2_checkpoint
 
     cfg = an4_size_config()
     with torch.device("meta"):

@@ -13,7 +13,8 @@ from core.audio import AudioError, load_audio, read_raw_pcm
 from preprocess.build import BuildOptions, _modelzoo_size, build_dataset
 from core.dataset_dir import DatasetDir, DatasetDirError, read_bin
 from core.corpora import DatasetError, read_an4_raw, read_ds_manifest, read_librispeech
-from core.features import deepspeech_spectrogram, frames_for
+from families.deepspeech2.features import deepspeech_spectrogram
+from families.registry import frames_for
 from core.text import to_labels
 
 FEAT = feature_config(DeepSpeechConfig())

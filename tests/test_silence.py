@@ -9,7 +9,9 @@ import pytest
 
 from families.deepspeech2.recipe import DeepSpeechConfig, feature_config
 from core.audio import AudioError
-from core.features import deepspeech_spectrogram, extract, wav2vec2_waveform
+from families.deepspeech2.features import deepspeech_spectrogram
+from families.registry import extract
+from families.wav2vec2.features import wav2vec2_waveform
 
 FEAT = feature_config(DeepSpeechConfig())
 FIXTURE_AN4 = Path(__file__).parent / "fixtures" / "real_formats" / "an4"

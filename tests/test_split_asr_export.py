@@ -181,7 +181,7 @@ def test_preprocess_makes_the_cards_features(tmp_path: Path, whole_export: Path)
     from preprocess.build import BuildOptions, build_dataset
     from core.dataset_dir import DatasetDir
     from core.corpora import Utterance
-    from core.features import extract
+    from families.registry import extract
 
     t = np.arange(12345) / 16000
     audio = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from families.split_asr.features import feature_config
-from core.features import extract, frames_for
+from families.registry import extract, frames_for
 
 CFG = feature_config()
 

@@ -78,7 +78,7 @@ def test_export_card(exported: Path) -> None:
 def test_waveform_features_match_transformers() -> None:
     from transformers import Wav2Vec2FeatureExtractor
 
-    from core.features import extract
+    from families.registry import extract
 
     audio = (np.random.default_rng(0).standard_normal(12345) * 0.05).astype(np.float32)
     fe = Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False)

@@ -45,6 +45,8 @@ import torch
 import torch._utils
 from torch import nn
 
+from families.deepspeech2.architecture import CONV_CHANNELS, CONV_LAYERS, DEFAULT_LOOKAHEAD, SPECT_DEFAULTS
+
 __all__ = [
     "CheckpointError",
     "DeepSpeechCheckpoint",
@@ -57,9 +59,6 @@ __all__ = [
 RNN_TYPES = ("lstm", "gru", "rnn")
 WINDOWS = ("hamming", "hann", "blackman", "bartlett")
 _GATES = {"lstm": 4, "gru": 3, "rnn": 1}
-_V3_DEFAULT_LOOKAHEAD = 20  # UniDirectionalConfig.lookahead_context's default in V3.0
-_V3_SPECT_DEFAULTS: dict[str, Any] = {"sample_rate": 16000, "window_size": 0.02, "window_stride": 0.01,
-                                      "window": "hamming"}
 _V3_ADAM_DEFAULTS: dict[str, Any] = {"learning_rate": 1.5e-4, "learning_anneal": 0.99, "weight_decay": 1e-5,
                                      "eps": 1e-8, "betas": [0.9, 0.999]}
 _MISSING = "???"  # omegaconf's MISSING, stored verbatim as a node's value
@@ -439,7 +438,7 @@ def _normalize_model(model: Mapping[str, Any], path: Any) -> dict[str, Any]:
             raise CheckpointError(f"{path}: lookahead_context={lookahead!r} given for a bidirectional model; "
                                   "V3 only has a lookahead layer in unidirectional models")
     else:
-        lookahead = _int(_V3_DEFAULT_LOOKAHEAD if lookahead is None else lookahead, "model lookahead_context", path)
+        lookahead = _int(DEFAULT_LOOKAHEAD if lookahead is None else lookahead, "model lookahead_context", path)
     return {
         "rnn_type": rnn_type,
         "hidden_size": _int(model.get("hidden_size"), "model hidden_size", path),
@@ -451,10 +450,10 @@ def _normalize_model(model: Mapping[str, Any], path: Any) -> dict[str, Any]:
 
 def _normalize_spect(spect: Mapping[str, Any] | None, path: Any) -> dict[str, Any]:
     if spect is None:
-        return dict(_V3_SPECT_DEFAULTS)
+        return dict(SPECT_DEFAULTS)
     if not isinstance(spect, Mapping):
         raise CheckpointError(f"{path}: spect config must be a mapping, got {type(spect).__name__}")
-    merged = {**_V3_SPECT_DEFAULTS, **spect}
+    merged = {**SPECT_DEFAULTS, **spect}
     window = merged["window"].lower() if isinstance(merged["window"], str) else merged["window"]
     if window not in WINDOWS:
         raise CheckpointError(f"{path}: spect window must be one of {list(WINDOWS)}, got {window!r}")
@@ -504,9 +503,10 @@ def _rnn_input_size(spect: Mapping[str, Any]) -> int:
     formula would disagree for some window sizes.
     """
     size = int(math.floor((spect["sample_rate"] * spect["window_size"]) / 2) + 1)
-    size = int(math.floor(size + 2 * 20 - 41) / 2 + 1)
-    size = int(math.floor(size + 2 * 10 - 21) / 2 + 1)
-    return size * 32
+    for layer in CONV_LAYERS:
+        (k, _), (s, _), (p, _) = layer["kernel"], layer["stride"], layer["padding"]
+        size = int(math.floor(size + 2 * p - k) / s + 1)
+    return size * CONV_CHANNELS
 
 
 def expected_state_dict_shapes(model: Mapping[str, Any], num_classes: int,
@@ -522,12 +522,12 @@ def expected_state_dict_shapes(model: Mapping[str, Any], num_classes: int,
             shapes[f"{prefix}.{name}"] = (size,)
         shapes[f"{prefix}.num_batches_tracked"] = ()
 
-    shapes["conv.seq_module.0.weight"] = (32, 1, 41, 11)
-    shapes["conv.seq_module.0.bias"] = (32,)
-    batch_norm("conv.seq_module.1", 32)
-    shapes["conv.seq_module.3.weight"] = (32, 32, 21, 11)
-    shapes["conv.seq_module.3.bias"] = (32,)
-    batch_norm("conv.seq_module.4", 32)
+    in_channels = 1
+    for index, layer in enumerate(CONV_LAYERS):  # Conv2d, BatchNorm2d, Hardtanh per layer
+        shapes[f"conv.seq_module.{3 * index}.weight"] = (CONV_CHANNELS, in_channels, *layer["kernel"])
+        shapes[f"conv.seq_module.{3 * index}.bias"] = (CONV_CHANNELS,)
+        batch_norm(f"conv.seq_module.{3 * index + 1}", CONV_CHANNELS)
+        in_channels = CONV_CHANNELS
     for layer in range(model["hidden_layers"]):
         input_size = _rnn_input_size(spect) if layer == 0 else hidden
         if layer > 0:  # V3 builds the first BatchRNN with batch_norm=False
@@ -647,7 +647,7 @@ def load_deepspeech_checkpoint(path: str | os.PathLike[str]) -> DeepSpeechCheckp
 
     if spect_plain is not None and not isinstance(spect_plain, Mapping):
         raise CheckpointError(f"{path}: hyper_parameters spect_cfg is not a config mapping: {spect_plain!r:.80}")
-    spect = _normalize_spect({k: v for k, v in (spect_plain or {}).items() if k in _V3_SPECT_DEFAULTS}, path)
+    spect = _normalize_spect({k: v for k, v in (spect_plain or {}).items() if k in SPECT_DEFAULTS}, path)
     optim = None
     if isinstance(optim_plain, Mapping):
         optim = {k: v for k, v in optim_plain.items()}

@@ -20,16 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from families.deepspeech2 import FAMILY as _FAMILY
+from families.deepspeech2.architecture import CONV_CHANNELS, CONV_LAYERS, DEFAULT_LOOKAHEAD, SPECT_DEFAULTS
+from families.deepspeech2.features import FEATURE_KIND
+
 # deepspeech.pytorch's English labels: blank first, space last.
 DEFAULT_LABELS: list[str] = ["_", "'", *[chr(c) for c in range(ord("A"), ord("Z") + 1)], " "]
 
-# The conv stack is fixed in V3.0; only the RNN part is configurable. (kernel, stride, padding) per
-# axis as (freq, time).
-CONV_LAYERS: list[dict[str, tuple[int, int]]] = [
-    {"kernel": (41, 11), "stride": (2, 2), "padding": (20, 5)},
-    {"kernel": (21, 11), "stride": (2, 1), "padding": (10, 5)},
-]
-CONV_CHANNELS = 32
 RNN_TYPES: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
@@ -43,10 +40,10 @@ class DeepSpeechConfig:
     hidden_layers: int = 5
     bidirectional: bool = True
     lookahead_context: int | None = None
-    sample_rate: int = 16000
-    window_size: float = 0.02
-    window_stride: float = 0.01
-    window: str = "hamming"
+    sample_rate: int = SPECT_DEFAULTS["sample_rate"]
+    window_size: float = SPECT_DEFAULTS["window_size"]
+    window_stride: float = SPECT_DEFAULTS["window_stride"]
+    window: str = SPECT_DEFAULTS["window"]
 
     @property
     def n_fft(self) -> int:
@@ -94,16 +91,15 @@ class DeepSpeechConfig:
             hidden_layers=int(model["hidden_layers"]),
             bidirectional=bool(model["bidirectional"]),
             lookahead_context=None if model.get("lookahead_context") is None else int(model["lookahead_context"]),
-            sample_rate=int(spect.get("sample_rate", 16000)),
-            window_size=float(spect.get("window_size", 0.02)),
-            window_stride=float(spect.get("window_stride", 0.01)),
-            window=str(spect.get("window", "hamming")),
+            sample_rate=int(spect.get("sample_rate", SPECT_DEFAULTS["sample_rate"])),
+            window_size=float(spect.get("window_size", SPECT_DEFAULTS["window_size"])),
+            window_stride=float(spect.get("window_stride", SPECT_DEFAULTS["window_stride"])),
+            window=str(spect.get("window", SPECT_DEFAULTS["window"])),
         )
         if cfg.rnn_type not in RNN_TYPES:
             raise ValueError(f"rnn_type {cfg.rnn_type!r} is not one of {sorted(RNN_TYPES)}")
         if not cfg.bidirectional and not cfg.lookahead_context:
-            # V3.0's UniDirectionalConfig defaults lookahead_context to 20.
-            cfg.lookahead_context = 20
+            cfg.lookahead_context = DEFAULT_LOOKAHEAD
         return cfg
 
 
@@ -232,7 +228,7 @@ class DeepSpeech(nn.Module):
         )
         self.lookahead = None
         if not cfg.bidirectional:
-            self.lookahead = nn.Sequential(Lookahead(cfg.hidden_size, cfg.lookahead_context or 20),
+            self.lookahead = nn.Sequential(Lookahead(cfg.hidden_size, cfg.lookahead_context or DEFAULT_LOOKAHEAD),
                                            nn.Hardtanh(0, 20, inplace=True))
         self.fc = nn.Sequential(SequenceWise(nn.Sequential(
             nn.BatchNorm1d(cfg.hidden_size),
@@ -270,7 +266,6 @@ def expected_frames(num_samples: int, hop_length: int) -> int:
 # ---------------------------------------------------------------------------------------------------
 # Recipe: from a V3.0 checkpoint to a LoadedModel the generic export and parity code understand.
 
-FAMILY = "deepspeech2"
 # The Ascend DeepSpeech guide's layout (preprocess --modelzoo); its postprocess decodes floor(L/2) frames
 # of the ceil(L/2) the model emits.
 MODELZOO = {
@@ -279,14 +274,6 @@ MODELZOO = {
     "description": "the Ascend DeepSpeech guide's flow (whole set sorted and zero-padded to the longest, 621 "
                    "frames on real AN4; float32-rounded sizes; static 1x1x161x621 graph), decoded as its "
                    "postprocess does: floor(L/2) of the ceil(L/2) output frames",
-}
-# Variants (export/variants.py): which ops to quantise, and the fusions onnxruntime should apply. Conv
-# stays fp32: quantised, onnxruntime runs the two front convolutions 5.7x slower for no accuracy gain
-# (measured, results/deepspeech2_an4_int8_op_types_variants.md); the LSTMs carry the int8 speed-up.
-VARIANT_DEFAULTS = {
-    "int8-dynamic": {"op_types": ["LSTM", "MatMul", "Gemm"]},
-    "int8-static": {"op_types": ["MatMul", "Gemm"]},
-    "expected_fusions": {"FusedConv": "Conv + BatchNorm + Hardtanh(Clip) folded into one kernel"},
 }
 INPUT_FREQ_AXIS = 2
 INPUT_TIME_AXIS = 3
@@ -299,7 +286,7 @@ def feature_config(cfg: DeepSpeechConfig) -> dict[str, Any]:
     changed the default to constant padding, which would shift the edge frames.
     """
     return {
-        "kind": "deepspeech_spectrogram",
+        "kind": FEATURE_KIND,
         "sample_rate": cfg.sample_rate,
         "n_fft": cfg.n_fft,
         "win_length": cfg.n_fft,
@@ -389,7 +376,7 @@ def load(checkpoint: str | "Path", static_frames: int | None = None, static_batc
     else:
         parity_lengths = [37, 120, 300, 621]
     return LoadedModel(
-        family=FAMILY,
+        family=_FAMILY.name,
         module=model,
         inputs=inputs,
         outputs=outputs,

@@ -39,7 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from families.deepspeech2.recipe import CONV_LAYERS, DeepSpeech
+from families.deepspeech2.architecture import CONV_LAYERS
+from families.deepspeech2.recipe import DeepSpeech
 from core.streaming import StateSpec, StreamingSpec
 
 

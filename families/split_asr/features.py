@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-SAMPLE_RATE = 16000
+from core.audio import SAMPLE_RATE
+
+MEL_KIND = "mel_spectrogram"  # computed by core/mel.py
 N_FFT = 400
 WIN_LENGTH = N_FFT
 HOP_LENGTH = WIN_LENGTH // 2
@@ -21,7 +23,7 @@ FRAMES_PER_SECOND = SAMPLE_RATE / HOP_LENGTH
 def feature_config(n_mels: int = N_MELS) -> dict[str, Any]:
     """torchaudio MelSpectrogram() defaults, every parameter spelled out; n_mels = the model's n_feats."""
     return {
-        "kind": "mel_spectrogram",
+        "kind": MEL_KIND,
         "sample_rate": SAMPLE_RATE,
         "n_fft": N_FFT,
         "win_length": WIN_LENGTH,

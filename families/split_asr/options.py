@@ -1,4 +1,7 @@
-"""Command-line flags that override the hyper-parameters inferred from a model.pth (shared by the CLIs)."""
+"""Command-line flags that override the hyper-parameters inferred from a model.pth (shared by the CLIs).
+
+`add_arguments`/`load_options` are the family's `python -m export split-asr` options (core.family.ExportCommand).
+"""
 from __future__ import annotations
 
 import argparse
@@ -16,3 +19,7 @@ def add_override_arguments(p: argparse.ArgumentParser) -> None:
 def overrides_from(args: argparse.Namespace) -> dict[str, int | None]:
     return {"n_cnn_layers": args.n_cnn, "n_rnn_layers": args.n_rnn, "rnn_dim": args.rnn_dim,
             "n_feats": args.n_feats, "n_class": args.n_class}
+
+
+add_arguments = add_override_arguments
+load_options = overrides_from

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
+from families.split_asr import FAMILY as _FAMILY
 from families.split_asr import labels as L
 from families.split_asr.autoencoder import AutoEncoderDecoder, DecoderPart, EncoderPart
 from families.split_asr.checkpoint import load_autoencoder, load_model
@@ -25,9 +26,8 @@ from families.split_asr.model import (Head, SplitASRConfig, SpeechRecognitionMod
                                       output_frames, output_length_rule, parameter_count)
 
 if TYPE_CHECKING:
-    from core.recipe import LoadedModel
+    from core.recipe import LoadedModel, SplitRecipe
 
-FAMILY = "split_asr"
 OPSET = 17
 # Spectrogram frames the parity gate sweeps (80 frames per second: 0.5 s to 5 s).
 PARITY_FRAMES = [41, 160, 400]
@@ -107,7 +107,7 @@ def whole_model(model: SpeechRecognitionModel, cfg: SplitASRConfig, source: dict
     outputs = [TensorSpec("logits", "float32", ("batch", "frames", cfg.n_class), "logits", time_axis=1)]
     facts = {**_common_facts(cfg, model), "feature": feature_config(cfg.n_feats),
              "output_length_rule": output_length_rule(), "output_semantics": OUTPUT_SEMANTICS}
-    return LoadedModel(family=FAMILY, module=model.eval(), inputs=inputs, outputs=outputs,
+    return LoadedModel(family=_FAMILY.name, module=model.eval(), inputs=inputs, outputs=outputs,
                        make_inputs=lambda ls, frames=None: make_spec_inputs(cfg, ls, frames),
                        card_facts=facts, source=source, opset=OPSET, parity_lengths=list(PARITY_FRAMES),
                        atol=1e-4, rtol=1e-3, frames_for=output_frames, padding_invariant=False)
@@ -130,7 +130,7 @@ def head_model(model: SpeechRecognitionModel, cfg: SplitASRConfig, source: dict[
              "output_length_rule": output_length_rule(),
              "split": {"part": "head", "modules": ["cnn", "rescnn_layers", "fully_connected"],
                        "boundary": boundary_spec(cfg), "peer": "tail.onnx"}}
-    return LoadedModel(family=FAMILY, module=Head(model).eval(), inputs=inputs, outputs=outputs,
+    return LoadedModel(family=_FAMILY.name, module=Head(model).eval(), inputs=inputs, outputs=outputs,
                        make_inputs=lambda ls, frames=None: make_spec_inputs(cfg, ls, frames),
                        card_facts=facts, source=source, opset=OPSET, parity_lengths=list(PARITY_FRAMES),
                        atol=1e-4, rtol=1e-3, frames_for=output_frames, padding_invariant=False)
@@ -155,7 +155,7 @@ def tail_model(model: SpeechRecognitionModel, cfg: SplitASRConfig, source: dict[
              "split": {"part": "tail", "modules": ["birnn_layers", "classifier"], "boundary": boundary_spec(cfg),
                        "peer": "head.onnx"}}
     frames = [output_frames(n) for n in PARITY_FRAMES]
-    return LoadedModel(family=FAMILY, module=Tail(model).eval(), inputs=inputs, outputs=outputs,
+    return LoadedModel(family=_FAMILY.name, module=Tail(model).eval(), inputs=inputs, outputs=outputs,
                        make_inputs=lambda ls, total=None: _frames_input(BOUNDARY, cfg.rnn_dim, ls, total, 1),
                        card_facts=facts, source=source, opset=OPSET, parity_lengths=frames,
                        atol=1e-4, rtol=1e-3, frames_for=lambda n: n, padding_invariant=False)
@@ -173,12 +173,12 @@ def autoencoder_models(ae: AutoEncoderDecoder, cfg: SplitASRConfig, source: dict
             "quirks": {"final_leaky_relu": "the decoder ends in LeakyReLU(0.2) as in the original"}}
     frames = [output_frames(n) for n in PARITY_FRAMES]
     # Per-frame Linear layers: every frame is independent, so padding cannot leak into valid frames.
-    enc = LoadedModel(family=FAMILY, module=EncoderPart(ae).eval(), inputs=[feat], outputs=[code],
+    enc = LoadedModel(family=_FAMILY.name, module=EncoderPart(ae).eval(), inputs=[feat], outputs=[code],
                       make_inputs=lambda ls, total=None: _frames_input(BOUNDARY, a.input_size, ls, total, 2),
                       card_facts={**base, "feature": boundary_feature(cfg, "head.onnx"),
                                   "split": {"part": "ae_encoder", "runs_on": "edge, after head.onnx"}},
                       source=source, opset=OPSET, parity_lengths=frames, atol=1e-5, rtol=1e-4, frames_for=lambda n: n)
-    dec = LoadedModel(family=FAMILY, module=DecoderPart(ae).eval(), inputs=[code], outputs=[feat],
+    dec = LoadedModel(family=_FAMILY.name, module=DecoderPart(ae).eval(), inputs=[code], outputs=[feat],
                       make_inputs=lambda ls, total=None: _frames_input(CODE, a.bottleneck, ls, total, 3),
                       card_facts={**base, "feature": {"kind": "split_activations", "producer": "ae_encoder.onnx",
                                                       "tensor": CODE, "width": a.bottleneck},
@@ -203,3 +203,21 @@ def load(checkpoint: str | Path, **overrides: int | None) -> "LoadedModel":
 def load_autoencoder_checkpoint(path: str | Path, cfg: SplitASRConfig) -> tuple[AutoEncoderDecoder, dict[str, Any]]:
     ae = load_autoencoder(Path(path), rnn_dim=cfg.rnn_dim)
     return ae, _source(Path(path), "split-model-inference autoencoder.pth (plain state_dict)", ae.cfg.to_dict())
+
+
+def split_recipe(checkpoint: str | Path, *, autoencoder: str | Path | None = None,
+                 **overrides: int | None) -> "SplitRecipe":
+    """The split stage's Head/Tail cut after fully_connected (and, with autoencoder.pth, its encoder and
+    decoder halves between them), with the chains that must reproduce the whole model."""
+    from core.recipe import SplitRecipe
+
+    model, cfg, source = load_checkpoint(checkpoint, **overrides)
+    parts = {"head": head_model(model, cfg, source), "tail": tail_model(model, cfg, source)}
+    chains: dict[str, tuple[list[str], Callable[..., torch.Tensor]]] = {"head+tail": (["head", "tail"], model)}
+    if autoencoder is not None:
+        ae, ae_source = load_autoencoder_checkpoint(autoencoder, cfg)
+        parts["ae_encoder"], parts["ae_decoder"] = autoencoder_models(ae, cfg, ae_source)
+        chains["head+ae+tail"] = (["head", "ae_encoder", "ae_decoder", "tail"],
+                                  lambda spec: model.tail(ae(model.head(spec))))
+    return SplitRecipe(parts=parts, chains=chains, make_inputs=lambda lens: make_spec_inputs(cfg, lens),
+                       parity_lengths=list(PARITY_FRAMES), frames_for=output_frames, atol=1e-4, rtol=1e-3)

@@ -13,9 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.audio import SAMPLE_RATE
 from core.recipe import LoadedModel, TensorSpec, sha256_file
+from families.wav2vec2 import FAMILY as _FAMILY
+from families.wav2vec2.features import FEATURE_KIND
 
-FAMILY = "wav2vec2"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 REQUIRED_FILES = ("config.json", "vocab.json")
 # The feature extractor's settings: preprocessor_config.json (as on the hub, transformers < 5), or the
@@ -23,21 +25,6 @@ REQUIRED_FILES = ("config.json", "vocab.json")
 PREPROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 # HF's Wav2Vec2FeatureExtractor normalises with this epsilon (the Ascend guide uses 1e-5; see --modelzoo).
 HF_NORM_EPS = 1e-7
-# Variants (export/variants.py): the transformer's MatMuls carry the time; the conv feature encoder stays
-# fp32 (measured, results/wav2vec2_librispeech_int8_op_types_variants.md: quantising Conv costs 22 WER
-# points and runs 3x slower). Attention is expected to fuse into one kernel, and the graph report says
-# when onnxruntime's optimiser does not manage it.
-VARIANT_DEFAULTS = {
-    "int8-dynamic": {"op_types": ["MatMul"]},
-    "int8-static": {"op_types": ["MatMul"]},
-    # onnxruntime.transformers' BERT fusions match the encoder's layer norms and GELUs (not its attention).
-    "fused": {"model_type": "bert"},
-    "expected_fusions": {"Attention": "multi-head self-attention as one kernel",
-                         "SkipLayerNormalization": "residual add + layer norm",
-                         "BiasGelu": "bias add + GELU"},
-}
-
-
 # Tensors a wav2vec2 CTC checkpoint may lack without changing inference: the SpecAugment mask embedding is
 # used only when training with time masking, and wav2vec2-base-960h on the hub does not hold it.
 INFERENCE_UNUSED = frozenset({"wav2vec2.masked_spec_embed"})
@@ -171,8 +158,8 @@ def feature_config(model_dir: Path) -> dict[str, Any]:
             raise ModelDirError(f"{path} has no feature_extractor entry")
         pre = pre["feature_extractor"]
     return {
-        "kind": "wav2vec2_waveform",
-        "sample_rate": int(pre.get("sampling_rate", 16000)),
+        "kind": FEATURE_KIND,
+        "sample_rate": int(pre.get("sampling_rate", SAMPLE_RATE)),
         "do_normalize": bool(pre.get("do_normalize", True)),
         "norm_eps": HF_NORM_EPS,
         "padding_value": float(pre.get("padding_value", 0.0)),
@@ -265,7 +252,7 @@ def load(model_dir: str | Path, static_samples: int | None = None, static_batch:
     else:
         parity_lengths = [16000, 40000, 100000]  # 100000 samples: the Ascend guide's fixed input
     return LoadedModel(
-        family=FAMILY,
+        family=_FAMILY.name,
         module=LogitsOnly(hf).eval(),
         inputs=inputs,
         outputs=outputs,
