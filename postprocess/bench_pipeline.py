@@ -12,15 +12,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from core.card import load_model_and_card
+from core.card import ModelCard, load_model_and_card
 from preprocess.build import BuildOptions, build_dataset
 from core.dataset_dir import DatasetDir
 from core.corpora import Utterance, read_an4_raw, read_librispeech
 
 
-def utterances_for(card: dict[str, Any], data: Path, limit: int) -> tuple[list[Utterance], dict[str, Any]]:
+def utterances_for(card: ModelCard, data: Path, limit: int) -> tuple[list[Utterance], dict[str, Any]]:
     """AN4 (raw) for DeepSpeech2-style cards, a LibriSpeech split for wav2vec2-style ones."""
-    if card["feature"]["kind"] == "wav2vec2_waveform":
+    if card.feature.kind == "wav2vec2_waveform":
         utts, source = read_librispeech(data), {"kind": "librispeech", "path": str(data)}
     else:
         utts, source = read_an4_raw(data, "test"), {"kind": "an4_raw", "path": str(data)}
