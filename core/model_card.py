@@ -215,7 +215,10 @@ class ModelCard(CardRecord):
     torchscript: TorchScriptInfo | None = None
     streaming: StreamingInfo | None = None
     om: OmInfo | None = None
+    # A variant's card: how it was made from the fp32 graph, with which options, and its graph report.
     variant: Mapping[str, Any] | None = None
+    variant_options: Mapping[str, Any] | None = None
+    graph: Mapping[str, Any] | None = None
     split: Mapping[str, Any] | None = None
     split_parity: Mapping[str, Any] | None = None
     whole_model_parity: Mapping[str, Any] | None = None
@@ -241,10 +244,6 @@ class ModelCard(CardRecord):
         given."""
         order = self.key_order + tuple(k for k, v in changes.items() if k not in self.key_order and v is not None)
         return dataclasses.replace(self, **changes, key_order=order)
-
-    def with_entries(self, **entries: Any) -> "ModelCard":
-        """A copy with JSON entries set (typed or extra), each decoded as from_dict would."""
-        return ModelCard.from_dict({**self.to_dict(), **{k: plain(v) for k, v in entries.items()}})
 
     # --- derived facts -------------------------------------------------------------------------------
     @property

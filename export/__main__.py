@@ -196,7 +196,7 @@ def cmd_variant(args: argparse.Namespace) -> int:
              var["fp32_size_bytes"] / 1e6)
     log.info("lossy gate passed on %d samples: argmax agreement %.4f, transcripts identical %s, CER vs fp32 %.4f",
              par["samples"], par["argmax_agreement"], par["identical_transcripts"], par["text_cer_vs_fp32"])
-    missing = out.extra["graph"]["expected_fusions_missing"]
+    missing = out.graph["expected_fusions_missing"]
     if missing:
         log.info("expected fusions that onnxruntime did not apply: %s", ", ".join(missing))
     return 0
@@ -213,7 +213,7 @@ def _variant_up_to_date(target: Path, card: ModelCard, opts, dataset: Path) -> b
     except ValueError:
         return False
     return (old.variant is not None and old.variant.get("from_sha256") == card.onnx_sha256
-            and old.extra.get("variant_options") == asdict(opts) | {"dataset": str(Path(dataset).resolve())}
+            and old.variant_options == asdict(opts) | {"dataset": str(Path(dataset).resolve())}
             and old.onnx_sha256 == sha256_file(target))
 
 

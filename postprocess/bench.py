@@ -205,10 +205,11 @@ def bench_model(label: str, family: str, loaded: Any, onnx_path: Path, batch_siz
 
     torch.set_num_threads(threads)
     session = create_session(onnx_path, threads=threads)
-    int8_path = _int8_variant(family, onnx_path, _bare_card(loaded, onnx_path))
+    card = _bare_card(loaded, onnx_path)
+    int8_path = _int8_variant(family, onnx_path, card)
     int8 = create_session(int8_path, threads=threads) if int8_path else None
     openvino = _openvino_runner(loaded, onnx_path, threads)
-    fused_path = _fused_variant(family, onnx_path, _bare_card(loaded, onnx_path))
+    fused_path = _fused_variant(family, onnx_path, card)
     fused = create_session(fused_path, threads=threads) if fused_path else None
     rows = []
     for bs in batch_sizes:

@@ -77,7 +77,7 @@ def graph_notes(rows: list[tuple[str, Path, Path | None]], card: ModelCard) -> l
             continue
         seen.add(path)
         own = read_card(card_path_for(Path(path)))
-        g = own.extra.get("graph") or graph_report(Path(path), card)
+        g = own.graph or graph_report(Path(path), card)
         missing = "; ".join(f"{op} ({why})" for op, why in g["expected_fusions_missing"].items()) or "none"
         notes.append(f"Graph of {Path(path).name}: {g['nodes']} nodes, {g['nodes_after_ort']} after onnxruntime's "
                      f"optimiser; fused: {', '.join(g['fused_by_ort']) or 'nothing'}; expected fusions not applied: "
