@@ -11,7 +11,7 @@ from typing import Any
 
 import onnx
 
-from core.card import CARD_VERSION, METADATA_KEYS, card_path_for, read_card, versions, write_card
+from core.card import CARD_VERSION, ModelCard, card_path_for, read_card, versions, write_card
 from core.onnx_export import export_onnx, save_atomic, set_metadata
 from core.onnx_optimize import optimize
 from core.parity import ParityError, run_parity
@@ -29,15 +29,15 @@ def up_to_date(onnx_path: Path, source_sha256: str, options: dict[str, Any]) -> 
         card = read_card(card_path)
     except ValueError:
         return False
-    return (card.get("source", {}).get("sha256") == source_sha256
-            and card.get("export_options") == options
-            and card.get("parity", {}).get("passed") is True
-            and card.get("onnx_sha256") == sha256_file(onnx_path))
+    return (card.source is not None and card.source.sha256 == source_sha256
+            and card.export_options == options
+            and card.parity is not None and card.parity.passed is True
+            and card.onnx_sha256 == sha256_file(onnx_path))
 
 
 def export_family(model: LoadedModel, out_dir: Path, *, name: str = "model", optimize_graph: bool = True,
                   options: dict[str, Any] | None = None, threads: int = 0,
-                  torchscript: bool = False) -> dict[str, Any]:
+                  torchscript: bool = False) -> ModelCard:
     """Write `<out_dir>/<name>.onnx` and its card; the ONNX file appears only if the parity gate passes.
 
     Raises NonFiniteWeightsError (naming the tensors) before exporting anything when a weight is NaN/inf.
@@ -66,7 +66,7 @@ def export_family(model: LoadedModel, out_dir: Path, *, name: str = "model", opt
             log.error("%s\nfull report: %s", exc, failed)
             raise
         parity_s = time.perf_counter() - t0
-        card: dict[str, Any] = {
+        entries: dict[str, Any] = {
             "card_version": CARD_VERSION,
             "family": model.family,
             "onnx": onnx_path.name,
@@ -86,10 +86,11 @@ def export_family(model: LoadedModel, out_dir: Path, *, name: str = "model", opt
         if torchscript:
             from core.torchscript import export_torchscript
 
-            card["torchscript"] = export_torchscript(model, out_dir / f"{name}.ts.pt")
-        set_metadata(proto, {k: card[k] for k in METADATA_KEYS if k in card})
+            entries["torchscript"] = export_torchscript(model, out_dir / f"{name}.ts.pt")
+        card = ModelCard.from_dict(entries, f"the {model.family} card")
+        set_metadata(proto, card.metadata())
         save_atomic(proto, candidate)
-        card["onnx_sha256"] = sha256_file(candidate)
+        card = card.replace(onnx_sha256=sha256_file(candidate))
         # The card goes first: a model file without a card is unusable, but never a card naming a
         # model that is not there yet.
         write_card(card, card_path_for(onnx_path))

@@ -23,6 +23,7 @@ import numpy as np
 from core.dataset_dir import DatasetDir, atomic_write_json
 from core.fsio import read_json_file
 from core.machine import machine_info
+from core.model_card import ModelCard
 
 log = logging.getLogger("runners")
 
@@ -54,15 +55,15 @@ def cached_run(out: Path, config: dict[str, Any], force: bool) -> dict[str, Any]
     return old
 
 
-def decoding_fingerprint(card: dict[str, Any]) -> str:
+def decoding_fingerprint(card: ModelCard) -> str:
     """What decoding a run's outputs depends on (family, labels, blank), so score can tell a card that fits
     the run (the model's own, a variant's, a streaming export's) from another model's."""
-    facts = {"family": card["family"], "labels": card["labels"], "blank_index": card["blank_index"]}
+    facts = {"family": card.family, "labels": list(card.labels), "blank_index": card.blank_index}
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def finish_run(out: Path, *, config: dict[str, Any], backend: str, backend_info: dict[str, Any],
-               card: dict[str, Any], dataset: DatasetDir, batch_size: int, batches: int,
+               card: ModelCard, dataset: DatasetDir, batch_size: int, batches: int,
                latencies_ms: list[float], wall_s: float, samples_meta: list[dict[str, Any]],
                model_path: Path | None, batching: str, warmup: int,
                extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -77,8 +78,8 @@ def finish_run(out: Path, *, config: dict[str, Any], backend: str, backend_info:
         "config": config,
         "backend": backend,
         "backend_info": backend_info,
-        "model": {"path": str(model_path) if model_path else None, "family": card["family"],
-                  "precision": card.get("precision"), "onnx_sha256": card.get("onnx_sha256"),
+        "model": {"path": str(model_path) if model_path else None, "family": card.family,
+                  "precision": card.precision, "onnx_sha256": card.onnx_sha256,
                   "sha256": config.get("model_sha256"), "decoding": decoding_fingerprint(card)},
         "dataset": {"path": str(dataset.path), "samples": n, "layout": dataset.header.get("layout"),
                     "audio_seconds": round(audio_s, 3)},
@@ -98,8 +99,8 @@ def finish_run(out: Path, *, config: dict[str, Any], backend: str, backend_info:
         "seq_per_s": n / compute_s if compute_s > 0 else None,
         "seq_per_s_wall": n / wall_s if wall_s > 0 else None,
         "rtf": compute_s / audio_s if audio_s > 0 else None,
-        "outputs": [{"name": s["name"], "dtype": s["dtype"], "role": s["role"],
-                     "time_axis": s.get("time_axis"), "lengths_from": s.get("lengths_from")} for s in card["outputs"]],
+        "outputs": [{"name": s.name, "dtype": s.dtype, "role": s.role,
+                     "time_axis": s.time_axis, "lengths_from": s.lengths_from} for s in card.outputs],
         "samples": samples_meta,
         "machine": machine_info(),
         # ru_maxrss is in KiB on Linux: the most memory this process held, model and batches included, and

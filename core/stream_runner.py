@@ -17,10 +17,11 @@ import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
+from core.model_card import ModelCard
 from core.streaming import NEXT_SUFFIX, StreamingSpec
 
 log = logging.getLogger("runners.stream")
@@ -43,12 +44,11 @@ class StreamState:
     finished: bool = False
 
 
-def spec_from_card(card: dict[str, Any]) -> StreamingSpec:
-    entry = card.get("streaming")
-    if not isinstance(entry, dict):
-        raise StreamError(f"the card of {card.get('onnx', 'this model')} has no 'streaming' entry: it is not a "
+def spec_from_card(card: ModelCard) -> StreamingSpec:
+    if card.streaming is None:
+        raise StreamError(f"the card of {card.onnx} has no 'streaming' entry: it is not a "
                           "streaming export (python -m export deepspeech2 --streaming --chunk-frames N)")
-    return StreamingSpec.from_dict(entry)
+    return StreamingSpec.from_dict(card.streaming.to_dict())
 
 
 def ort_step(model_path: Path, *, threads: int = 0, providers: list[str] | None = None) -> Step:
@@ -72,7 +72,7 @@ class StreamRunner:
         self._step = step
 
     @classmethod
-    def from_onnx(cls, model_path: Path, card: dict[str, Any] | None = None, *, threads: int = 0,
+    def from_onnx(cls, model_path: Path, card: ModelCard | None = None, *, threads: int = 0,
                   providers: list[str] | None = None) -> "StreamRunner":
         from core.card import load_model_and_card
 

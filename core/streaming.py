@@ -35,6 +35,8 @@ import numpy as np
 import onnx
 import torch
 
+from core.model_card import ModelCard
+
 CHUNK_INPUTS = ("chunk", "chunk_lengths", "end")
 CHUNK_OUTPUTS = ("probs", "probs_lengths")
 NEXT_SUFFIX = "_next"
@@ -165,8 +167,10 @@ def state_card(spec: StreamingSpec) -> dict[str, Any]:
     return d
 
 
-def write_streaming_export(proto: onnx.ModelProto, card: dict[str, Any], out_dir: Path, name: str = "model") -> Path:
-    """Write ``<name>.onnx`` and its card atomically: the card first, then the model renamed into place."""
+def write_streaming_export(proto: onnx.ModelProto, card: ModelCard, out_dir: Path,
+                           name: str = "model") -> tuple[Path, ModelCard]:
+    """Write ``<name>.onnx`` and its card atomically: the card first, then the model renamed into place.
+    Returns the model's path and its card as written (with the model's sha256)."""
     from core.card import card_path_for, write_card
     from core.onnx_export import save_atomic, set_metadata
     from core.recipe import sha256_file
@@ -175,13 +179,14 @@ def write_streaming_export(proto: onnx.ModelProto, card: dict[str, Any], out_dir
     onnx_path = out_dir / f"{name}.onnx"
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp_name:
         candidate = Path(tmp_name) / onnx_path.name
-        set_metadata(proto, {"streaming": card["streaming"], **{k: card[k] for k in ("family", "labels", "blank_index",
-                                                                                     "feature", "precision")}})
+        entries = card.to_dict()
+        set_metadata(proto, {k: entries[k] for k in ("streaming", "family", "labels", "blank_index", "feature",
+                                                     "precision")})
         save_atomic(proto, candidate)
-        card["onnx_sha256"] = sha256_file(candidate)
+        card = card.replace(onnx_sha256=sha256_file(candidate))
         write_card(card, card_path_for(onnx_path))
         shutil.move(str(candidate), str(onnx_path))
-    return onnx_path
+    return onnx_path, card
 
 
 def describe_io(spec: StreamingSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core.cli_types import out_dir, positive_int, thread_count
-from core.card import card_path_for
+from core.card import ModelCard, card_path_for
 from core.family import resolve
 from families.registry import family_names, get_family
 
@@ -60,8 +60,8 @@ def _export(args: argparse.Namespace, family: str, source: Path, what: str, load
     except NonFiniteWeightsError as exc:
         log.error("%s", exc)
         return 2
-    par = card["parity"]["outputs"]
-    opt = card["optimization"]
+    par = card.parity.outputs or {}
+    opt = card.optimization or {}
     log.info("wrote %s and %s", onnx_path, card_path_for(onnx_path))
     log.info("parity passed: %s", ", ".join(f"{k} max abs {v['max_abs']:.2e}" for k, v in par.items()))
     if opt.get("applied"):
@@ -161,8 +161,8 @@ def cmd_variant(args: argparse.Namespace) -> int:
                           keep_io_types=not args.fp16_io, threads=args.threads)
     try:
         _, card = load_model_and_card(args.model, args.card)
-        if card.get("precision", "fp32") != "fp32":
-            raise CardError(f"{args.model} is already a {card['precision']} variant; make variants from the fp32 export")
+        if card.precision_name != "fp32":
+            raise CardError(f"{args.model} is already a {card.precision} variant; make variants from the fp32 export")
         name = args.name or f"{args.model.stem}.{args.kind}"
         target = (args.out or args.model.parent) / f"{name}.onnx"
         if target.is_file() and not args.force and _variant_up_to_date(target, card, opts, args.dataset):
@@ -179,18 +179,18 @@ def cmd_variant(args: argparse.Namespace) -> int:
     except (CardError, DatasetDirError, ValueError) as exc:
         log.error("%s", exc)
         return 2
-    par, var = out["parity"], out["variant"]
+    par, var = out.parity.to_dict(), out.variant
     log.info("wrote %s (%.1f MB, fp32 %.1f MB) and its card", path, var["size_bytes"] / 1e6,
              var["fp32_size_bytes"] / 1e6)
     log.info("lossy gate passed on %d samples: argmax agreement %.4f, transcripts identical %s, CER vs fp32 %.4f",
              par["samples"], par["argmax_agreement"], par["identical_transcripts"], par["text_cer_vs_fp32"])
-    missing = out["graph"]["expected_fusions_missing"]
+    missing = out.graph["expected_fusions_missing"]
     if missing:
         log.info("expected fusions that onnxruntime did not apply: %s", ", ".join(missing))
     return 0
 
 
-def _variant_up_to_date(target: Path, card: dict, opts, dataset: Path) -> bool:
+def _variant_up_to_date(target: Path, card: ModelCard, opts, dataset: Path) -> bool:
     from dataclasses import asdict
 
     from core.card import read_card
@@ -200,9 +200,9 @@ def _variant_up_to_date(target: Path, card: dict, opts, dataset: Path) -> bool:
         old = read_card(card_path_for(target))
     except ValueError:
         return False
-    return (old.get("variant", {}).get("from_sha256") == card.get("onnx_sha256")
-            and old.get("variant_options") == asdict(opts) | {"dataset": str(Path(dataset).resolve())}
-            and old.get("onnx_sha256") == sha256_file(target))
+    return (old.variant is not None and old.variant.get("from_sha256") == card.onnx_sha256
+            and old.variant_options == asdict(opts) | {"dataset": str(Path(dataset).resolve())}
+            and old.onnx_sha256 == sha256_file(target))
 
 
 TRAIN_FAMILIES = {"deepspeech2": "export.train_deepspeech2", "wav2vec2": "export.train_wav2vec2",

@@ -23,7 +23,6 @@ runners find it beside the .om once it exists.
 """
 from __future__ import annotations
 
-import copy
 import logging
 import re
 import shlex
@@ -33,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.card import CardError, card_path_for, output_frames, write_card
+from core.card import CardError, ModelCard, card_path_for, write_card
+from core.tensor_spec import TensorSpec
 
 log = logging.getLogger("export")
 
@@ -67,61 +67,60 @@ class AtcOptions:
     extra: list[str] = field(default_factory=list)
 
 
-def _dim(spec: dict[str, Any], axis: int, value: Any, batch: int | str, length: int | str) -> int | str:
+def _dim(spec: TensorSpec, axis: int, value: Any, batch: int | str, length: int | str) -> int | str:
     if isinstance(value, int):
-        wanted = batch if axis == 0 else length if axis == spec.get("time_axis") else value
+        wanted = batch if axis == 0 else length if axis == spec.time_axis else value
         if wanted not in (value, -1):
             what = "batch" if axis == 0 else "time"
-            raise AtcError(f"input {spec['name']}: the model's {what} axis is fixed to {value} (a static export); "
+            raise AtcError(f"input {spec.name}: the model's {what} axis is fixed to {value} (a static export); "
                            f"it cannot be compiled as {wanted}. Export with dynamic axes, or use {value}")
         return value
     if axis == 0:
         return batch
-    if axis == spec.get("time_axis"):
+    if axis == spec.time_axis:
         return length
-    raise AtcError(f"input {spec['name']} axis {axis} is symbolic ({value!r}) and is neither batch nor time; "
+    raise AtcError(f"input {spec.name} axis {axis} is symbolic ({value!r}) and is neither batch nor time; "
                    "export the model with a static shape for it")
 
 
-def _static_length(card: dict[str, Any], opts: AtcOptions) -> int | None:
+def _static_length(card: ModelCard, opts: AtcOptions) -> int | None:
     if opts.length is not None:
         return opts.length
-    for spec in card["inputs"]:
-        axis = spec.get("time_axis")
-        if axis is not None and isinstance(spec["shape"][axis], int):
-            return spec["shape"][axis]
+    for spec in card.inputs:
+        axis = spec.time_axis
+        if axis is not None and isinstance(spec.shape[axis], int):
+            return spec.shape[axis]
     return None
 
 
-def input_shapes(card: dict[str, Any], opts: AtcOptions) -> dict[str, list[int | str]]:
+def input_shapes(card: ModelCard, opts: AtcOptions) -> dict[str, list[int | str]]:
     """The shape atc compiles for each input: fixed dims, or -1 where a dynamic option varies them."""
     static_length = _static_length(card, opts)
-    card_batch = card["inputs"][0]["shape"][0]
-    batch: int | str = opts.batch or (card_batch if isinstance(card_batch, int) else 1)
+    batch: int | str = opts.batch or card.static_batch or 1
     length: int | str | None = static_length
     if opts.dynamic_batch:
         batch = -1
     if opts.dynamic_dims:
         batch, length = -1, -1
-    has_time = any(spec.get("time_axis") is not None for spec in card["inputs"])
+    has_time = card.time_input is not None
     if length is None and has_time:
         raise AtcError("the model's time axis is dynamic: give --length (e.g. 621 frames for DeepSpeech2, 100000 "
                        "samples for wav2vec2) or --dynamic-dims profiles")
     shapes: dict[str, list[int | str]] = {}
-    for spec in card["inputs"]:
-        shapes[spec["name"]] = [_dim(spec, axis, d, batch, length if length is not None else -1)
-                                for axis, d in enumerate(spec["shape"])]
+    for spec in card.inputs:
+        shapes[spec.name] = [_dim(spec, axis, d, batch, length if length is not None else -1)
+                             for axis, d in enumerate(spec.shape)]
     return shapes
 
 
-def dynamic_dims_arg(card: dict[str, Any], shapes: dict[str, list[int | str]],
+def dynamic_dims_arg(card: ModelCard, shapes: dict[str, list[int | str]],
                      profiles: list[tuple[int, int]]) -> str:
     """atc's --dynamic_dims: per profile, one value for every -1 of --input_shape, in input order."""
     out = []
     for batch, length in profiles:
         values = []
-        for spec in card["inputs"]:
-            for axis, d in enumerate(shapes[spec["name"]]):
+        for spec in card.inputs:
+            for axis, d in enumerate(shapes[spec.name]):
                 if d == -1:
                     values.append(batch if axis == 0 else length)
         out.append(",".join(str(v) for v in values))
@@ -140,7 +139,7 @@ def check_soc_version(soc: str) -> None:
                     "e.g. Ascend310P3); passing it to atc as given", soc)
 
 
-def atc_command(onnx_path: Path, card: dict[str, Any], output_stem: Path, opts: AtcOptions) -> list[str]:
+def atc_command(onnx_path: Path, card: ModelCard, output_stem: Path, opts: AtcOptions) -> list[str]:
     check_soc_version(opts.soc_version)
     if opts.log_level not in LOG_LEVELS:
         raise AtcError(f"--log {opts.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
@@ -148,7 +147,7 @@ def atc_command(onnx_path: Path, card: dict[str, Any], output_stem: Path, opts: 
         raise AtcError("give --dynamic-batch or --dynamic-dims, not both (atc takes one kind of dynamic profile)")
     shapes = input_shapes(card, opts)
     input_shape = ";".join(f"{name}:{','.join(str(d) for d in dims)}" for name, dims in shapes.items())
-    fmt = opts.input_format or ("NCHW" if len(card["inputs"][0]["shape"]) == 4 else "ND")
+    fmt = opts.input_format or ("NCHW" if len(card.inputs[0].shape) == 4 else "ND")
     if opts.dynamic_dims:
         if opts.input_format and opts.input_format != "ND":
             raise AtcError("atc's --dynamic_dims requires --input_format=ND")
@@ -166,23 +165,23 @@ def atc_command(onnx_path: Path, card: dict[str, Any], output_stem: Path, opts: 
     return cmd + list(opts.extra)
 
 
-def output_shapes(card: dict[str, Any], batch: int, length: int | None) -> dict[str, list[int | str]]:
+def output_shapes(card: ModelCard, batch: int, length: int | None) -> dict[str, list[int | str]]:
     """Each output's shape for an input batch and time length (by the card's output-length rule)."""
     shapes: dict[str, list[int | str]] = {}
-    for spec in card["outputs"]:
-        shape = list(spec["shape"])
+    for spec in card.outputs:
+        shape = list(spec.shape)
         shape[0] = batch
-        axis = spec.get("time_axis")
+        axis = spec.time_axis
         if axis is not None and not isinstance(shape[axis], int) and length is not None:
             try:
-                shape[axis] = output_frames(card, length)
+                shape[axis] = card.output_frames(length)
             except CardError:
                 pass  # no usable rule: the runners infer this dim from the value count
-        shapes[spec["name"]] = shape
+        shapes[spec.name] = shape
     return shapes
 
 
-def gears(card: dict[str, Any], shapes: dict[str, list[int | str]], opts: AtcOptions) -> list[dict[str, Any]]:
+def gears(card: ModelCard, shapes: dict[str, list[int | str]], opts: AtcOptions) -> list[dict[str, Any]]:
     """Every gear of a dynamic OM: its batch and length, and the input and output shapes at it."""
     profiles: list[tuple[int, int | None]] = [(b, _static_length(card, opts)) for b in opts.dynamic_batch]
     profiles += [(b, t) for b, t in opts.dynamic_dims]
@@ -195,21 +194,21 @@ def gears(card: dict[str, Any], shapes: dict[str, list[int | str]], opts: AtcOpt
     return out
 
 
-def om_card(card: dict[str, Any], om_path: Path, cmd: list[str], opts: AtcOptions,
-            shapes: dict[str, list[int | str]]) -> dict[str, Any]:
+def om_card(card: ModelCard, om_path: Path, cmd: list[str], opts: AtcOptions,
+            shapes: dict[str, list[int | str]]) -> ModelCard:
     """The card of the OM: the ONNX card with the compiled input shapes and how it was compiled."""
-    out = copy.deepcopy(card)
+    out = card.to_dict()
     for spec in out["inputs"]:
         spec["shape"] = [d if d != -1 else old for d, old in zip(shapes[spec["name"]], spec["shape"])]
-    batch = shapes[card["inputs"][0]["name"]][0]
+    batch = shapes[card.inputs[0].name][0]
     if batch != -1:
         for spec in out["outputs"]:
             spec["shape"][0] = batch
     out["precision"] = f"om, atc precision_mode {opts.precision_mode or 'force_fp16 (default)'}"
     out["om"] = {
         "file": om_path.name,
-        "source_onnx": card.get("onnx"),
-        "source_onnx_sha256": card.get("onnx_sha256"),
+        "source_onnx": card.onnx,
+        "source_onnx_sha256": card.onnx_sha256,
         "soc_version": opts.soc_version,
         "input_shape": {k: list(v) for k, v in shapes.items()},
         "dynamic_batch_size": list(opts.dynamic_batch),
@@ -219,10 +218,10 @@ def om_card(card: dict[str, Any], om_path: Path, cmd: list[str], opts: AtcOption
         "precision_mode": opts.precision_mode or "atc default (force_fp16)",
         "atc_command": cmd,
     }
-    return out
+    return ModelCard.from_dict(out, f"the OM card of {om_path}")
 
 
-def convert(onnx_path: Path, card: dict[str, Any], out_dir: Path, name: str, opts: AtcOptions) -> tuple[Path, bool]:
+def convert(onnx_path: Path, card: ModelCard, out_dir: Path, name: str, opts: AtcOptions) -> tuple[Path, bool]:
     """Build the atc command; run it if atc is installed, else write it as a script. -> (om path, ran)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / name
@@ -249,7 +248,7 @@ def convert(onnx_path: Path, card: dict[str, Any], out_dir: Path, name: str, opt
     return om_path, True
 
 
-def simplify(onnx_path: Path, card: dict[str, Any], shapes: dict[str, list[int | str]], out: Path) -> Path:
+def simplify(onnx_path: Path, card: ModelCard, shapes: dict[str, list[int | str]], out: Path) -> Path:
     """Fold the graph for the static shapes atc will compile (onnxslim), as the guides do with onnxsim."""
     try:
         import onnxslim

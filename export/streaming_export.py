@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 import torch
 
-from core.card import CARD_VERSION, versions
+from core.card import CARD_VERSION, ModelCard, versions
 from families.registry import family_module, streaming_module
 from core.parity import ParityError
 from core.recipe import LoadedModel
@@ -77,7 +77,7 @@ def streaming_parity(model: LoadedModel, streaming: torch.nn.Module, onnx_path: 
 
 
 def export_streaming_family(family: str, source: Path, chunk_frames: int, out_dir: Path, *, name: str = "model",
-                            threads: int = 0) -> dict[str, Any]:
+                            threads: int = 0) -> ModelCard:
     """Load the family's artifact, build its streaming form, export, gate, and write `<name>.onnx` + card."""
     model: LoadedModel = family_module(family).load(source)
     streaming = streaming_module(family).streaming_model(model.module, chunk_frames)
@@ -97,7 +97,7 @@ def export_streaming_family(family: str, source: Path, chunk_frames: int, out_di
         parity_s = time.perf_counter() - t0
     inputs, outputs = describe_io(spec)
     facts = model.card_facts
-    card: dict[str, Any] = {
+    entries: dict[str, Any] = {
         "card_version": CARD_VERSION,
         "family": family,
         "onnx": f"{name}.onnx",
@@ -120,9 +120,8 @@ def export_streaming_family(family: str, source: Path, chunk_frames: int, out_di
         "timings_s": {"export": round(export_s, 3), "parity": round(parity_s, 3)},
         "versions": versions(),
     }
-    card = json_safe(card)
-    write_streaming_export(proto, card, out_dir, name)
-    return card
+    card = ModelCard.from_dict(json_safe(entries), f"the {family} streaming card")
+    return write_streaming_export(proto, card, out_dir, name)[1]
 
 
 def streaming_cli(args: Any, family: str, source: Path) -> int:
@@ -160,10 +159,11 @@ def streaming_cli(args: Any, family: str, source: Path) -> int:
     except ValueError as exc:  # CheckpointError, StreamingRefused: the message says what is wrong
         log.error("%s: %s", source, exc)
         return 2
-    lat = card["streaming"]["latency"]
+    streaming = card.streaming
+    lat = streaming.latency or {}
     log.info("wrote %s and %s", onnx_path, card_path_for(onnx_path))
     log.info("chunk %d frames; states %s; output delay %d frames; latency %.0f ms (algorithmic %.0f ms)",
-             card["streaming"]["chunk_frames"], ", ".join(s["name"] for s in card["streaming"]["states"]),
+             streaming.chunk_frames, ", ".join(s.name for s in streaming.states),
              lat["output_delay_frames"], lat["latency_ms"], lat["algorithmic_latency_ms"])
-    log.info("parity passed: max abs %s", card["parity"]["max_abs"])
+    log.info("parity passed: max abs %s", card.parity.max_abs)
     return 0

@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from core.card import load_model_and_card, versions
+from core.card import ModelCard, load_model_and_card, versions
 from core.streaming import json_safe, write_streaming_export
-from core.ctc import greedy_decode
 from core.metrics import corpus_scores
 from core.dataset_dir import DatasetDir, Sample
 from core.stream_runner import StreamRunner, ort_step, spec_from_card
@@ -41,8 +40,8 @@ class StreamingQuantError(RuntimeError):
         self.report = report or {}
 
 
-def utterance_features(dataset: DatasetDir, card: dict[str, Any], sample: Sample) -> np.ndarray:
-    name = card["streaming"]["features_input"]
+def utterance_features(dataset: DatasetDir, card: ModelCard, sample: Sample) -> np.ndarray:
+    name = card.streaming.features_input
     return np.ascontiguousarray(dataset.load(sample, name)[..., :sample.length], dtype=np.float32)
 
 
@@ -93,9 +92,9 @@ def _rollout(runner: StreamRunner, features: np.ndarray) -> np.ndarray:
     return rollout(runner, features)[0]
 
 
-def make_streaming_int8(onnx_path: Path, card: dict[str, Any], dataset: DatasetDir, out_dir: Path, name: str, *,
+def make_streaming_int8(onnx_path: Path, card: ModelCard, dataset: DatasetDir, out_dir: Path, name: str, *,
                         calibration_samples: int = 16, parity_samples: int = 16, min_argmax_agreement: float = 0.97,
-                        max_text_cer: float = 0.02, per_channel: bool = False, threads: int = 0) -> dict[str, Any]:
+                        max_text_cer: float = 0.02, per_channel: bool = False, threads: int = 0) -> ModelCard:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     spec = spec_from_card(card)
@@ -122,8 +121,8 @@ def make_streaming_int8(onnx_path: Path, card: dict[str, Any], dataset: DatasetD
         import onnx
 
         proto = onnx.load(str(candidate))
-    new_card = dict(card)
-    new_card.update({
+    entries = card.to_dict()
+    entries.update({
         "onnx": f"{name}.onnx",
         "precision": "int8",
         "made_by": "onnxruntime.quantization.quantize_static (QDQ) of the fp32 streaming graph",
@@ -133,18 +132,16 @@ def make_streaming_int8(onnx_path: Path, card: dict[str, Any], dataset: DatasetD
                     "calibration": {"what": "chunk by chunk, each chunk with the state tensors the fp32 graph fed "
                                             "it (ESP-DL)", "samples": len(calib), "chunks": len(feeds),
                                     "dataset": str(dataset.path)},
-                    "fp32_onnx": str(onnx_path), "fp32_sha256": card.get("onnx_sha256")},
+                    "fp32_onnx": str(onnx_path), "fp32_sha256": card.onnx_sha256},
         "parity": {**report, "kind": "int8 streaming rollout vs fp32 streaming rollout (lossy gate)"},
         "versions": versions(),
     })
-    new_card = json_safe(new_card)
-    write_streaming_export(proto, new_card, out_dir, name)
-    return new_card
+    new_card = ModelCard.from_dict(json_safe(entries), f"the int8 card of {onnx_path}")
+    return write_streaming_export(proto, new_card, out_dir, name)[1]
 
 
-def streaming_int8_report(fp32: StreamRunner, int8: StreamRunner, dataset: DatasetDir, card: dict[str, Any],
+def streaming_int8_report(fp32: StreamRunner, int8: StreamRunner, dataset: DatasetDir, card: ModelCard,
                           samples: list[Sample]) -> dict[str, Any]:
-    labels, blank = card["labels"], int(card["blank_index"])
     agree = total = 0
     refs, hyp32, hyp8 = [], [], []
     for s in samples:
@@ -155,9 +152,9 @@ def streaming_int8_report(fp32: StreamRunner, int8: StreamRunner, dataset: Datas
         agree += int((a.argmax(-1) == b.argmax(-1)).sum())
         total += a.shape[0]
         refs.append(s.transcript)
-        hyp32.append(greedy_decode(a, None, labels, blank))
-        hyp8.append(greedy_decode(b, None, labels, blank))
-    convention = card.get("metrics_convention") or "deepspeech"
+        hyp32.append(card.decode(a, None))
+        hyp8.append(card.decode(b, None))
+    convention = card.metrics
     vs_fp32 = corpus_scores(hyp32, hyp8, convention=convention)
     w32 = corpus_scores(refs, hyp32, convention=convention)
     w8 = corpus_scores(refs, hyp8, convention=convention)
@@ -180,14 +177,14 @@ def streaming_variant_cli(args: Any) -> int | None:
         _, card = load_model_and_card(args.model, args.card)
     except CardError:
         return None  # the variant command reports it
-    if "streaming" not in card:
+    if card.streaming is None:
         return None
     if args.kind != "int8-static":
         log.error("%s is a streaming export: its variant is int8-static (calibrated with the fp32 caches), "
                   "not %s", args.model, args.kind)
         return 2
-    if card.get("precision", "fp32") != "fp32":
-        log.error("%s is already a %s variant; make variants from the fp32 export", args.model, card["precision"])
+    if card.precision_name != "fp32":
+        log.error("%s is already a %s variant; make variants from the fp32 export", args.model, card.precision)
         return 2
     try:
         dataset = DatasetDir.open(args.dataset)
@@ -202,8 +199,8 @@ def streaming_variant_cli(args: Any) -> int | None:
     except ValueError as exc:
         log.error("%s", exc)
         return 2
-    par = out["parity"]
+    par = out.parity.to_dict()
     log.info("wrote %s: calibrated on %d chunks with the fp32 caches; argmax agreement %.4f, WER int8 %.3f, "
-             "fp32 streaming %.3f", out["onnx"], out["variant"]["calibration"]["chunks"], par["argmax_agreement"],
+             "fp32 streaming %.3f", out.onnx, out.variant["calibration"]["chunks"], par["argmax_agreement"],
              par["wer"]["int8_streaming"], par["wer"]["fp32_streaming"])
     return 0

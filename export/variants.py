@@ -10,7 +10,6 @@ Defaults per family (which op types to quantise, the fusions to expect) are its 
 """
 from __future__ import annotations
 
-import copy
 import logging
 import tempfile
 import time
@@ -22,7 +21,7 @@ from typing import Any, Iterator
 import numpy as np
 import onnx
 
-from core.card import card_path_for, output_frames, versions, write_card
+from core.card import ModelCard, card_path_for, versions, write_card
 from core.recipe import sha256_file
 from core.dataset_dir import DatasetDir, Sample
 from core.ort_session import create_session
@@ -68,15 +67,15 @@ def spread(samples: list[Sample], n: int) -> list[Sample]:
     return [samples[i] for i in sorted(set(idx.tolist()))]
 
 
-def batch1_inputs(dataset: DatasetDir, card: dict[str, Any], samples: list[Sample]) -> Iterator[dict[str, np.ndarray]]:
+def batch1_inputs(dataset: DatasetDir, card: ModelCard, samples: list[Sample]) -> Iterator[dict[str, np.ndarray]]:
     for s in samples:
-        yield {spec["name"]: dataset.load(s, spec["name"]).astype(spec["dtype"], copy=False) for spec in card["inputs"]}
+        yield {spec.name: dataset.load(s, spec.name).astype(spec.dtype, copy=False) for spec in card.inputs}
 
 
 class DatasetCalibrationReader:
     """onnxruntime's CalibrationDataReader over a preprocessed dataset dir, batch 1."""
 
-    def __init__(self, dataset: DatasetDir, card: dict[str, Any], samples: list[Sample]) -> None:
+    def __init__(self, dataset: DatasetDir, card: ModelCard, samples: list[Sample]) -> None:
         self._iter = batch1_inputs(dataset, card, samples)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -86,17 +85,17 @@ class DatasetCalibrationReader:
         pass
 
 
-def convert(src: Path, dst: Path, card: dict[str, Any], opts: VariantOptions, dataset: DatasetDir | None) -> dict[str, Any]:
+def convert(src: Path, dst: Path, card: ModelCard, opts: VariantOptions, dataset: DatasetDir | None) -> dict[str, Any]:
     """Write the variant model to `dst`; return what was done (for the card)."""
-    defaults = get_family(card["family"]).variant_defaults.get(opts.kind, {})
+    defaults = get_family(card.family).variant_defaults.get(opts.kind, {})
     op_types = opts.op_types if opts.op_types is not None else defaults.get("op_types")
     done: dict[str, Any] = {"kind": opts.kind, "op_types": op_types, "exclude_nodes": list(opts.exclude_nodes)}
     if opts.kind == "fused":
         # onnxruntime's offline transformer fusions (its session optimiser does not apply them): the
         # result holds com.microsoft contrib ops, so it runs on onnxruntime only, never on atc/OpenVINO.
-        fusion = get_family(card["family"]).variant_defaults.get("fused")
+        fusion = get_family(card.family).variant_defaults.get("fused")
         if not fusion:
-            raise VariantError(f"no onnxruntime transformer fusion is declared for family {card['family']!r}")
+            raise VariantError(f"no onnxruntime transformer fusion is declared for family {card.family!r}")
         from onnxruntime.transformers.optimizer import optimize_model
 
         optimised = optimize_model(str(src), model_type=fusion["model_type"], num_heads=0, hidden_size=0,
@@ -149,23 +148,20 @@ def convert(src: Path, dst: Path, card: dict[str, Any], opts: VariantOptions, da
     return done
 
 
-def _valid_frames(card: dict[str, Any], outputs: dict[str, np.ndarray], sample: Sample) -> int:
-    from postprocess.score import scores_output
-
-    scores = scores_output(card)
-    if scores.get("lengths_from"):
-        return int(np.asarray(outputs[scores["lengths_from"]]).reshape(-1)[0])
-    return output_frames(card, sample.length)
+def _valid_frames(card: ModelCard, outputs: dict[str, np.ndarray], sample: Sample) -> int:
+    scores = card.scores_output
+    if scores.lengths_from:
+        return int(np.asarray(outputs[scores.lengths_from]).reshape(-1)[0])
+    return card.output_frames(sample.length)
 
 
-def lossy_parity(fp32: Path, variant: Path, card: dict[str, Any], dataset: DatasetDir,
+def lossy_parity(fp32: Path, variant: Path, card: ModelCard, dataset: DatasetDir,
                  opts: VariantOptions) -> dict[str, Any]:
     """Compare the variant with the fp32 graph on real inputs: argmax agreement and decoded text."""
     from core.metrics import corpus_scores
-    from postprocess.score import decode, scores_output
 
-    scores = scores_output(card)
-    names = [o["name"] for o in card["outputs"]]
+    scores = card.scores_output
+    names = card.output_names
     ref_sess = create_session(fp32, threads=opts.threads)
     var_sess = create_session(variant, threads=opts.threads)
     agree = total = nonfinite = 0
@@ -176,18 +172,18 @@ def lossy_parity(fp32: Path, variant: Path, card: dict[str, Any], dataset: Datas
         ref = dict(zip(names, ref_sess.run(names, inputs)))
         got = dict(zip(names, var_sess.run(names, inputs)))
         n = _valid_frames(card, ref, sample)
-        a = ref[scores["name"]][0][:n].astype(np.float64)
-        b = got[scores["name"]][0][:n].astype(np.float64)
+        a = ref[scores.name][0][:n].astype(np.float64)
+        b = got[scores.name][0][:n].astype(np.float64)
         # argmax takes NaN for the maximum and max() skips it: count non-finite values before comparing.
         nonfinite += int((~np.isfinite(a)).sum() + (~np.isfinite(b)).sum())
         if a.size and np.isfinite(a).all() and np.isfinite(b).all():
             max_abs = max(max_abs, float(np.abs(a - b).max()))
         agree += int((a.argmax(-1) == b.argmax(-1)).sum())
         total += a.shape[0]
-        ref_text.append(decode(a.astype(np.float32), n, card))
-        var_text.append(decode(b.astype(np.float32), n, card))
+        ref_text.append(card.decode(a.astype(np.float32), n))
+        var_text.append(card.decode(b.astype(np.float32), n))
     agreement = agree / total if total else 1.0
-    text = corpus_scores(ref_text, var_text, convention=card.get("metrics_convention", "deepspeech"))
+    text = corpus_scores(ref_text, var_text, convention=card.metrics)
     identical = sum(1 for r, v in zip(ref_text, var_text) if r == v)
     failures = []
     if nonfinite:
@@ -215,7 +211,7 @@ def lossy_parity(fp32: Path, variant: Path, card: dict[str, Any], dataset: Datas
     }
 
 
-def graph_report(path: Path, card: dict[str, Any], threads: int = 1) -> dict[str, Any]:
+def graph_report(path: Path, card: ModelCard, threads: int = 1) -> dict[str, Any]:
     """Node counts of the file and of onnxruntime's optimised graph, the fused op types, and the
     family's expected fusions that did not apply."""
     import onnxruntime as ort
@@ -231,7 +227,7 @@ def graph_report(path: Path, card: dict[str, Any], threads: int = 1) -> dict[str
         ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
         after = Counter(n.op_type for n in onnx.load(str(optimised)).graph.node)
     fused = sorted(set(after) - set(base))
-    expected = get_family(card["family"]).variant_defaults.get("expected_fusions", {})
+    expected = get_family(card.family).variant_defaults.get("expected_fusions", {})
     missing = {op: why for op, why in expected.items() if op not in after}
     return {
         "nodes": sum(base.values()), "op_types": dict(base.most_common()),
@@ -241,8 +237,8 @@ def graph_report(path: Path, card: dict[str, Any], threads: int = 1) -> dict[str
     }
 
 
-def make_variant(onnx_path: Path, card: dict[str, Any], opts: VariantOptions, dataset: DatasetDir,
-                 out_dir: Path | None = None, name: str | None = None) -> tuple[Path, dict[str, Any]]:
+def make_variant(onnx_path: Path, card: ModelCard, opts: VariantOptions, dataset: DatasetDir,
+                 out_dir: Path | None = None, name: str | None = None) -> tuple[Path, ModelCard]:
     """Convert, gate, and write `<stem>.<kind>.onnx` + its card; nothing is left behind on failure."""
     out_dir = out_dir or onnx_path.parent
     name = name or f"{onnx_path.stem}.{opts.kind}"
@@ -257,15 +253,15 @@ def make_variant(onnx_path: Path, card: dict[str, Any], opts: VariantOptions, da
         if not parity["passed"]:
             raise VariantError(f"{opts.kind} variant of {onnx_path} FAILED its parity gate: "
                                + "; ".join(parity["failures"]), parity)
-        out = copy.deepcopy(card)
+        entries = card.to_dict()
         if opts.kind == "fp16" and not opts.keep_io_types:
-            for spec in out["inputs"] + out["outputs"]:
+            for spec in entries["inputs"] + entries["outputs"]:
                 if spec["dtype"] == "float32":
                     spec["dtype"] = "float16"
-        out.update({
+        entries.update({
             "onnx": dst.name,
             "precision": "fp32-fused" if opts.kind == "fused" else opts.kind,
-            "variant": {**done, "from": onnx_path.name, "from_sha256": card.get("onnx_sha256"),
+            "variant": {**done, "from": onnx_path.name, "from_sha256": card.onnx_sha256,
                         "size_bytes": candidate.stat().st_size,
                         "fp32_size_bytes": onnx_path.stat().st_size, "convert_s": round(convert_s, 3)},
             "parity": parity,
@@ -274,6 +270,7 @@ def make_variant(onnx_path: Path, card: dict[str, Any], opts: VariantOptions, da
             "versions": versions(),
             "onnx_sha256": sha256_file(candidate),
         })
+        out = ModelCard.from_dict(entries, f"the {opts.kind} card of {onnx_path}")
         write_card(out, card_path_for(dst))
         candidate.replace(dst)
     return dst, out

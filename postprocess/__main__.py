@@ -10,8 +10,12 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.cli_types import out_dir
+
+if TYPE_CHECKING:
+    from core.model_card import ModelCard
 
 log = logging.getLogger("postprocess")
 
@@ -145,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _variants(args: argparse.Namespace, card: dict, dataset) -> int:
+def _variants(args: argparse.Namespace, card: ModelCard, dataset) -> int:
     from postprocess.plots import wer_vs_throughput_plot
     from postprocess.tables import CONVENTION_NOTES, context_of, machine_note, write_table
     from postprocess.variants_table import graph_notes, parse_row, variant_rows
@@ -154,7 +158,7 @@ def _variants(args: argparse.Namespace, card: dict, dataset) -> int:
     rows = variant_rows(dataset, card, rows_in)
     ctx = context_of(rows_in[0][1], dataset, card)
     title = f"Variants: {args.title or args.name}"
-    notes = [CONVENTION_NOTES.get(card.get("metrics_convention", "deepspeech"), ""),
+    notes = [CONVENTION_NOTES.get(card.metrics, ""),
              "ΔWER and same transcripts are against the first row. Accuracy columns come from the batch-1 run; "
              "seq/s = utterances / summed model-execution time (warm-up excluded), at batch 1 and 8.",
              "size MB: the file the runtime loaded (ONNX file; checkpoint or weights for PyTorch).",
@@ -166,7 +170,7 @@ def _variants(args: argparse.Namespace, card: dict, dataset) -> int:
     return 0
 
 
-def _report(args: argparse.Namespace, card: dict, dataset) -> int:
+def _report(args: argparse.Namespace, card: ModelCard, dataset) -> int:
     from postprocess.plots import throughput_plot
     from postprocess.score import final_frame_emissions, lengths_by_uid, output_diff, score_run
     from postprocess.tables import (CONVENTION_NOTES, context_of, machine_note, precision_rows, speaker_rows,
@@ -195,20 +199,21 @@ def _report(args: argparse.Namespace, card: dict, dataset) -> int:
         if index:
             continue
         own = score_run(run_dir, mz, card, modelzoo=False, write=False)
-        modelzoo_note = (f"ModelZoo row: {card['modelzoo'].get('description', 'the Ascend guide flow')}. Decoding the "
+        guide = card.modelzoo
+        modelzoo_note = (f"ModelZoo row: {(guide and guide.description) or 'the Ascend guide flow'}. Decoding the "
                          f"same run's valid output frames instead gives WER {100 * own['wer']:.2f}% / CER "
                          f"{100 * own['cer']:.2f}%.")
-        if card["modelzoo"].get("decode_frames") == "input_length_floor_half":
+        if guide is not None and guide.decode_frames == "input_length_floor_half":
             last = final_frame_emissions(run_dir, mz, card)
             modelzoo_note += (f" The difference is the final output frame, dropped for odd L, in which this model "
                               f"puts a non-blank label for {last} of {len(mz.samples)} utterances.")
     ctx = context_of(ref_dir, dataset, card)
     title = args.title or args.name
-    convention = card.get("metrics_convention", "deepspeech")
+    convention = card.metrics
     notes = [
         CONVENTION_NOTES.get(convention, convention),
         "ΔWER is in absolute percentage points against the reference row; max |Δ output| is the largest "
-        f"difference of the model's {next(o['name'] for o in card['outputs'] if o['role'] in ('probabilities', 'logits'))} "
+        f"difference of the model's {card.scores_output.name} "
         "output over every valid frame; argmax agreement is the share of frames whose best label is the same.",
         f"Data: {len(dataset.samples)} utterances from {dataset.header.get('source', {}).get('kind')} "
         f"({dataset.path.name}); greedy CTC decoding.",
@@ -219,8 +224,8 @@ def _report(args: argparse.Namespace, card: dict, dataset) -> int:
                      "reference: their hypothesis words count as insertions against no reference words.")
     if modelzoo_note:
         notes.insert(2, modelzoo_note)
-    if card.get("parity", {}).get("padding_invariant") is False:
-        notes.insert(2, f"Padded batches: {card.get('padding', 'padding changes this model outputs')}; a row padded "
+    if card.parity is not None and card.parity.padding_invariant is False:
+        notes.insert(2, f"Padded batches: {card.padding or 'padding changes this model outputs'}; a row padded "
                         "in a batch therefore differs from the same utterance at batch 1, and the padded-batch rows "
                         "show by how much.")
     written = write_table(args.out, f"{args.name}_precision", f"Precision: {title}",

@@ -27,6 +27,7 @@ import torch
 
 from core.cli_types import non_negative_int, positive_int, thread_count
 from core.family import BenchModel, Family, resolve
+from core.model_card import ModelCard
 from families.registry import family_module, family_names, get_family
 
 log = logging.getLogger("bench")
@@ -121,27 +122,34 @@ def forward_flops(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> in
     return int(counter.get_total_flops())
 
 
-def _int8_variant(family: str, onnx_path: Path) -> Path | None:
+def _bare_card(loaded: Any, onnx_path: Path) -> ModelCard:
+    """The card of a bench graph exported without one (what the variant and OpenVINO code read)."""
+    return ModelCard.from_dict({"family": loaded.family, "onnx": onnx_path.name, **loaded.card_facts,
+                                "inputs": [s.to_dict() for s in loaded.inputs],
+                                "outputs": [s.to_dict() for s in loaded.outputs]})
+
+
+def _int8_variant(family: str, onnx_path: Path, card: ModelCard) -> Path | None:
     """The family's default int8-dynamic variant (speed only here; accuracy is in the variants table)."""
     from export.variants import VariantOptions, convert
 
     out = onnx_path.with_name(onnx_path.stem + ".int8-dynamic.onnx")
     try:
-        convert(onnx_path, out, {"family": family}, VariantOptions(kind="int8-dynamic"), None)
+        convert(onnx_path, out, card, VariantOptions(kind="int8-dynamic"), None)
     except Exception as exc:  # a model the quantiser cannot handle: its row says so instead of stopping
         log.warning("no int8 contender for %s: %s", onnx_path.name, exc)
         return None
     return out
 
 
-def _fused_variant(family: str, onnx_path: Path) -> Path | None:
+def _fused_variant(family: str, onnx_path: Path, card: ModelCard) -> Path | None:
     """onnxruntime's offline transformer fusions, for families that declare them."""
     from export.variants import VariantOptions, convert
 
     if not get_family(family).variant_defaults.get("fused"):
         return None
     out = onnx_path.with_name(onnx_path.stem + ".fused.onnx")
-    convert(onnx_path, out, {"family": family}, VariantOptions(kind="fused"), None)
+    convert(onnx_path, out, card, VariantOptions(kind="fused"), None)
     return out
 
 
@@ -149,8 +157,7 @@ def _openvino_runner(loaded: Any, onnx_path: Path, threads: int) -> Callable[[di
     try:
         from runners.openvino_backend import OpenVinoBackend
 
-        backend = OpenVinoBackend(onnx_path, {"inputs": [s.to_dict() for s in loaded.inputs],
-                                              "outputs": [s.to_dict() for s in loaded.outputs]}, threads=threads)
+        backend = OpenVinoBackend(onnx_path, _bare_card(loaded, onnx_path), threads=threads)
     except Exception as exc:  # not installed, or cannot compile this graph: reported, not fatal
         log.warning("no OpenVINO contender for %s: %s", onnx_path.name, exc)
         return None
@@ -200,10 +207,11 @@ def bench_model(label: str, family: str, loaded: Any, onnx_path: Path, batch_siz
 
     torch.set_num_threads(threads)
     session = create_session(onnx_path, threads=threads)
-    int8_path = _int8_variant(family, onnx_path)
+    card = _bare_card(loaded, onnx_path)
+    int8_path = _int8_variant(family, onnx_path, card)
     int8 = create_session(int8_path, threads=threads) if int8_path else None
     openvino = _openvino_runner(loaded, onnx_path, threads)
-    fused_path = _fused_variant(family, onnx_path)
+    fused_path = _fused_variant(family, onnx_path, card)
     fused = create_session(fused_path, threads=threads) if fused_path else None
     rows = []
     for bs in batch_sizes:

@@ -12,16 +12,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from core.card import load_model_and_card
+from core.card import ModelCard, load_model_and_card
 from preprocess.build import BuildOptions, build_dataset
 from core.dataset_dir import DatasetDir
 from core.corpora import CORPUS_READERS, Utterance
 from families.registry import get_family
 
 
-def utterances_for(card: dict[str, Any], data: Path, limit: int) -> tuple[list[Utterance], dict[str, Any]]:
+def utterances_for(card: ModelCard, data: Path, limit: int) -> tuple[list[Utterance], dict[str, Any]]:
     """The test utterances of the corpus the card's family benchmarks on (its bench defaults)."""
-    corpus = get_family(card["family"]).bench.corpus
+    corpus = get_family(card.family).bench.corpus
     return CORPUS_READERS[corpus](data)[:limit], {"kind": corpus, "path": str(data)}
 
 

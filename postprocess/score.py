@@ -9,8 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from core.card import output_frames
-from core.ctc import greedy_decode
+from core.card import ModelCard
 from core.metrics import corpus_scores, jsonable, per_utterance
 from core.dataset_dir import DatasetDir, atomic_write_bytes, read_bin
 from core.run_dir import RunError, open_run
@@ -19,20 +18,6 @@ log = logging.getLogger("postprocess")
 
 SCORES_JSON = "scores.json"
 TRANSCRIPTS_CSV = "transcripts.csv"
-SCORE_ROLES = ("probabilities", "logits", "log_probs")
-
-
-def scores_output(card: dict[str, Any]) -> dict[str, Any]:
-    """The card's output that CTC decoding reads (probabilities, logits or log-probabilities)."""
-    return next(o for o in card["outputs"] if o["role"] in SCORE_ROLES)
-
-
-def decode(out: np.ndarray, frames: int, card: dict[str, Any]) -> str:
-    """Greedy CTC text of one sample's score output over its first `frames` frames, by the card's vocabulary."""
-    delimiter = card.get("word_delimiter")
-    return greedy_decode(out, frames, card["labels"], int(card["blank_index"]),
-                         word_delimiter=delimiter if delimiter and delimiter != " " else None,
-                         special_tokens=card.get("special_tokens", []))
 
 
 def output_arrays(run_dir: Path, run: dict[str, Any], name: str) -> dict[str, np.ndarray]:
@@ -44,35 +29,35 @@ def output_arrays(run_dir: Path, run: dict[str, Any], name: str) -> dict[str, np
             for s in run["samples"]}
 
 
-def lengths_by_uid(card: dict[str, Any], run_dir: Path, dataset: DatasetDir) -> dict[str, int]:
+def lengths_by_uid(card: ModelCard, run_dir: Path, dataset: DatasetDir) -> dict[str, int]:
     """Utterance id -> valid output frames, from the model's own lengths."""
     by_key = decode_lengths(card, run_dir, open_run(run_dir), dataset, False)
     return {s.uid: by_key[s.key] for s in dataset.samples}
 
 
-def decode_lengths(card: dict[str, Any], run_dir: Path, run: dict[str, Any], dataset: DatasetDir,
+def decode_lengths(card: ModelCard, run_dir: Path, run: dict[str, Any], dataset: DatasetDir,
                    modelzoo: bool) -> dict[str, int]:
     """Sample key -> how many output frames to decode.
 
     Default: the model's own length output (or the card's length rule). `modelzoo` reproduces the
     Ascend guide's postprocess, which decodes input_length // 2 frames (the card names the rule).
     """
-    scores = scores_output(card)
+    scores = card.scores_output
     if modelzoo:
-        rule = card.get("modelzoo", {}).get("decode_frames")
-        if rule == "input_length_floor_half":
-            lengths_input = next(i["name"] for i in card["inputs"] if i["role"] == "lengths")
+        rule = card.modelzoo.decode_frames if card.modelzoo else None
+        if rule == "input_length_floor_half" and card.lengths_input is not None:
+            lengths_input = card.lengths_input.name
             return {s.key: int(dataset.load(s, lengths_input).reshape(-1)[0]) // 2 for s in dataset.samples}
         if rule == "all":
-            return {s["key"]: int(s["shapes"][scores["name"]][scores["time_axis"] - 1]) for s in run["samples"]}
-        raise RunError(f"the card of family {card['family']} defines no modelzoo decode rule")
-    if scores.get("lengths_from"):
-        arrays = output_arrays(run_dir, run, scores["lengths_from"])
+            return {s["key"]: int(s["shapes"][scores.name][scores.time_axis - 1]) for s in run["samples"]}
+        raise RunError(f"the card of family {card.family} defines no modelzoo decode rule")
+    if scores.lengths_from:
+        arrays = output_arrays(run_dir, run, scores.lengths_from)
         return {k: int(np.asarray(v).reshape(-1)[0]) for k, v in arrays.items()}
-    return {s.key: output_frames(card, s.length) for s in dataset.samples}
+    return {s.key: card.output_frames(s.length) for s in dataset.samples}
 
 
-def check_run_matches(run_dir: Path, run: dict[str, Any], dataset: DatasetDir, card: dict[str, Any]) -> None:
+def check_run_matches(run_dir: Path, run: dict[str, Any], dataset: DatasetDir, card: ModelCard) -> None:
     """Refuse a run made from another dataset (content hash) or by a model the card does not describe."""
     from core.run_dir import decoding_fingerprint
 
@@ -85,11 +70,11 @@ def check_run_matches(run_dir: Path, run: dict[str, Any], dataset: DatasetDir, c
     decoding = run["model"].get("decoding")
     if decoding and decoding != decoding_fingerprint(card):
         raise RunError(f"{run_dir} was made by a {run['model'].get('family')} model whose labels or blank "
-                       f"differ from those of the card given ({card.get('onnx')}, family {card['family']}); "
+                       f"differ from those of the card given ({card.onnx}, family {card.family}); "
                        "expected the card of the model that made the run")
 
 
-def check_output_frames(run_dir: Path, run: dict[str, Any], dataset: DatasetDir, card: dict[str, Any],
+def check_output_frames(run_dir: Path, run: dict[str, Any], dataset: DatasetDir, card: ModelCard,
                         model_lengths: dict[str, int] | None) -> None:
     """Each sample's output frames against the card's output-length rule for its dataset length.
 
@@ -98,8 +83,8 @@ def check_output_frames(run_dir: Path, run: dict[str, Any], dataset: DatasetDir,
     records it (the runners here do; the Ascend tools' runs do not). An output made from other audio (a
     stale run) fails one of these.
     """
-    spec = scores_output(card)
-    lengths_input = next((i["name"] for i in card["inputs"] if i.get("role") == "lengths"), None)
+    spec = card.scores_output
+    lengths_input = card.lengths_input.name if card.lengths_input is not None else None
     samples = {s.key: s for s in dataset.samples}
     for meta in run["samples"]:
         s = samples.get(meta["key"])
@@ -109,23 +94,23 @@ def check_output_frames(run_dir: Path, run: dict[str, Any], dataset: DatasetDir,
         stored = lengths_input is not None and lengths_input in s.inputs
         length = int(dataset.load(s, lengths_input).reshape(-1)[0]) if stored else s.length
         try:
-            expected = output_frames(card, length)
-            padded = output_frames(card, meta["input_length"]) if meta.get("input_length") else None
+            expected = card.output_frames(length)
+            padded = card.output_frames(meta["input_length"]) if meta.get("input_length") else None
         except ValueError:  # CardError: no usable rule on this card, nothing to check against
             return
-        frames = int(meta["shapes"][spec["name"]][spec["time_axis"] - 1])
+        frames = int(meta["shapes"][spec.name][spec.time_axis - 1])
         problem = None
         if model_lengths is not None and model_lengths[s.key] != expected:
             problem = f"the model's length output says {model_lengths[s.key]} frames"
         elif frames < expected or (padded is not None and frames != padded):
-            problem = f"its {spec['name']} output has {frames} frames"
+            problem = f"its {spec.name} output has {frames} frames"
         if problem:
             raise RunError(f"{run_dir}: sample {s.key} ({s.audio}): {problem}, but the dataset's length {length} "
                            f"gives {expected} by the card's output-length rule; the outputs come from other audio "
                            "(a stale or mixed run dir?): run it again")
 
 
-def score_run(run_dir: Path, dataset: DatasetDir, card: dict[str, Any], *, modelzoo: bool = False,
+def score_run(run_dir: Path, dataset: DatasetDir, card: ModelCard, *, modelzoo: bool = False,
               write: bool = True) -> dict[str, Any]:
     run = open_run(run_dir)
     check_run_matches(run_dir, run, dataset, card)
@@ -134,21 +119,21 @@ def score_run(run_dir: Path, dataset: DatasetDir, card: dict[str, Any], *, model
     missing = [k for k in keys if k not in have]
     if missing:
         raise RunError(f"{run_dir}: no outputs for {len(missing)} samples of {dataset.path} (e.g. {missing[:3]})")
-    arrays = output_arrays(run_dir, run, scores_output(card)["name"])
+    arrays = output_arrays(run_dir, run, card.scores_output.name)
     lengths = decode_lengths(card, run_dir, run, dataset, modelzoo)
     own = decode_lengths(card, run_dir, run, dataset, False) if modelzoo else lengths
-    check_output_frames(run_dir, run, dataset, card, own if scores_output(card).get("lengths_from") else None)
+    check_output_frames(run_dir, run, dataset, card, own if card.scores_output.lengths_from else None)
     hyps, refs = [], []
     for s in dataset.samples:
         out = arrays[s.key]
-        hyps.append(decode(out, min(lengths[s.key], out.shape[0]), card))
+        hyps.append(card.decode(out, min(lengths[s.key], out.shape[0])))
         refs.append(s.transcript)
-    convention = card.get("metrics_convention", "deepspeech")
+    convention = card.metrics
     result = corpus_scores(refs, hyps, convention=convention)
     result.update({
         "run": str(run_dir), "backend": run["backend"], "batch_size": run["batch_size"],
         "precision": run["model"].get("precision"), "decode": "greedy CTC",
-        "decode_lengths": (f"ModelZoo postprocess: {card.get('modelzoo', {}).get('decode_frames')}" if modelzoo
+        "decode_lengths": (f"ModelZoo postprocess: {card.modelzoo.decode_frames if card.modelzoo else None}" if modelzoo
                            else "model output lengths"),
     })
     # Keyed by utterance id, so runs over differently laid out dataset dirs can be compared.
@@ -183,7 +168,7 @@ def _csv_text(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def output_diff(run_a: Path, dataset_a: DatasetDir, run_b: Path, dataset_b: DatasetDir, card: dict[str, Any],
+def output_diff(run_a: Path, dataset_a: DatasetDir, run_b: Path, dataset_b: DatasetDir, card: ModelCard,
                 lengths: dict[str, int]) -> dict[str, float]:
     """Max |a - b| of the score output over the valid frames of every utterance (tensor-level precision).
 
@@ -191,8 +176,8 @@ def output_diff(run_a: Path, dataset_a: DatasetDir, run_b: Path, dataset_b: Data
     modelzoo) compare too; `lengths` maps utterance id to valid frames.
     """
     ra, rb = open_run(run_a), open_run(run_b)
-    spec = scores_output(card)
-    a, b = output_arrays(run_a, ra, spec["name"]), output_arrays(run_b, rb, spec["name"])
+    spec = card.scores_output
+    a, b = output_arrays(run_a, ra, spec.name), output_arrays(run_b, rb, spec.name)
     key_a = {s.uid: s.key for s in dataset_a.samples}
     key_b = {s.uid: s.key for s in dataset_b.samples}
     max_abs = 0.0
@@ -210,14 +195,14 @@ def output_diff(run_a: Path, dataset_a: DatasetDir, run_b: Path, dataset_b: Data
     return {"max_abs": max_abs, "argmax_agreement": agree / total if total else 1.0, "frames": total}
 
 
-def final_frame_emissions(run_dir: Path, dataset: DatasetDir, card: dict[str, Any]) -> int:
+def final_frame_emissions(run_dir: Path, dataset: DatasetDir, card: ModelCard) -> int:
     """How many samples have a non-blank best label in their last valid output frame (what a decoder
     that reads one frame short, like the Ascend guide's floor(L/2), loses)."""
     run = open_run(run_dir)
-    spec = scores_output(card)
-    arrays = output_arrays(run_dir, run, spec["name"])
+    spec = card.scores_output
+    arrays = output_arrays(run_dir, run, spec.name)
     lengths = decode_lengths(card, run_dir, run, dataset, False)
-    blank = int(card["blank_index"])
+    blank = card.blank_index
     return sum(1 for k, n in lengths.items() if n > 0 and int(arrays[k][n - 1].argmax()) != blank)
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.card import card_path_for, read_card
+from core.card import ModelCard, card_path_for, read_card
 from postprocess.score import score_run
 from core.dataset_dir import DatasetDir
 from core.run_dir import open_run
 
 
-def _card_of(run: dict[str, Any], fallback: dict[str, Any]) -> dict[str, Any]:
+def _card_of(run: dict[str, Any], fallback: ModelCard) -> ModelCard:
     path = run.get("model", {}).get("path")
     if path and card_path_for(Path(path)).is_file():
         return read_card(card_path_for(Path(path)))
@@ -28,7 +28,7 @@ def _r(x: float | None, digits: int = 2) -> float | None:
     return None if x is None else round(float(x), digits)
 
 
-def streaming_rows(dataset: DatasetDir, card: dict[str, Any], runs: list[tuple[str, Path]]) -> list[dict[str, Any]]:
+def streaming_rows(dataset: DatasetDir, card: ModelCard, runs: list[tuple[str, Path]]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     reference: dict[str, str] | None = None
     for label, run_dir in runs:
@@ -70,14 +70,14 @@ NOTES = [
 ]
 
 
-def write_streaming_table(out: Path, name: str, dataset: DatasetDir, card: dict[str, Any],
+def write_streaming_table(out: Path, name: str, dataset: DatasetDir, card: ModelCard,
                           runs: list[tuple[str, Path]], title: str) -> list[Path]:
     from postprocess.plots import streaming_plot
     from postprocess.tables import CONVENTION_NOTES, context_of, machine_note, write_table
 
     rows = streaming_rows(dataset, card, runs)
     ctx = context_of(runs[0][1], dataset, card)
-    notes = [CONVENTION_NOTES.get(card.get("metrics_convention", "deepspeech"), ""), *NOTES, machine_note(ctx)]
+    notes = [CONVENTION_NOTES.get(card.metrics, ""), *NOTES, machine_note(ctx)]
     written = write_table(out, f"{name}_streaming", f"Streaming: {title}", rows, notes, ctx)
     written.append(streaming_plot(rows, out / f"{name}_streaming.png", f"Streaming: {title}"))
     return written

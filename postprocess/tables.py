@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from core.metrics import jsonable
+from core.model_card import ModelCard
 from core.dataset_dir import DatasetDir, atomic_write_bytes
 from core.run_dir import open_run
 
@@ -132,15 +133,15 @@ def write_table(out_dir: Path, stem: str, title: str, rows: list[dict[str, Any]]
     return [md, cs, js]
 
 
-def context_of(run_dir: Path, dataset: DatasetDir, card: dict[str, Any]) -> dict[str, Any]:
+def context_of(run_dir: Path, dataset: DatasetDir, card: ModelCard) -> dict[str, Any]:
     run = open_run(run_dir)
     return {
         "machine": run["machine"],
-        "versions": card.get("versions", {}),
+        "versions": dict(card.versions or {}),
         "dataset": {"path": str(dataset.path), "source": dataset.header.get("source"),
                     "samples": len(dataset.samples), "layout": dataset.header.get("layout")},
-        "model": {"family": card["family"], "onnx_sha256": card.get("onnx_sha256"),
-                  "source_sha256": card.get("source", {}).get("sha256")},
+        "model": {"family": card.family, "onnx_sha256": card.onnx_sha256,
+                  "source_sha256": card.source.sha256 if card.source else None},
     }
 
 

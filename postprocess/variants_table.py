@@ -11,6 +11,7 @@ from typing import Any
 
 from postprocess.score import score_run
 from core.dataset_dir import DatasetDir
+from core.model_card import ModelCard
 from core.run_dir import open_run
 
 
@@ -37,7 +38,7 @@ def parse_row(text: str) -> tuple[str, Path, Path | None]:
     return label, parts[0], parts[1] if len(parts) == 2 else None
 
 
-def variant_rows(dataset: DatasetDir, card: dict[str, Any], rows: list[tuple[str, Path, Path | None]]) -> list[dict[str, Any]]:
+def variant_rows(dataset: DatasetDir, card: ModelCard, rows: list[tuple[str, Path, Path | None]]) -> list[dict[str, Any]]:
     """The first row is the reference; ΔWER and same transcripts are against it."""
     out: list[dict[str, Any]] = []
     ref: dict[str, Any] | None = None
@@ -64,7 +65,7 @@ def variant_rows(dataset: DatasetDir, card: dict[str, Any], rows: list[tuple[str
     return out
 
 
-def graph_notes(rows: list[tuple[str, Path, Path | None]], card: dict[str, Any]) -> list[str]:
+def graph_notes(rows: list[tuple[str, Path, Path | None]], card: ModelCard) -> list[str]:
     """Per ONNX row: node counts, what onnxruntime fused, and the family's expected fusions it did not apply."""
     from core.card import card_path_for, read_card
     from export.variants import graph_report
@@ -76,7 +77,7 @@ def graph_notes(rows: list[tuple[str, Path, Path | None]], card: dict[str, Any])
             continue
         seen.add(path)
         own = read_card(card_path_for(Path(path)))
-        g = own.get("graph") or graph_report(Path(path), card)
+        g = own.graph or graph_report(Path(path), card)
         missing = "; ".join(f"{op} ({why})" for op, why in g["expected_fusions_missing"].items()) or "none"
         notes.append(f"Graph of {Path(path).name}: {g['nodes']} nodes, {g['nodes_after_ort']} after onnxruntime's "
                      f"optimiser; fused: {', '.join(g['fused_by_ort']) or 'nothing'}; expected fusions not applied: "

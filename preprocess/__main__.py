@@ -12,8 +12,12 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.cli_types import out_dir, positive_int
+
+if TYPE_CHECKING:
+    from core.model_card import ModelCard
 
 log = logging.getLogger("preprocess")
 
@@ -68,12 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _resample(args: argparse.Namespace, card: dict) -> bool:
+def _resample(args: argparse.Namespace, card: ModelCard) -> bool:
     """--resample / --no-resample, else the family's default from its card (wav2vec2's processor
     resamples, as the Ascend guide does; deepspeech.pytorch expects 16 kHz and refuses the rest)."""
     if args.resample or args.no_resample:
         return bool(args.resample)
-    return bool(card["feature"].get("resample", False))
+    return bool(card.feature.resample)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             utts = [utts[int(i * step)] for i in range(args.spread)]
             source["spread"] = args.spread
         opts = BuildOptions(layout="modelzoo" if args.modelzoo else "default", pad_to=args.pad_to,
-                            sample_rate=int(card["feature"]["sample_rate"]), raw_rate=args.raw_rate,
+                            sample_rate=int(card.feature.sample_rate), raw_rate=args.raw_rate,
                             resample=_resample(args, card), downmix=args.downmix, batch_size=args.batch_size,
                             max_samples=args.max_samples)
         from preprocess.ray_build import mapper_for  # issue 13: --ray

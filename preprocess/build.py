@@ -19,6 +19,7 @@ from core.audio import SAMPLE_RATE, AudioError, load_audio, num_samples
 from core.dataset_dir import (FORMAT_VERSION, HEADER, MANIFEST, BinRef, DatasetDirError, Sample,
                                     atomic_write_bytes, atomic_write_json, read_manifest, write_bin)
 from core.corpora import Utterance
+from core.model_card import ModelCard
 from families.registry import extract, frames_for
 from core.text import log_dropped, to_labels
 
@@ -39,15 +40,15 @@ class BuildOptions:
     max_samples: int | None = None  # longer clips are skipped, named in the log and the header
 
 
-def _input_plan(card: dict[str, Any], layout: str) -> list[dict[str, Any]]:
+def _input_plan(card: ModelCard, layout: str) -> list[dict[str, Any]]:
     """One entry per model input: its name, folder, dtype, role and time axis (batch axis included)."""
     plan = []
-    for spec in card["inputs"]:
-        folder = spec["name"]
-        if layout == "modelzoo" and spec["role"] == "lengths":
+    for spec in card.inputs:
+        folder = spec.name
+        if layout == "modelzoo" and spec.role == "lengths":
             folder = "sizes"  # the Ascend guide's folder name for the lengths input
-        plan.append({"name": spec["name"], "folder": folder, "dtype": spec["dtype"], "role": spec["role"],
-                     "time_axis": spec.get("time_axis"), "shape": spec["shape"]})
+        plan.append({"name": spec.name, "folder": folder, "dtype": spec.dtype, "role": spec.role,
+                     "time_axis": spec.time_axis, "shape": list(spec.shape)})
     return plan
 
 
@@ -68,13 +69,14 @@ def source_fingerprint(utts: list[Utterance]) -> str:
     return h.hexdigest()
 
 
-def _settings_hash(source: dict[str, Any], card: dict[str, Any], opts: BuildOptions, n: int) -> str:
-    blob = json.dumps({"source": source, "feature": card["feature"], "inputs": card["inputs"],
-                       "labels": card["labels"], "opts": opts.__dict__, "n": n}, sort_keys=True)
+def _settings_hash(source: dict[str, Any], card: ModelCard, opts: BuildOptions, n: int) -> str:
+    entries = card.to_dict()  # the card's JSON, so the hash is the one earlier dataset dirs recorded
+    blob = json.dumps({"source": source, "feature": entries["feature"], "inputs": entries["inputs"],
+                       "labels": entries["labels"], "opts": opts.__dict__, "n": n}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _hashes(source: dict[str, Any], card: dict[str, Any], opts: BuildOptions,
+def _hashes(source: dict[str, Any], card: ModelCard, opts: BuildOptions,
             utts: list[Utterance]) -> dict[str, str]:
     """settings_hash: the command's settings; config_hash: those plus the sources' content (what runners key on)."""
     settings = _settings_hash(source, card, opts, len(utts))
@@ -124,9 +126,9 @@ def _modelzoo_size(length: int, max_length: int) -> int:
     return int(np.float32(pct * np.float32(max_length)))
 
 
-def plan_keys(utts: list[Utterance], card: dict[str, Any], opts: BuildOptions) -> list[tuple[str, Utterance, int]]:
+def plan_keys(utts: list[Utterance], card: ModelCard, opts: BuildOptions) -> list[tuple[str, Utterance, int]]:
     """(key, utterance, frames) in the order the runners will read them."""
-    feat = card["feature"]
+    feat = card.feature.params()
     frames = [frames_for(num_samples(u.audio, sample_rate=opts.sample_rate, raw_rate=opts.raw_rate), feat)
               for u in utts]
     if opts.layout == "modelzoo":
@@ -137,7 +139,7 @@ def plan_keys(utts: list[Utterance], card: dict[str, Any], opts: BuildOptions) -
     return [(f"{i:0{width}d}", u, f) for i, (u, f) in enumerate(zip(utts, frames), start=1)]
 
 
-def build_dataset(utts: list[Utterance], out: Path, card: dict[str, Any], source: dict[str, Any],
+def build_dataset(utts: list[Utterance], out: Path, card: ModelCard, source: dict[str, Any],
                   opts: BuildOptions, *, card_path: Path | None = None, force: bool = False,
                   progress: bool = True, mapper: Mapper | None = None) -> Path:
     """Write the dataset dir; rerunning the same command resumes and skips what is already valid.
@@ -153,12 +155,12 @@ def build_dataset(utts: list[Utterance], out: Path, card: dict[str, Any], source
         return _build_locked(utts, out, card, source, opts, card_path, force, progress, mapper)
 
 
-def _build_locked(utts: list[Utterance], out: Path, card: dict[str, Any], source: dict[str, Any],
+def _build_locked(utts: list[Utterance], out: Path, card: ModelCard, source: dict[str, Any],
                   opts: BuildOptions, card_path: Path | None, force: bool, progress: bool,
                   mapper: Mapper | None) -> Path:
-    batched = opts.layout == "modelzoo" and bool(card.get("modelzoo", {}).get("batch_files"))
-    if opts.layout == "modelzoo" and "modelzoo" not in card:
-        raise DatasetDirError(f"the {card['family']} card declares no ModelZoo layout; drop --modelzoo")
+    batched = opts.layout == "modelzoo" and card.modelzoo is not None and bool(card.modelzoo.batch_files)
+    if opts.layout == "modelzoo" and card.modelzoo is None:
+        raise DatasetDirError(f"the {card.family} card declares no ModelZoo layout; drop --modelzoo")
     plan = _input_plan(card, opts.layout)
     keyed = [] if batched else plan_keys(utts, card, opts)
     if batched and mapper is not None:
@@ -253,19 +255,18 @@ def decode_audio(path: Path, **options: Any) -> np.ndarray:
                          "(truncated or corrupt?)") from None
 
 
-def write_sample(item: tuple[str, Utterance, int], *, out: Path, card: dict[str, Any], plan: list[dict[str, Any]],
+def write_sample(item: tuple[str, Utterance, int], *, out: Path, card: ModelCard, plan: list[dict[str, Any]],
                  opts: BuildOptions, pad_to: int | None) -> tuple[Sample, Counter]:
     """One utterance's input files (atomic) and its manifest entry, plus the characters its labels dropped."""
     key, utt, _ = item
     audio = decode_audio(utt.audio, sample_rate=opts.sample_rate, raw_rate=opts.raw_rate,
                          resample=opts.resample, downmix=opts.downmix)
-    feats = extract(audio, card["feature"])
+    feats = extract(audio, card.feature.params())
     length = int(feats.shape[-1])
     target = pad_to or length
     if length > target:
         raise DatasetDirError(f"{utt.audio}: {length} frames, longer than the padded length {target}")
-    text, drops = to_labels(utt.transcript, card["labels"], blank=card["labels"][card["blank_index"]],
-                            word_delimiter=card.get("word_delimiter", " "))
+    text, drops = to_labels(utt.transcript, list(card.labels), blank=card.blank_label, word_delimiter=card.delimiter)
     refs: dict[str, BinRef] = {}
     stored_length = _modelzoo_size(length, target) if opts.layout == "modelzoo" else length
     for p in plan:
@@ -293,7 +294,7 @@ def _order_manifest(path: Path, keys: list[str]) -> None:
         atomic_write_bytes(path, ordered.encode())
 
 
-def _header(card: dict[str, Any], source: dict[str, Any], opts: BuildOptions, hashes: dict[str, str],
+def _header(card: ModelCard, source: dict[str, Any], opts: BuildOptions, hashes: dict[str, str],
             card_path: Path | None) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
@@ -301,16 +302,16 @@ def _header(card: dict[str, Any], source: dict[str, Any], opts: BuildOptions, ha
         **hashes,
         "source": source,
         "layout": opts.layout,
-        "card": {"family": card["family"], "path": str(card_path) if card_path else None,
-                 "onnx_sha256": card.get("onnx_sha256")},
-        "feature": card["feature"],
-        "labels": card["labels"],
-        "blank_index": card["blank_index"],
-        "metrics_convention": card.get("metrics_convention"),
+        "card": {"family": card.family, "path": str(card_path) if card_path else None,
+                 "onnx_sha256": card.onnx_sha256},
+        "feature": card.feature.params(),
+        "labels": list(card.labels),
+        "blank_index": card.blank_index,
+        "metrics_convention": card.metrics_convention,
     }
 
 
-def _build_batched(utts: list[Utterance], out: Path, card: dict[str, Any], source: dict[str, Any],
+def _build_batched(utts: list[Utterance], out: Path, card: ModelCard, source: dict[str, Any],
                    opts: BuildOptions, card_path: Path | None, force: bool, progress: bool) -> Path:
     from preprocess.modelzoo_batched import build_batched
 
@@ -334,17 +335,17 @@ def _ensure_trailing_newline(path: Path) -> None:
         atomic_write_bytes(path, data[: data.rfind(b"\n") + 1])
 
 
-def _write_modelzoo_extras(out: Path, card: dict[str, Any], plan: list[dict[str, Any]]) -> None:
+def _write_modelzoo_extras(out: Path, card: ModelCard, plan: list[dict[str, Any]]) -> None:
     """sizes.txt, targets.txt and target_sizes.txt as the guide's preprocess writes them."""
     samples = sorted(read_manifest(out / MANIFEST), key=lambda s: int(s.key[4:]))
-    index = {lab: i for i, lab in enumerate(card["labels"])}
+    index = {lab: i for i, lab in enumerate(card.labels)}
     lengths_name = next((p["name"] for p in plan if p["role"] == "lengths"), None)
     sizes = []
     for s in samples:
         if lengths_name:
             ref = s.inputs[lengths_name]
             sizes.append(int(np.fromfile(out / "sizes" / ref.file, dtype="<i4")[0]))
-    targets = [[index[ch] for ch in s.transcript if ch in index and index[ch] != card["blank_index"]] for s in samples]
+    targets = [[index[ch] for ch in s.transcript if ch in index and index[ch] != card.blank_index] for s in samples]
     if lengths_name:
         atomic_write_bytes(out / "sizes" / "sizes.txt", "".join(f"{n} " for n in sizes).encode())
     atomic_write_bytes(out / "targets.txt", "".join(f"{t} " for ts in targets for t in ts).encode())

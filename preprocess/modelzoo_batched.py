@@ -32,21 +32,22 @@ from preprocess.build import decode_audio  # build imports this module only insi
 from core.dataset_dir import (HEADER, MANIFEST, BinRef, Sample, atomic_write_bytes, atomic_write_json,
                                     read_manifest, write_bin)
 from core.corpora import Utterance
+from core.model_card import ModelCard
 from families.registry import extract
 from core.text import log_dropped, to_labels
 
 log = logging.getLogger("preprocess")
 
 
-def build_batched(utts: list[Utterance], out: Path, card: dict[str, Any], header: dict[str, Any],
+def build_batched(utts: list[Utterance], out: Path, card: ModelCard, header: dict[str, Any],
                   batch_size: int, *, sample_rate: int, raw_rate: int | None, resample: bool,
                   progress: bool) -> Path:
     """Write the guide's layout into `out` (whose header the caller has prepared, complete=False)."""
-    mz = card["modelzoo"]
-    limit, pad_to = int(mz["skip_longer_than"]), int(mz["pad_to"])
-    feature = {**card["feature"], **mz.get("feature_overrides", {})}
-    spec = card["inputs"][0]
-    folder = spec["name"]
+    mz = card.modelzoo
+    limit, pad_to = int(mz.skip_longer_than), int(mz.pad_to)
+    feature = {**card.feature.params(), **(mz.feature_overrides or {})}
+    spec = card.inputs[0]
+    folder = spec.name
     kept = [u for u in utts if num_samples(u.audio, sample_rate=sample_rate, raw_rate=raw_rate) <= limit]
     skipped = len(utts) - len(kept)
     batches = [kept[i: i + batch_size] for i in range(0, len(kept), batch_size)]
@@ -55,12 +56,12 @@ def build_batched(utts: list[Utterance], out: Path, card: dict[str, Any], header
     header.update({"pad_to": pad_to, "batch_size": batch_size, "skipped_longer": skipped,
                    "num_samples": len(full) * batch_size, "feature": feature,
                    "unscored_partial_batch": [u.uid for b in batches if len(b) < batch_size for u in b]})
-    header["inputs"] = [{"name": spec["name"], "folder": folder, "dtype": spec["dtype"], "role": spec["role"],
-                         "time_axis": spec.get("time_axis")}]
+    header["inputs"] = [{"name": spec.name, "folder": folder, "dtype": spec.dtype, "role": spec.role,
+                         "time_axis": spec.time_axis}]
     (out / folder).mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / HEADER, header)
     done = {s.key for s in read_manifest(out / MANIFEST)}
-    blank = card["labels"][card["blank_index"]]
+    blank = card.blank_label
     dropped: Counter = Counter()
     with open(out / MANIFEST, "a") as manifest:
         for k, batch in enumerate(tqdm(full, desc=f"preprocess {out.name}", unit="batch", disable=not progress)):
@@ -73,15 +74,15 @@ def build_batched(utts: list[Utterance], out: Path, card: dict[str, Any], header
                 x = np.zeros(pad_to, dtype=np.float32)
                 x[: audio.size] = extract(audio, feature)
                 rows.append(x)
-                text, drops = to_labels(utt.transcript, card["labels"], blank=blank,
-                                        word_delimiter=card.get("word_delimiter", " "))
+                text, drops = to_labels(utt.transcript, list(card.labels), blank=blank,
+                                        word_delimiter=card.delimiter)
                 dropped.update(drops)
                 samples.append((key, utt, audio.size, text, row))
-            ref = write_bin(out / folder / f"batch_{k}.bin", np.stack(rows)[:, None, :], spec["dtype"])
+            ref = write_bin(out / folder / f"batch_{k}.bin", np.stack(rows)[:, None, :], spec.dtype)
             for key, utt, n, text, row in samples:
                 sample = Sample(key=key, uid=utt.uid, audio=str(utt.audio), transcript_raw=utt.transcript,
                                 transcript=text, num_samples=int(n), length=int(n), padded_length=pad_to,
-                                inputs={spec["name"]: BinRef(ref.file, spec["dtype"], (batch_size, pad_to), row)},
+                                inputs={spec.name: BinRef(ref.file, spec.dtype, (batch_size, pad_to), row)},
                                 speaker=utt.speaker)
                 manifest.write(sample.to_json() + "\n")
             manifest.flush()

@@ -4,9 +4,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 from core.cli_types import non_negative_int, out_dir, positive_int, thread_count
+
+if TYPE_CHECKING:
+    from core.model_card import ModelCard
 
 log = logging.getLogger("runners")
 
@@ -84,17 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def open_dataset_for(path: Path, card: dict):
+def open_dataset_for(path: Path, card: ModelCard):
     """The dataset dir, refused if it was preprocessed with another feature config than the card's."""
     from core.dataset_dir import DatasetDir
     from core.run_dir import RunError
 
     dataset = DatasetDir.open(path)
-    expected = card["feature"]
-    if dataset.header.get("layout") == "modelzoo":
-        expected = {**expected, **card.get("modelzoo", {}).get("feature_overrides", {})}
+    expected = card.feature.params()
+    if dataset.header.get("layout") == "modelzoo" and card.modelzoo is not None:
+        expected = {**expected, **(card.modelzoo.feature_overrides or {})}
     if dataset.header.get("feature") != expected:
-        raise RunError(f"{path} was made with another feature config than {card.get('onnx')}'s card; "
+        raise RunError(f"{path} was made with another feature config than {card.onnx}'s card; "
                        "preprocess it again with this card")
     return dataset
 
@@ -107,7 +111,7 @@ def _run_tool(args: argparse.Namespace) -> int:
         log.error("--backend %s needs --model M.om (from `python -m export atc`)", args.backend)
         return 2
     card = read_card(args.card or card_path_for(args.model))
-    if "om" not in card:
+    if card.om is None:
         log.warning("the card of %s records no atc conversion (no 'om' entry); using it as it is", args.model)
     dataset = open_dataset_for(args.dataset, card)
     if args.backend == "msame":
@@ -166,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise CardError("give --model (ONNX + card beside it) or --card")
         dataset = open_dataset_for(args.dataset, card)
-        if args.streaming or "streaming" in card:
+        if args.streaming or card.streaming is not None:
             from runners.streaming_dataset import run_streaming_dataset, streaming_backend
 
             if not args.streaming:
@@ -186,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.backend == "torch_aie":
             from runners.torch_aie_backend import TorchAieBackend
 
-            length = args.length or card.get("modelzoo", {}).get("pad_to")
+            length = args.length or (card.modelzoo.pad_to if card.modelzoo else None)
             if not length:
                 raise RunError("torch_aie compiles a static shape: give --length (time steps every batch is padded to)")
             backend = TorchAieBackend(args.model, card, batch_size=args.batch_size, length=int(length),

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from core.dataset_dir import DatasetDir
+from core.model_card import ModelCard
 from core.run_dir import RunError, cached_run
 from runners.tool_outputs import (ToolNotFound, check_files, file_groups, input_folders, plan_tool_run, run_tool,
                                   tool_config, write_run_from_files)
@@ -58,7 +59,7 @@ def read_summary(path: Path) -> dict[str, Any]:
     return summary
 
 
-def run_ais_bench(model: Path, card: dict[str, Any], dataset: DatasetDir, out: Path, *, outfmt: str = "BIN",
+def run_ais_bench(model: Path, card: ModelCard, dataset: DatasetDir, out: Path, *, outfmt: str = "BIN",
                   device: int = 0, warmup: int = 1, python: str | None = None,
                   force: bool = False) -> dict[str, Any]:
     """Run the dataset through ais_bench and convert its output folder into the run dir `out`."""
@@ -89,7 +90,7 @@ def run_ais_bench(model: Path, card: dict[str, Any], dataset: DatasetDir, out: P
         raise RunError(f"ais_bench wrote no output folder {folder}")
     summary = read_summary(raw / f"{dirname}_summary.json")
     ext = OUT_EXT[outfmt]
-    n_out = len(card["outputs"])
+    n_out = len(card.outputs)
     files = {(g.stem, k): folder / f"{g.stem.split('.')[0]}_{k}.{ext}" for g in groups for k in range(n_out)}
     check_files(folder, [p.name for p in files.values()], "ais_bench")
     latencies = [float(x) for x in summary.get("npu_compute_time_list", [])]

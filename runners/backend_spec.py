@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.model_card import ModelCard
 from core.run_dir import RunError
 
 from runners.base import Backend
@@ -33,7 +34,7 @@ class BackendSpec:
     def source(self) -> str:
         return str(self.model or self.checkpoint)
 
-    def build(self, card: dict[str, Any]) -> Backend:
+    def build(self, card: ModelCard) -> Backend:
         if self.name == "onnxruntime":
             from runners.onnxruntime_backend import OnnxRuntimeBackend
 
@@ -49,10 +50,17 @@ class BackendSpec:
         raise RunError(f"no in-process backend named {self.name} (have {', '.join(LOCAL_BACKENDS)})")
 
 
-def backend_spec(args: Any, card: dict[str, Any]) -> BackendSpec:
+def card_checkpoint(card: ModelCard) -> Path:
+    """The source checkpoint the card records (what the torch backend loads without --checkpoint)."""
+    if card.source is None or not card.source.path:
+        raise RunError(f"the card of {card.onnx} records no source checkpoint path; give --checkpoint")
+    return Path(card.source.path)
+
+
+def backend_spec(args: Any, card: ModelCard) -> BackendSpec:
     """The onnxruntime / openvino / torch backend of `python -m runners` arguments (paths made absolute)."""
     if args.backend == "torch":
-        checkpoint = args.checkpoint or Path(card["source"]["path"])
+        checkpoint = args.checkpoint or card_checkpoint(card)
         return BackendSpec("torch", checkpoint=str(Path(checkpoint).resolve()), options={"threads": args.threads})
     if args.backend not in LOCAL_BACKENDS:
         raise RunError(f"no in-process backend named {args.backend} (have {', '.join(LOCAL_BACKENDS)})")

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from core.dataset_dir import DatasetDir, Sample, write_bin
 from core.fsio import DirLock, sha256_file
+from core.model_card import ModelCard
 from core.run_dir import RUN_JSON, RunError, cached_run, finish_run
 
 # Default frame budget of one batch, as seconds of audio in the input's time steps (batch size x the
@@ -92,7 +93,7 @@ def check_finite(arrays: dict[str, np.ndarray], batch: list[Sample], what: str) 
                            "values (preprocess it again, or check the model)")
 
 
-def assemble(dataset: DatasetDir, card: dict[str, Any], batch: list[Sample],
+def assemble(dataset: DatasetDir, card: ModelCard, batch: list[Sample],
              batch_size: int | None = None) -> dict[str, np.ndarray]:
     """Stack samples into model inputs, zero-padding each input's time axis to the batch's longest.
 
@@ -103,12 +104,12 @@ def assemble(dataset: DatasetDir, card: dict[str, Any], batch: list[Sample],
     if batch_size and len(rows) < batch_size:
         rows += [rows[-1]] * (batch_size - len(rows))
     inputs: dict[str, np.ndarray] = {}
-    for spec in card["inputs"]:
-        name = spec["name"]
+    for spec in card.inputs:
+        name = spec.name
         arrays = [dataset.load(s, name) for s in rows]
-        axis = spec.get("time_axis")
+        axis = spec.time_axis
         if axis is not None:
-            fixed = spec["shape"][axis]
+            fixed = spec.shape[axis]
             target = fixed if isinstance(fixed, int) else max(a.shape[axis] for a in arrays)
             padded = []
             for a, s in zip(arrays, rows):
@@ -118,22 +119,17 @@ def assemble(dataset: DatasetDir, card: dict[str, Any], batch: list[Sample],
                 widths[axis] = (0, target - a.shape[axis])
                 padded.append(np.pad(a, widths))
             arrays = padded
-        inputs[name] = np.concatenate(arrays, axis=0).astype(spec["dtype"], copy=False)
+        inputs[name] = np.concatenate(arrays, axis=0).astype(spec.dtype, copy=False)
     return inputs
 
 
-def batch_input_length(card: dict[str, Any], inputs: dict[str, np.ndarray]) -> int | None:
+def batch_input_length(card: ModelCard, inputs: dict[str, np.ndarray]) -> int | None:
     """The time length a batch was padded to (what the outputs' time axis follows), for score's checks."""
-    spec = next((i for i in card["inputs"] if i.get("time_axis") is not None), None)
-    return int(inputs[spec["name"]].shape[spec["time_axis"]]) if spec else None
+    spec = card.time_input
+    return int(inputs[spec.name].shape[spec.time_axis]) if spec else None
 
 
-def static_batch(card: dict[str, Any]) -> int | None:
-    dim = card["inputs"][0]["shape"][0]
-    return dim if isinstance(dim, int) else None
-
-
-def run_dataset(backend: Backend, dataset: DatasetDir, card: dict[str, Any], out: Path, opts: RunOptions,
+def run_dataset(backend: Backend, dataset: DatasetDir, card: ModelCard, out: Path, opts: RunOptions,
                 model_path: Path | None = None) -> dict[str, Any]:
     """Run every sample through `backend`, write the run dir, return run.json's content.
 
@@ -143,16 +139,16 @@ def run_dataset(backend: Backend, dataset: DatasetDir, card: dict[str, Any], out
         return _run_locked(backend, dataset, card, Path(out), opts, model_path)
 
 
-def model_sha256(model_path: Path | None, backend: Backend, card: dict[str, Any]) -> str | None:
+def model_sha256(model_path: Path | None, backend: Backend, card: ModelCard) -> str | None:
     """The sha256 of what the backend actually loaded: the model file, else the checkpoint it reports."""
     if model_path is not None and Path(model_path).is_file():
         return sha256_file(Path(model_path))
-    return backend.info().get("checkpoint_sha256") or card.get("onnx_sha256")
+    return backend.info().get("checkpoint_sha256") or card.onnx_sha256
 
 
-def _run_locked(backend: Backend, dataset: DatasetDir, card: dict[str, Any], out: Path, opts: RunOptions,
+def _run_locked(backend: Backend, dataset: DatasetDir, card: ModelCard, out: Path, opts: RunOptions,
                 model_path: Path | None) -> dict[str, Any]:
-    fixed = static_batch(card)
+    fixed = card.static_batch
     # A static batch cannot be cut by a budget: every batch holds exactly `fixed` rows.
     budget = None if fixed else (opts.max_batch_frames or default_batch_frames(dataset))
     config = {
@@ -176,8 +172,8 @@ def _run_locked(backend: Backend, dataset: DatasetDir, card: dict[str, Any], out
         raise RunError(f"{dataset.path}: no samples")
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_JSON).unlink(missing_ok=True)  # a run dir without run.json is never taken as finished
-    for spec in card["outputs"]:
-        (out / spec["name"]).mkdir(exist_ok=True)
+    for spec in card.outputs:
+        (out / spec.name).mkdir(exist_ok=True)
 
     warm = assemble(dataset, card, batches[0], fixed)
     for _ in range(opts.warmup):
@@ -194,15 +190,15 @@ def _run_locked(backend: Backend, dataset: DatasetDir, card: dict[str, Any], out
         t0 = time.perf_counter()
         outputs = backend.infer(inputs)
         latencies_ms.append((time.perf_counter() - t0) * 1000.0)
-        for spec in card["outputs"]:
-            if spec["name"] not in outputs:
-                raise RunError(f"backend {backend.name} returned no output {spec['name']!r}")
+        for spec in card.outputs:
+            if spec.name not in outputs:
+                raise RunError(f"backend {backend.name} returned no output {spec.name!r}")
         check_finite(outputs, batch, "output")
         for row, sample in enumerate(batch):
             shapes = {}
-            for spec in card["outputs"]:
-                ref = write_bin(out / spec["name"] / f"{sample.key}.bin", outputs[spec["name"]][row], spec["dtype"])
-                shapes[spec["name"]] = list(ref.shape)
+            for spec in card.outputs:
+                ref = write_bin(out / spec.name / f"{sample.key}.bin", outputs[spec.name][row], spec.dtype)
+                shapes[spec.name] = list(ref.shape)
             samples_meta.append({"key": sample.key, "batch": batch_index, "shapes": shapes,
                                  "input_length": padded_to})
     wall_s = time.perf_counter() - wall0

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from core.dataset_dir import DatasetDir
+from core.model_card import ModelCard
 from core.run_dir import RunError, cached_run
 from runners.tool_outputs import (check_files, file_groups, input_folders, new_folder, plan_tool_run, run_tool,
                                   tool_config, which_tool, write_run_from_files)
@@ -54,7 +55,7 @@ def parse_msame_log(text: str) -> list[tuple[str, float]]:
     return pairs
 
 
-def run_msame(model: Path, card: dict[str, Any], dataset: DatasetDir, out: Path, *, outfmt: str = "TXT",
+def run_msame(model: Path, card: ModelCard, dataset: DatasetDir, out: Path, *, outfmt: str = "TXT",
               device: int = 0, force: bool = False) -> dict[str, Any]:
     """Run the dataset through msame and convert its output folder into the run dir `out`."""
     exe = which_tool("msame", "MSAME_BIN", INSTALL_HINT)
@@ -77,7 +78,7 @@ def run_msame(model: Path, card: dict[str, Any], dataset: DatasetDir, out: Path,
         raise RunError(f"msame reported errors (full log: {out / 'msame.log'}):\n" + "\n".join(errors[-TAIL:]))
     folder = new_folder(raw, before, "msame")
     ext = outfmt.lower()
-    n_out = len(card["outputs"])
+    n_out = len(card.outputs)
     files = {(g.stem, k): folder / f"{g.stem}_output_{k}.{ext}" for g in groups for k in range(n_out)}
     check_files(folder, [p.name for p in files.values()], "msame")
     timed = parse_msame_log(text)

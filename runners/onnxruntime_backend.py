@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 import onnxruntime as ort
 
+from core.model_card import ModelCard
 from core.ort_session import create_session
 
 PROFILE_JSON = "ort_profile.json"
@@ -21,7 +22,7 @@ TOP_OPS = 15
 class OnnxRuntimeBackend:
     name = "onnxruntime"
 
-    def __init__(self, model_path: Path, card: dict[str, Any], *, threads: int = 0, inter_threads: int = 1,
+    def __init__(self, model_path: Path, card: ModelCard, *, threads: int = 0, inter_threads: int = 1,
                  providers: Sequence[str] | None = None, graph_level: str = "all",
                  execution_mode: str = "sequential", profile: bool = False) -> None:
         # The profiler writes its trace when profiling ends; until finish() moves it into the run dir it
@@ -35,7 +36,7 @@ class OnnxRuntimeBackend:
             if self._profile_dir:
                 shutil.rmtree(self._profile_dir, ignore_errors=True)
             raise
-        self.output_names = [o["name"] for o in card["outputs"]]
+        self.output_names = [o.name for o in card.outputs]
         self._info = {
             "onnxruntime": ort.__version__,
             "providers": self.session.get_providers(),

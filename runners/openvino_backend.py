@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from core.model_card import ModelCard
 from core.run_dir import RunError
 
 PRECISIONS = ("f32", "bf16", "f16")
@@ -56,7 +57,7 @@ def reverse_sequence_ops(model: Any) -> list[str]:
 class OpenVinoBackend:
     name = "openvino"
 
-    def __init__(self, model_path: Path, card: dict[str, Any], *, threads: int = 0, precision: str = "f32",
+    def __init__(self, model_path: Path, card: ModelCard, *, threads: int = 0, precision: str = "f32",
                  hint: str = "LATENCY", device: str = "CPU") -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"OpenVINO precision must be one of {PRECISIONS}, not {precision!r}")
@@ -88,12 +89,12 @@ class OpenVinoBackend:
         self.request = self.compiled.create_infer_request()
 
         self.inputs = {}
-        for spec in card["inputs"]:
-            port = self._port(self.compiled.inputs, spec["name"], "input", model_path)
-            self.inputs[spec["name"]] = port
-        self.outputs = [(spec["name"], np.dtype(spec["dtype"]),
-                         self._port(self.compiled.outputs, spec["name"], "output", model_path))
-                        for spec in card["outputs"]]
+        for spec in card.inputs:
+            port = self._port(self.compiled.inputs, spec.name, "input", model_path)
+            self.inputs[spec.name] = port
+        self.outputs = [(spec.name, np.dtype(spec.dtype),
+                         self._port(self.compiled.outputs, spec.name, "output", model_path))
+                        for spec in card.outputs]
 
         def read(prop: Any) -> Any:
             try:

@@ -31,8 +31,9 @@ from tqdm import tqdm
 from core.dataset_dir import DatasetDir, atomic_write_json, write_bin
 from preprocess.ray_cluster import RayCluster, RayOptions, worker_error_line
 from runners.backend_spec import LOCAL_BACKENDS, BackendSpec, backend_spec
+from core.model_card import ModelCard
 from core.run_dir import RUN_JSON, RunError, cached_run, finish_run
-from runners.base import RunOptions, assemble, make_batches, static_batch
+from runners.base import RunOptions, assemble, make_batches
 
 log = logging.getLogger("runners")
 
@@ -42,7 +43,7 @@ RAY_BACKENDS = LOCAL_BACKENDS
 MAX_RESTARTS = 3
 
 
-def spec_from_args(args: Any, card: dict[str, Any]) -> BackendSpec:
+def spec_from_args(args: Any, card: ModelCard) -> BackendSpec:
     """The backend of `python -m runners` arguments, as a description each worker builds for itself."""
     if args.backend not in RAY_BACKENDS:
         raise RunError(f"--ray runs the backends {', '.join(RAY_BACKENDS)}, not {args.backend}")
@@ -54,7 +55,7 @@ def spec_from_args(args: Any, card: dict[str, Any]) -> BackendSpec:
 class BatchWorker:
     """One Ray actor: one backend session; maps batch descriptions to outputs written into the run dir."""
 
-    def __init__(self, spec: BackendSpec, card: dict[str, Any], dataset_path: str, out: str,
+    def __init__(self, spec: BackendSpec, card: ModelCard, dataset_path: str, out: str,
                  warm_keys: list[str], fixed: int | None, warmup: int, pause_s: float) -> None:
         self.host = socket.gethostname()
         self.pid = os.getpid()
@@ -104,13 +105,13 @@ class BatchWorker:
         outputs = self.backend.infer(inputs)
         latency_ms = (time.perf_counter() - t0) * 1000.0
         shapes: list[dict[str, list[int]]] = [{} for _ in batch]
-        for spec in self.card["outputs"]:
-            if spec["name"] not in outputs:
-                raise RunError(f"backend {self.backend.name} returned no output {spec['name']!r}")
+        for spec in self.card.outputs:
+            if spec.name not in outputs:
+                raise RunError(f"backend {self.backend.name} returned no output {spec.name!r}")
             for row, sample in enumerate(batch):
-                ref = write_bin(self.out / spec["name"] / f"{sample.key}.bin", outputs[spec["name"]][row],
-                                spec["dtype"])
-                shapes[row][spec["name"]] = list(ref.shape)
+                ref = write_bin(self.out / spec.name / f"{sample.key}.bin", outputs[spec.name][row],
+                                spec.dtype)
+                shapes[row][spec.name] = list(ref.shape)
         record = {"batch": index, "keys": keys, "shapes": shapes, "latency_ms": latency_ms,
                   "started": started, "ended": time.time(), "worker": {"host": self.host, "pid": self.pid}}
         # Written after the outputs: a record means the batch is complete.
@@ -118,7 +119,7 @@ class BatchWorker:
         return record
 
 
-def run_dataset_ray(spec: BackendSpec, dataset: DatasetDir, card: dict[str, Any], out: Path, opts: RunOptions,
+def run_dataset_ray(spec: BackendSpec, dataset: DatasetDir, card: ModelCard, out: Path, opts: RunOptions,
                     ray_opts: RayOptions, *, model_path: Path | None = None,
                     on_batch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run every sample over Ray into `out` (resuming finished batches); return run.json's content.
@@ -129,7 +130,7 @@ def run_dataset_ray(spec: BackendSpec, dataset: DatasetDir, card: dict[str, Any]
     config = {
         "backend": spec.name,
         "backend_options": spec.options,
-        "model_sha256": card.get("onnx_sha256"),
+        "model_sha256": card.onnx_sha256,
         "dataset": str(dataset.path.resolve()),
         "dataset_hash": dataset.header.get("config_hash"),
         "batch_size": opts.batch_size,
@@ -140,7 +141,7 @@ def run_dataset_ray(spec: BackendSpec, dataset: DatasetDir, card: dict[str, Any]
     cached = cached_run(out, config, opts.force)
     if cached:
         return cached
-    fixed = static_batch(card)
+    fixed = card.static_batch
     if fixed and opts.batch_size != fixed:
         raise RunError(f"the model has a static batch of {fixed}; run it with --batch-size {fixed}")
     batches = make_batches(dataset.samples, opts.batch_size, opts.sort_by_length)
@@ -148,8 +149,8 @@ def run_dataset_ray(spec: BackendSpec, dataset: DatasetDir, card: dict[str, Any]
         raise RunError(f"{dataset.path}: no samples")
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_JSON).unlink(missing_ok=True)  # a run dir without run.json is never taken as finished
-    for o in card["outputs"]:
-        (out / o["name"]).mkdir(exist_ok=True)
+    for o in card.outputs:
+        (out / o.name).mkdir(exist_ok=True)
     done = _resume(out, config, batches, card, opts.force)
     todo = [i for i in range(len(batches)) if i not in done]
     if done:
@@ -197,7 +198,7 @@ def run_dataset_ray(spec: BackendSpec, dataset: DatasetDir, card: dict[str, Any]
     return summary
 
 
-def _resume(out: Path, config: dict[str, Any], batches: list, card: dict[str, Any], force: bool) -> set[int]:
+def _resume(out: Path, config: dict[str, Any], batches: list, card: ModelCard, force: bool) -> set[int]:
     """Batches a previous run of the same config finished (record written and every output file present)."""
     progress = out / PROGRESS_DIR
     marker = progress / "config.json"
@@ -211,7 +212,7 @@ def _resume(out: Path, config: dict[str, Any], batches: list, card: dict[str, An
         rec = json.loads(p.read_text())
         i = rec.get("batch")
         if (isinstance(i, int) and i < len(batches) and rec.get("keys") == [s.key for s in batches[i]]
-                and all((out / o["name"] / f"{k}.bin").is_file() for o in card["outputs"] for k in rec["keys"])):
+                and all((out / o.name / f"{k}.bin").is_file() for o in card.outputs for k in rec["keys"])):
             done.add(i)
         else:
             p.unlink()
@@ -220,7 +221,7 @@ def _resume(out: Path, config: dict[str, Any], batches: list, card: dict[str, An
     return done
 
 
-def _stream(spec: BackendSpec, dataset: DatasetDir, card: dict[str, Any], out: Path, opts: RunOptions,
+def _stream(spec: BackendSpec, dataset: DatasetDir, card: ModelCard, out: Path, opts: RunOptions,
             ray_opts: RayOptions, batches: list, todo: list[int], fixed: int | None, workers: int,
             cpus_per_worker: int, on_batch: Callable[[dict[str, Any]], None] | None) -> None:
     import ray.data
@@ -279,7 +280,7 @@ def _per_worker(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def run_from_args(args: Any, card: dict[str, Any], dataset: DatasetDir) -> dict[str, Any]:
+def run_from_args(args: Any, card: ModelCard, dataset: DatasetDir) -> dict[str, Any]:
     """`python -m runners ... --ray`: the run of those arguments, over Ray."""
     spec = spec_from_args(args, card)
     opts = RunOptions(batch_size=args.batch_size, warmup=args.warmup, sort_by_length=not args.keep_order,

@@ -17,17 +17,18 @@ import numpy as np
 from tqdm import tqdm
 
 from core.streaming import CHUNK_OUTPUTS
-from core.ctc import greedy_decode
 from core.dataset_dir import DatasetDir, Sample, write_bin
+from core.model_card import ModelCard
 from core.run_dir import RunError, cached_run, finish_run
+from runners.backend_spec import card_checkpoint
 from core.stream_runner import StreamError, StreamRunner
 
 log = logging.getLogger("runners.stream")
 
 
-def features_input(card: dict[str, Any], dataset: DatasetDir) -> str:
+def features_input(card: ModelCard, dataset: DatasetDir) -> str:
     """The dataset's feature input (what preprocess wrote for the offline card, e.g. DeepSpeech2's spect)."""
-    name = card["streaming"].get("features_input")
+    name = card.streaming.features_input
     names = [s["name"] for s in dataset.header["inputs"]]
     if name not in names:
         raise RunError(f"{dataset.path} has no feature input {name!r} for this streaming model (has {names})")
@@ -37,12 +38,6 @@ def features_input(card: dict[str, Any], dataset: DatasetDir) -> str:
 def _load_features(dataset: DatasetDir, sample: Sample, name: str) -> np.ndarray:
     x = dataset.load(sample, name)
     return np.ascontiguousarray(x[..., :sample.length], dtype=np.float32)
-
-
-def _decode(probs: np.ndarray, card: dict[str, Any]) -> str:
-    delimiter = card.get("word_delimiter")
-    return greedy_decode(probs, None, card["labels"], int(card["blank_index"]),
-                         delimiter if delimiter and delimiter != " " else None)
 
 
 def stream_group(runner: StreamRunner, features: list[np.ndarray], on_chunk: Callable[[int, np.ndarray], None]
@@ -87,12 +82,12 @@ def stream_group(runner: StreamRunner, features: list[np.ndarray], on_chunk: Cal
 
 
 def run_streaming_dataset(runner: StreamRunner, backend_name: str, backend_info: dict[str, Any], dataset: DatasetDir,
-                          card: dict[str, Any], out: Path, *, streams: int = 1, warmup: int = 1,
+                          card: ModelCard, out: Path, *, streams: int = 1, warmup: int = 1,
                           progress: bool = True, force: bool = False, show_partials: bool = False,
                           model_path: Path | None = None) -> dict[str, Any]:
     if streams < 1:
         raise RunError(f"--batch-size (parallel streams) must be at least 1, not {streams}")
-    config = {"backend": backend_name, "backend_info": backend_info, "model_sha256": card.get("onnx_sha256"),
+    config = {"backend": backend_name, "backend_info": backend_info, "model_sha256": card.onnx_sha256,
               "dataset": str(dataset.path.resolve()), "dataset_hash": dataset.header.get("config_hash"),
               "batch_size": streams, "warmup": warmup, "streaming": True,
               "chunk_frames": runner.spec.chunk_frames}
@@ -103,12 +98,13 @@ def run_streaming_dataset(runner: StreamRunner, backend_name: str, backend_info:
     samples = list(dataset.samples)
     if not samples:
         raise RunError(f"{dataset.path}: no samples")
-    run_card = {**card, "outputs": [o for o in card["outputs"] if o["name"] in CHUNK_OUTPUTS]}
+    run_card = card.replace(outputs=tuple(o for o in card.outputs if o.name in CHUNK_OUTPUTS))
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").unlink(missing_ok=True)
-    for o in run_card["outputs"]:
-        (out / o["name"]).mkdir(exist_ok=True)
-    frame_ms = float(card["streaming"].get("latency", {}).get("frame_ms", 10.0))
+    for o in run_card.outputs:
+        (out / o.name).mkdir(exist_ok=True)
+    latency = dict(card.streaming.latency or {})
+    frame_ms = float(latency.get("frame_ms", 10.0))
     first_features = _load_features(dataset, samples[0], name)
     for _ in range(warmup):
         stream_group(runner, [first_features], lambda row, p: None)
@@ -127,7 +123,7 @@ def run_streaming_dataset(runner: StreamRunner, backend_name: str, backend_info:
         def on_chunk(row: int, probs: np.ndarray) -> None:
             if not show_partials:
                 return
-            text = _decode(probs, card)
+            text = card.decode(probs, None)
             if text != last_text[row]:
                 last_text[row] = text
                 print(f"{group[row].key} [{probs.shape[0]} frames] {text}", flush=True)
@@ -149,7 +145,7 @@ def run_streaming_dataset(runner: StreamRunner, backend_name: str, backend_info:
             samples_meta.append({"key": sample.key, "batch": index,
                                  "shapes": {"probs": list(ref_p.shape), "probs_lengths": list(ref_l.shape)}})
             if show_partials:
-                print(f"{sample.key} [final] {_decode(probs, card)}", flush=True)
+                print(f"{sample.key} [final] {card.decode(probs, None)}", flush=True)
     wall_s = time.perf_counter() - wall0
     extra = {"streaming": {
         "chunk_frames": runner.spec.chunk_frames,
@@ -159,7 +155,7 @@ def run_streaming_dataset(runner: StreamRunner, backend_name: str, backend_info:
                              "per": "chunk call (all streams of a group)"},
         "first_partial_ms": {"p50": float(np.percentile(first_partial_ms, 50)) if first_partial_ms else None,
                              "what": "audio up to the chunk that first emitted output, plus compute so far"},
-        "latency": card["streaming"].get("latency", {}),
+        "latency": latency,
     }}
     return finish_run(out, config=config, backend=backend_name, backend_info=backend_info, card=run_card,
                       dataset=dataset, batch_size=streams, batches=len(groups), latencies_ms=group_ms,
@@ -167,7 +163,7 @@ def run_streaming_dataset(runner: StreamRunner, backend_name: str, backend_info:
                       batching=f"{streams} streams side by side, manifest order", warmup=warmup, extra=extra)
 
 
-def streaming_backend(args: Any, card: dict[str, Any]) -> tuple[StreamRunner, str, dict[str, Any]]:
+def streaming_backend(args: Any, card: ModelCard) -> tuple[StreamRunner, str, dict[str, Any]]:
     """The step function for `--backend onnxruntime` (the graph) or `--backend torch` (the checkpoint's module)."""
     from core.stream_runner import ort_step, spec_from_card
 
@@ -184,11 +180,11 @@ def streaming_backend(args: Any, card: dict[str, Any]) -> tuple[StreamRunner, st
         from families.registry import family_module, streaming_module
         from core.streaming import torch_step
 
-        checkpoint = args.checkpoint or Path(card["source"]["path"])
+        checkpoint = args.checkpoint or card_checkpoint(card)
         if args.threads:
             torch.set_num_threads(args.threads)
-        model = family_module(card["family"]).load(checkpoint)
-        streaming = streaming_module(card["family"]).streaming_model(model.module, spec.chunk_frames)
+        model = family_module(card.family).load(checkpoint)
+        streaming = streaming_module(card.family).streaming_model(model.module, spec.chunk_frames)
         return (StreamRunner(spec, torch_step(streaming)), "torch",
                 {"torch": torch.__version__, "threads": torch.get_num_threads(), "checkpoint": str(checkpoint)})
     raise RunError(f"--streaming runs on --backend onnxruntime or torch, not {args.backend}")

@@ -20,6 +20,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from core.dataset_dir import DatasetDir, Sample, natural_key, write_bin
+from core.model_card import ModelCard
+from core.tensor_spec import TensorSpec
 from core.run_dir import RUN_JSON, RunError, finish_run
 
 log = logging.getLogger("runners")
@@ -40,18 +42,18 @@ class FileGroup:
     samples: list[Sample]  # in row order
 
 
-def input_folders(dataset: DatasetDir, card: dict[str, Any]) -> list[Path]:
+def input_folders(dataset: DatasetDir, card: ModelCard) -> list[Path]:
     """The dataset's folder of each model input, in the card's input order (the tool's --input order)."""
-    return [dataset.path / dataset.folder_of(spec["name"]) for spec in card["inputs"]]
+    return [dataset.path / dataset.folder_of(spec.name) for spec in card.inputs]
 
 
-def file_groups(dataset: DatasetDir, card: dict[str, Any]) -> list[FileGroup]:
+def file_groups(dataset: DatasetDir, card: ModelCard) -> list[FileGroup]:
     """The files the tool will read, grouped by the first input's file, in natural order.
 
     Every input of a group must be in the same file for all its samples (rows of one batch file, or
     one file per sample); a dataset laid out otherwise cannot be fed to a file-based tool.
     """
-    names = [spec["name"] for spec in card["inputs"]]
+    names = [spec.name for spec in card.inputs]
     groups: dict[str, FileGroup] = {}
     for sample in dataset.samples:
         first = sample.inputs[names[0]].file
@@ -70,9 +72,9 @@ def file_groups(dataset: DatasetDir, card: dict[str, Any]) -> list[FileGroup]:
     return sorted(groups.values(), key=lambda g: natural_key(g.stem))
 
 
-def file_batch(groups: list[FileGroup], card: dict[str, Any]) -> int:
+def file_batch(groups: list[FileGroup], card: ModelCard) -> int:
     """Rows per input file."""
-    return int(groups[0].samples[0].inputs[card["inputs"][0]["name"]].shape[0]) if groups else 1
+    return int(groups[0].samples[0].inputs[card.inputs[0].name].shape[0]) if groups else 1
 
 
 @dataclass
@@ -90,21 +92,21 @@ def _shape_text(shapes: dict[str, Any]) -> str:
     return ", ".join(f"{name} {'x'.join(str(d) for d in dims)}" for name, dims in shapes.items())
 
 
-def plan_tool_run(tool: str, model: Path, card: dict[str, Any], groups: list[FileGroup]) -> ToolPlan:
+def plan_tool_run(tool: str, model: Path, card: ModelCard, groups: list[FileGroup]) -> ToolPlan:
     """The gear of a dynamic OM that the files need, or how many files make one batch of a static OM.
 
     msame feeds each file as one inference; ais_bench joins `tensor size // file size` files into one
     inference (Ascend/tools ais_bench infer/io_oprations.py get_files_count_per_batch) and pads the last.
     A dynamic OM runs at one gear per run: every file must have the shapes of one of the OM's gears.
     """
-    names = [spec["name"] for spec in card["inputs"]]
+    names = [spec.name for spec in card.inputs]
     rows = file_batch(groups, card)
-    om = card.get("om") or {}
-    if not groups or not om:
+    om = card.om
+    if not groups or om is None:
         return ToolPlan([], rows, 1, None, False)
     shapes = {n: [int(d) for d in groups[0].samples[0].inputs[n].shape] for n in names}
-    if om.get("dynamic_batch_size") or om.get("dynamic_dims"):
-        if "gears" not in om:
+    if om.dynamic_batch_size or om.dynamic_dims:
+        if not om.gears:
             raise RunError(f"the card of {model} lists no gears (written by an older `python -m export atc`); "
                            "run the atc step again so the runner can pass --dymBatch / --dymDims")
         for group in groups:
@@ -113,28 +115,28 @@ def plan_tool_run(tool: str, model: Path, card: dict[str, Any], groups: list[Fil
                 raise RunError(f"a dynamic OM runs one gear per run, but the dataset's files differ in shape "
                                f"({groups[0].stem}: {_shape_text(shapes)}; {group.stem}: {_shape_text(other)}); "
                                "pad them to one length (preprocess --pad-to)")
-        gear = next((g for g in om["gears"] if g["input_shapes"] == shapes), None)
+        gear = next((g for g in om.gears if g["input_shapes"] == shapes), None)
         if gear is None:
             raise RunError(f"the dataset's files ({_shape_text(shapes)}) match no gear of {model} (gears: "
-                           + "; ".join(_shape_text(g["input_shapes"]) for g in om["gears"]) + ")")
-        if om.get("dynamic_batch_size"):
+                           + "; ".join(_shape_text(g["input_shapes"]) for g in om.gears) + ")")
+        if om.dynamic_batch_size:
             flags = ["--dymBatch", str(gear["batch"])]
         else:
             flags = ["--dymDims", ";".join(f"{n}:{','.join(str(d) for d in gear['input_shapes'][n])}"
-                                           for n in om["input_shape"])]
+                                           for n in om.input_shape or {})]
         # msame trims --dymBatch buffers by an integer ratio and never trims --dymDims ones.
         return ToolPlan(flags, gear["batch"], 1, gear["output_shapes"], True)
-    om_batch = om.get("input_shape", {}).get(names[0], [rows])[0]
+    om_batch = (om.input_shape or {}).get(names[0], [rows])[0]
     if not isinstance(om_batch, int) or om_batch == rows:
         return ToolPlan([], rows, 1, None, False)
     if tool == "msame":
         raise RunError(f"msame runs one file per inference: the dataset's files hold {rows} row(s) but {model} "
                        f"takes batch {om_batch}; preprocess with --batch-size {om_batch} or compile the OM for "
                        f"batch {rows}")
-    joinable = om_batch % rows == 0 and all(om["input_shape"][n][1:] == shapes[n][1:] for n in names)
+    joinable = om_batch % rows == 0 and all(om.input_shape[n][1:] == shapes[n][1:] for n in names)
     if not joinable:
         raise RunError(f"{tool} joins whole files into the OM's batch, but {model} takes "
-                       f"{_shape_text(om['input_shape'])} and the files hold {_shape_text(shapes)}")
+                       f"{_shape_text(om.input_shape)} and the files hold {_shape_text(shapes)}")
     return ToolPlan([], om_batch, om_batch // rows, None, False)
 
 
@@ -215,7 +217,7 @@ def read_txt(path: Path, dtype: str) -> np.ndarray:
         raise RunError(f"{path}: not numeric ({exc})") from None
 
 
-def read_output(path: Path, fmt: str, spec: dict[str, Any], rows: int, shape: list[int | str] | None = None,
+def read_output(path: Path, fmt: str, spec: TensorSpec, rows: int, shape: list[int | str] | None = None,
                 padded: bool = False) -> np.ndarray:
     """One output file as an array (rows, ...) of the card's output shape (or `shape`, when known).
 
@@ -225,12 +227,12 @@ def read_output(path: Path, fmt: str, spec: dict[str, Any], rows: int, shape: li
     fully known `shape`: the result is its first values, the rest is whatever the device held.
     """
     if fmt == "TXT":
-        values = read_txt(path, spec["dtype"]).reshape(-1)
+        values = read_txt(path, spec.dtype).reshape(-1)
     elif fmt == "NPY":
-        values = np.load(path).astype(spec["dtype"]).reshape(-1)
+        values = np.load(path).astype(spec.dtype).reshape(-1)
     else:
-        values = np.fromfile(path, dtype=np.dtype(spec["dtype"]).newbyteorder("<")).astype(spec["dtype"])
-    shape = list(shape or spec["shape"])
+        values = np.fromfile(path, dtype=np.dtype(spec.dtype).newbyteorder("<")).astype(spec.dtype)
+    shape = list(shape or spec.shape)
     shape[0] = rows
     free = [i for i, d in enumerate(shape) if not isinstance(d, int)]
     fixed = int(np.prod([d for d in shape if isinstance(d, int)]))
@@ -238,18 +240,18 @@ def read_output(path: Path, fmt: str, spec: dict[str, Any], rows: int, shape: li
     if padded and not free and values.size > fixed:
         values = values[:fixed]
     if len(free) > 1:
-        raise RunError(f"card output {spec['name']} has several unknown dims ({described}); cannot read {path}")
+        raise RunError(f"card output {spec.name} has several unknown dims ({described}); cannot read {path}")
     if free:
         if fixed == 0 or values.size % fixed:
-            raise RunError(f"{path}: {values.size} values do not fit output {spec['name']} of shape {described}")
+            raise RunError(f"{path}: {values.size} values do not fit output {spec.name} of shape {described}")
         shape[free[0]] = values.size // fixed
     elif values.size != fixed:
-        raise RunError(f"{path}: {values.size} values, expected {fixed} for output {spec['name']} of shape {described}")
+        raise RunError(f"{path}: {values.size} values, expected {fixed} for output {spec.name} of shape {described}")
     return values.reshape(shape)
 
 
 def write_run_from_files(out: Path, *, tool: str, tool_info: dict[str, Any], config: dict[str, Any],
-                         card: dict[str, Any], dataset: DatasetDir, groups: list[FileGroup],
+                         card: ModelCard, dataset: DatasetDir, groups: list[FileGroup],
                          output_file: dict[tuple[str, int], Path], fmt: str, plan: ToolPlan,
                          latencies_ms: list[float], wall_s: float, model_path: Path,
                          extra: dict[str, Any]) -> dict[str, Any]:
@@ -260,20 +262,20 @@ def write_run_from_files(out: Path, *, tool: str, tool_info: dict[str, Any], con
     being `plan.files_per_inference` files of the dataset (`plan.batch` rows).
     """
     (out / RUN_JSON).unlink(missing_ok=True)
-    for spec in card["outputs"]:
-        (out / spec["name"]).mkdir(parents=True, exist_ok=True)
+    for spec in card.outputs:
+        (out / spec.name).mkdir(parents=True, exist_ok=True)
     samples_meta: list[dict[str, Any]] = []
     for index, group in enumerate(groups):
         # A file holds as many rows as its batch axis, whether or not every row is a scored sample.
-        rows = int(group.samples[0].inputs[card["inputs"][0]["name"]].shape[0])
-        arrays = {spec["name"]: read_output(output_file[(group.stem, k)], fmt, spec, rows,
-                                            (plan.output_shapes or {}).get(spec["name"]), plan.padded)
-                  for k, spec in enumerate(card["outputs"])}
+        rows = int(group.samples[0].inputs[card.inputs[0].name].shape[0])
+        arrays = {spec.name: read_output(output_file[(group.stem, k)], fmt, spec, rows,
+                                            (plan.output_shapes or {}).get(spec.name), plan.padded)
+                  for k, spec in enumerate(card.outputs)}
         for row, sample in enumerate(group.samples):
             shapes = {}
-            for spec in card["outputs"]:
-                ref = write_bin(out / spec["name"] / f"{sample.key}.bin", arrays[spec["name"]][row], spec["dtype"])
-                shapes[spec["name"]] = list(ref.shape)
+            for spec in card.outputs:
+                ref = write_bin(out / spec.name / f"{sample.key}.bin", arrays[spec.name][row], spec.dtype)
+                shapes[spec.name] = list(ref.shape)
             samples_meta.append({"key": sample.key, "batch": index // plan.files_per_inference, "shapes": shapes})
     batches = -(-len(groups) // plan.files_per_inference)
     return finish_run(out, config=config, backend=tool, backend_info=tool_info, card=card, dataset=dataset,

@@ -13,7 +13,7 @@ TorchAIE guide compiles its int32 lengths input), and the inputs are built with 
 """
 from __future__ import annotations
 
-import copy
+import dataclasses
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.model_card import ModelCard
 from core.run_dir import RunError
 
 # card dtype -> the torch_aie.dtype member and the torch dtype of the tensors fed to the compiled model
@@ -40,24 +41,26 @@ def import_torch_aie() -> Any:
     return torch_aie
 
 
-def static_card(card: dict[str, Any], batch: int, length: int) -> dict[str, Any]:
+def static_card(card: ModelCard, batch: int, length: int) -> ModelCard:
     """The card with batch and time fixed, as the compiled model takes them."""
-    out = copy.deepcopy(card)
-    for spec in out["inputs"]:
-        spec["shape"][0] = batch
-        if spec.get("time_axis") is not None:
-            spec["shape"][spec["time_axis"]] = length
-    return out
+    inputs = []
+    for spec in card.inputs:
+        shape = list(spec.shape)
+        shape[0] = batch
+        if spec.time_axis is not None:
+            shape[spec.time_axis] = length
+        inputs.append(dataclasses.replace(spec, shape=tuple(shape)))
+    return card.replace(inputs=tuple(inputs))
 
 
-def torchscript_path(model: Path, card: dict[str, Any]) -> Path:
+def torchscript_path(model: Path, card: ModelCard) -> Path:
     """The TorchScript trace the export wrote beside the ONNX file (or `model` itself if it is one)."""
     if model.suffix == ".pt":
         return model
-    ts = card.get("torchscript")
-    if not ts:
+    ts = card.torchscript
+    if ts is None:
         raise RunError(f"the card of {model} records no TorchScript trace; export with --torchscript")
-    path = model.parent / ts["file"]
+    path = model.parent / ts.file
     if not path.is_file():
         raise RunError(f"TorchScript trace not found: {path}")
     return path
@@ -66,26 +69,26 @@ def torchscript_path(model: Path, card: dict[str, Any]) -> Path:
 class TorchAieBackend:
     name = "torch_aie"
 
-    def __init__(self, model: Path, card: dict[str, Any], *, batch_size: int, length: int,
+    def __init__(self, model: Path, card: ModelCard, *, batch_size: int, length: int,
                  soc_version: str = "Ascend310P3", device: str = "npu:0", guide_loops: int = 100,
                  guide_warmup: int = 10) -> None:
         self.aie = import_torch_aie()
         self.device = device
-        self.input_names = [i["name"] for i in card["inputs"]]
-        self.output_names = [o["name"] for o in card["outputs"]]
-        self.output_dtypes = [o["dtype"] for o in card["outputs"]]
+        self.input_names = [i.name for i in card.inputs]
+        self.output_names = [o.name for o in card.outputs]
+        self.output_dtypes = [o.dtype for o in card.outputs]
         ts_path = torchscript_path(Path(model), card)
         index = int(device.split(":")[1]) if ":" in device else 0
         self.aie.set_device(index)
         # The card the run loop must use: every batch padded to the compiled shape.
         self.card = static_card(card, batch_size, length)
-        shapes = [tuple(spec["shape"]) for spec in self.card["inputs"]]
-        unknown = sorted({spec["dtype"] for spec in self.card["inputs"]} - set(DTYPES))
+        shapes = [tuple(spec.shape) for spec in self.card.inputs]
+        unknown = sorted({spec.dtype for spec in self.card.inputs} - set(DTYPES))
         if unknown:
             raise RunError(f"torch_aie: no torch_aie.dtype for input dtype(s) {unknown} (known: {sorted(DTYPES)})")
-        self.input_dtypes = [DTYPES[spec["dtype"]][1] for spec in self.card["inputs"]]
-        inputs = [self.aie.Input(s, dtype=getattr(self.aie.dtype, DTYPES[spec["dtype"]][0]))
-                  for s, spec in zip(shapes, self.card["inputs"])]
+        self.input_dtypes = [DTYPES[spec.dtype][1] for spec in self.card.inputs]
+        inputs = [self.aie.Input(s, dtype=getattr(self.aie.dtype, DTYPES[spec.dtype][0]))
+                  for s, spec in zip(shapes, self.card.inputs)]
         scripted = torch.jit.load(str(ts_path)).eval()
         t0 = time.perf_counter()
         self.compiled = self.aie.compile(
@@ -112,9 +115,9 @@ class TorchAieBackend:
     def _guide_fps(self, shapes: list[tuple[int, ...]], length: int, batch: int, warmup: int,
                    loops: int) -> dict[str, Any]:
         """The guide's figure: one batch kept on the device, compute only (zeros; lengths = the full length)."""
-        tensors = [(torch.full(s, length, dtype=dtype) if spec.get("role") == "lengths"
+        tensors = [(torch.full(s, length, dtype=dtype) if spec.role == "lengths"
                     else torch.zeros(s, dtype=dtype)).to(self.device)
-                   for s, dtype, spec in zip(shapes, self.input_dtypes, self.card["inputs"])]
+                   for s, dtype, spec in zip(shapes, self.input_dtypes, self.card.inputs)]
         for _ in range(warmup):
             self._forward(tensors)
         t0 = time.perf_counter()

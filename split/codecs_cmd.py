@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from core.model_card import metrics_convention_of
 from split.errors import run_cli
 
 log = logging.getLogger("split.codecs")
@@ -128,7 +129,7 @@ def _row(codec: str, ms: list[dict[str, Any]], refs: list[str], unsplit: list[st
     if unsplit:
         from core.metrics import corpus_scores
 
-        convention = (head.card or {}).get("metrics_convention", "deepspeech")
+        convention = metrics_convention_of(head.card)
         wer_ref = corpus_scores(refs, unsplit, convention=convention)["wer"]
         wer = corpus_scores(refs, hyps, convention=convention)["wer"]
         row.update({"wer": 100 * wer, "delta_wer_points": 100 * (wer - wer_ref),

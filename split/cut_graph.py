@@ -15,6 +15,7 @@ from typing import Any
 
 import onnx
 
+from core.model_card import ModelCard
 from split.onnx_cut import Cut, CutError, compare_chain, cut, module_boundary, random_feeds, save
 
 log = logging.getLogger("split")
@@ -50,23 +51,25 @@ def boundary_specs(part: onnx.ModelProto, names: list[str], role: str) -> list[d
     return [{**found[n], "role": role} for n in names]
 
 
-def derive_cards(card: dict[str, Any], result: Cut, parity: dict[str, Any], how: dict[str, Any]) -> tuple[dict, dict]:
+def derive_cards(card: ModelCard, result: Cut, parity: dict[str, Any],
+                 how: dict[str, Any]) -> tuple[ModelCard, ModelCard]:
     """Head and tail cards from the whole model's card: same facts, their own inputs/outputs and a split entry."""
-    inputs = {d["name"]: d for d in card["inputs"]}
+    whole = card.to_dict()
+    inputs = {d["name"]: d for d in whole["inputs"]}
     boundary = boundary_specs(result.head, result.boundary, "features")
     split = {"boundary": boundary, "tail_graph_inputs": result.tail_graph_inputs, "cut": how,
-             "shared_nodes": len(result.shared_nodes), "whole_model": card.get("onnx")}
-    common = {k: v for k, v in card.items() if k not in ("inputs", "outputs", "onnx", "onnx_sha256", "parity",
-                                                            "optimization", "timings_s")}
+             "shared_nodes": len(result.shared_nodes), "whole_model": card.onnx}
+    common = {k: v for k, v in whole.items() if k not in ("inputs", "outputs", "onnx", "onnx_sha256", "parity",
+                                                             "optimization", "timings_s")}
     head = {**common, "onnx": "head.onnx", "inputs": [inputs[n] for n in _real_inputs(result.head)],
             "outputs": boundary, "split": {**split, "part": "head", "peer": "tail.onnx"},
-            "split_parity": parity, "whole_model_parity": card.get("parity")}
+            "split_parity": parity, "whole_model_parity": whole.get("parity")}
     tail = {**common, "onnx": "tail.onnx",
             "inputs": boundary_specs(result.tail, result.boundary, "features") + [inputs[n] for n in result.tail_graph_inputs],
-            "outputs": card["outputs"], "split": {**split, "part": "tail", "peer": "head.onnx"},
+            "outputs": whole["outputs"], "split": {**split, "part": "tail", "peer": "head.onnx"},
             "feature": {"kind": "split_activations", "producer": "head.onnx", "tensors": result.boundary},
-            "split_parity": parity, "whole_model_parity": card.get("parity")}
-    return head, tail
+            "split_parity": parity, "whole_model_parity": whole.get("parity")}
+    return ModelCard.from_dict(head, "the head card"), ModelCard.from_dict(tail, "the tail card")
 
 
 def _real_inputs(proto: onnx.ModelProto) -> list[str]:
@@ -74,7 +77,7 @@ def _real_inputs(proto: onnx.ModelProto) -> list[str]:
     return [i.name for i in proto.graph.input if i.name not in init]
 
 
-def write_parts(out: Path, result: Cut, cards: tuple[dict, dict] | None, report: dict[str, Any]) -> None:
+def write_parts(out: Path, result: Cut, cards: tuple[ModelCard, ModelCard] | None, report: dict[str, Any]) -> None:
     """Cards (or cut.json) first, then the graphs, each atomically."""
     from core.card import card_path_for, write_card
     from core.recipe import sha256_file
@@ -86,8 +89,7 @@ def write_parts(out: Path, result: Cut, cards: tuple[dict, dict] | None, report:
         onnx.save(proto, str(tmp_paths[name]))
     if cards is not None:
         for name, card in zip(("head", "tail"), cards):
-            card["onnx_sha256"] = sha256_file(tmp_paths[name])
-            write_card(card, card_path_for(out / f"{name}.onnx"))
+            write_card(card.replace(onnx_sha256=sha256_file(tmp_paths[name])), card_path_for(out / f"{name}.onnx"))
     else:
         tmp = out / "cut.json.tmp"
         tmp.write_text(json.dumps(report, indent=2) + "\n")

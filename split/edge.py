@@ -26,6 +26,7 @@ from split.codecs import Codec
 from split.errors import SplitError
 from split.proto import split_pb2 as pb
 from split.session import load_session
+from core.card import CardError
 from split.tail import lengths_input_name, read_optional_card
 from split.wire import HEALTH_METHOD, INFER_METHOD, build_request, tensor_from_proto
 
@@ -108,14 +109,12 @@ class HeadModel:
         when the card has no rule or the boundary's time axis is another one (e.g. a cut after a conv)."""
         if length is None or self.card is None or boundary.ndim < 2:
             return None
-        declared = (self.card.get("outputs") or [{}])[0].get("time_axis")
+        declared = self.card.outputs[0].time_axis if self.card.outputs else None
         if (declared if declared is not None else (1 if boundary.ndim == 3 else None)) != 1:
             return None
-        from core.card import CardError, output_frames  # here: the export stage imports torch
-
         try:
-            frames = output_frames(self.card, length)
-        except (CardError, KeyError, TypeError):
+            frames = self.card.output_frames(length)
+        except CardError:
             return None
         return [min(frames, boundary.shape[1])] * boundary.shape[0]
 

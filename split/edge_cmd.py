@@ -8,6 +8,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from core.card import CardError, read_card
+from core.model_card import ModelCard, metrics_convention_of
 from split.errors import run_cli
 
 log = logging.getLogger("split.edge")
@@ -129,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
     if all(refs) and any(r["transcript"] for r in rows):
         from core.metrics import corpus_scores
 
-        convention = (head.card or {}).get("metrics_convention", "deepspeech")
+        convention = metrics_convention_of(head.card)
         scores = corpus_scores(refs, [r["transcript"] for r in rows], convention=convention)
         meta["wer"], meta["cer"] = scores["wer"], scores["cer"]
     for row in table:
@@ -151,30 +153,26 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_card(args: argparse.Namespace) -> dict | None:
+def _run_card(args: argparse.Namespace) -> ModelCard | None:
     """The Tail's card when --out is to be a run dir, checked before anything is sent."""
     if args.tail_card is None:
         return None
     if not (args.return_output and args.dataset and args.out):
         raise ValueError("--tail-card makes --out a run dir: it needs --return-output, --dataset and --out")
     try:
-        card = json.loads(args.tail_card.read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"--tail-card {args.tail_card}: not readable JSON: {exc}") from None
-    outputs = card.get("outputs") if isinstance(card, dict) else None
-    if not isinstance(outputs, list) or not outputs or "family" not in card or \
-            not all(isinstance(o, dict) and {"name", "dtype", "role"} <= set(o) for o in outputs):
-        raise ValueError(f"--tail-card {args.tail_card}: not a model card (family, outputs with name, dtype, role)")
+        card = read_card(args.tail_card)
+    except CardError as exc:
+        raise ValueError(f"--tail-card {args.tail_card}: not a usable model card: {exc}") from None
     (args.out / "run.json").unlink(missing_ok=True)  # a run dir without run.json is never taken as finished
     return card
 
 
-def _finish_run_dir(args: argparse.Namespace, card: dict, rows: list[dict], meta: dict, wall_s: float) -> None:
+def _finish_run_dir(args: argparse.Namespace, card: ModelCard, rows: list[dict], meta: dict, wall_s: float) -> None:
     """run.json (runners' format, written last) for the outputs the server returned; per-sample latency is e2e."""
     from core.dataset_dir import DatasetDir
     from core.run_dir import finish_run
 
-    missing = [s["name"] for s in card["outputs"] if any(s["name"] not in r.get("output_shapes", {}) for r in rows)]
+    missing = [s.name for s in card.outputs if any(s.name not in r.get("output_shapes", {}) for r in rows)]
     if missing:
         raise ValueError(f"--tail-card {args.tail_card}: the server returned no output {missing} for some utterances")
     dataset = DatasetDir.open(args.dataset)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from core.family import Family, resolve
+from core.model_card import ModelCard
 from families.registry import family_names, get_family
 
 log = logging.getLogger("split")
@@ -89,19 +90,19 @@ def check_composition(chain: list[Path], reference: Callable[[torch.Tensor], tor
             "reference": "the whole PyTorch model (eval) at the same batch"}
 
 
-def _export_part(model: Any, tmp: Path, name: str, threads: int, optimize_graph: bool) -> dict[str, Any]:
+def _export_part(model: Any, tmp: Path, name: str, threads: int, optimize_graph: bool) -> ModelCard:
     from core.gated_export import export_family
 
     card = export_family(model, tmp, name=name, optimize_graph=optimize_graph, options={"split_part": name},
                          threads=threads)
     log.info("%s.onnx: parity passed (%s)", name,
-             ", ".join(f"{k} max abs {v['max_abs']:.2e}" for k, v in card["parity"]["outputs"].items()))
+             ", ".join(f"{k} max abs {v['max_abs']:.2e}" for k, v in (card.parity.outputs or {}).items()))
     return card
 
 
 def export_native_split(family: Family, checkpoint: Path, out: Path, *, autoencoder: Path | None = None,
                         options: dict[str, Any] | None = None, threads: int = 0,
-                        optimize_graph: bool = True) -> dict[str, dict[str, Any]]:
+                        optimize_graph: bool = True) -> dict[str, ModelCard]:
     """The family's own cut (its Family.split): every part as <name>.onnx with its card in `out`, each
     gated, and every chain of parts gated against its PyTorch reference."""
     from core.card import card_path_for, write_card
@@ -120,9 +121,9 @@ def export_native_split(family: Family, checkpoint: Path, out: Path, *, autoenco
         if failed:
             raise SplitExportError("split parity FAILED:\n  " + "\n  ".join(
                 f"{k}: {f}" for k, r in failed.items() for f in r["failures"]), reports)
-        for name, card in cards.items():
-            card["split_parity"] = reports
-            card.setdefault("split", {})["files"] = sorted(f"{n}.onnx" for n in parts)
+        for name, card in list(cards.items()):
+            split = {**(card.split or {}), "files": sorted(f"{n}.onnx" for n in parts)}
+            cards[name] = card = card.replace(split_parity=reports, split=split)
             write_card(card, card_path_for(tmp / f"{name}.onnx"))
         for name in parts:  # cards first: never a model file without its card
             shutil.move(str(card_path_for(tmp / f"{name}.onnx")), str(card_path_for(out / f"{name}.onnx")))
@@ -132,7 +133,7 @@ def export_native_split(family: Family, checkpoint: Path, out: Path, *, autoenco
 
 
 def export_family_cut(family: str, checkpoint: Path, out: Path, after: str, *, threads: int = 0,
-                      optimize_graph: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+                      optimize_graph: bool = True) -> tuple[ModelCard, ModelCard]:
     """Any family cut after a module: export the whole model (its own parity gate vs PyTorch), cut the graph
     at the module's boundary, and check head -> tail against the whole graph on the family's parity sweep
     (each length at batch 1, the padded batch, the reordered batch)."""
@@ -213,7 +214,7 @@ def _main_family_cut(args: argparse.Namespace) -> int:
         return code
     head, _ = result
     log.info("wrote head.onnx and tail.onnx into %s; boundary %s; tail also takes %s", args.out,
-             [(b["name"], b["shape"]) for b in head["split"]["boundary"]], head["split"]["tail_graph_inputs"])
+             [(b["name"], b["shape"]) for b in head.split["boundary"]], head.split["tail_graph_inputs"])
     return 0
 
 
@@ -227,9 +228,9 @@ def main(args: argparse.Namespace) -> int:
                                                      optimize_graph=not args.no_optimize))
     if code:
         return code
-    boundary = cards["head"]["split"]["boundary"]
+    boundary = cards["head"].split["boundary"]
     log.info("wrote %s into %s; boundary %s %s", ", ".join(f"{n}.onnx" for n in cards), args.out, boundary["name"],
              boundary["shape"])
-    for name, rep in cards["head"]["split_parity"].items():
+    for name, rep in cards["head"].split_parity.items():
         log.info("%s vs the whole model: max abs %.2e over %d cases", name, rep["max_abs"], len(rep["cases"]))
     return 0

@@ -5,6 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from core.model_card import metrics_convention_of
 from split.errors import run_cli
 
 log = logging.getLogger("split.profile")
@@ -69,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
 
     first_head = points[0].head
     utts = list(utterances_from_dataset(args.dataset, first_head.input.name, args.limit))
-    convention = (first_head.card or {}).get("metrics_convention", "deepspeech")
+    convention = metrics_convention_of(first_head.card)
     profile = make_profile(points, utts, codecs_for, args.full, convention, args.repeats)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out, profile)

@@ -2,7 +2,7 @@
 
 Tensor names come from the graph (and the card when there is one): the boundary input is the first input
 that is not a lengths input; a lengths input (card role "lengths", or an integer input) is fed the valid
-frames per item when the Tail has one. Transcripts need the card's labels and blank; without them the
+frames per item when the Tail has one. Transcripts need the card's labels and blank; without a card the
 Tail's output tensor is all the server can send back.
 """
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from core.ctc import greedy_decode
+from core.card import card_path_for, read_card
+from core.model_card import ModelCard
 from split.session import load_session
 
 INT_TYPES = ("tensor(int32)", "tensor(int64)")
@@ -27,23 +28,17 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_optional_card(onnx_path: Path, card_path: Path | None = None) -> dict[str, Any] | None:
-    """The card beside `onnx_path` (or at `card_path`) as plain JSON, or None when there is none."""
-    import json
-
-    # The export stage's naming (core.card.card_path_for), written out here because importing the
-    # export stage pulls in torch, which neither the server nor the edge otherwise needs.
-    path = card_path or Path(onnx_path).with_name(Path(onnx_path).stem + ".card.json")
+def read_optional_card(onnx_path: Path, card_path: Path | None = None) -> ModelCard | None:
+    """The card beside `onnx_path` (or at `card_path`), or None when there is none; a card that is there
+    but malformed is refused (CardError, a ValueError) rather than half used."""
+    path = card_path or card_path_for(Path(onnx_path))
     if not path.is_file():
         return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"model card {path} is not valid JSON: {exc}") from None
+    return read_card(path)
 
 
-def lengths_input_name(session: Any, card: dict[str, Any] | None) -> str | None:
-    roles = {i["name"]: i.get("role") for i in (card or {}).get("inputs", []) if isinstance(i, dict)}
+def lengths_input_name(session: Any, card: ModelCard | None) -> str | None:
+    roles = {i.name: i.role for i in card.inputs} if card is not None else {}
     for inp in session.get_inputs():
         if roles.get(inp.name) == "lengths" or inp.type in INT_TYPES:
             return inp.name
@@ -64,7 +59,7 @@ class TailModel:
         last = self.boundary.shape[-1] if self.boundary.shape else None
         self.channels: int | None = last if isinstance(last, int) else None
         self.sha256 = sha256_of(self.path)
-        self.can_transcribe = bool(self.card and self.card.get("labels") and "blank_index" in self.card)
+        self.can_transcribe = self.card is not None and bool(self.card.labels)
 
     def run(self, x: np.ndarray, lengths: list[int] | None, time_axis: int = 1,
             input_lengths: list[int] | None = None) -> dict[str, np.ndarray]:
@@ -89,12 +84,7 @@ class TailModel:
         scores = next(iter(outputs.values()))
         same_frames = boundary_frames is None or boundary_frames == scores.shape[1]
         frames = lengths if lengths is not None and same_frames else [scores.shape[1]] * scores.shape[0]
-        card = self.card
-        delimiter = card.get("word_delimiter")
-        return [greedy_decode(scores[b], min(int(frames[b]), scores.shape[1]), card["labels"], int(card["blank_index"]),
-                              word_delimiter=delimiter if delimiter and delimiter != " " else None,
-                              special_tokens=card.get("special_tokens", []))
-                for b in range(scores.shape[0])]
+        return [self.card.decode(scores[b], min(int(frames[b]), scores.shape[1])) for b in range(scores.shape[0])]
 
     def _input_type(self, name: str) -> str:
         return next(i.type for i in self.session.get_inputs() if i.name == name)

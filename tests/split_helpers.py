@@ -85,15 +85,15 @@ def make_split_pair(out: Path, seed: int = 0, autoencoder: bool = True) -> Path:
     _export(nn.Sequential(head, tail), spec, out / "model.onnx", "spec", "logits", {0: "batch", 3: "time"},
             {0: "batch", 1: "frames"})
     rule = {"kind": "conv", "layers": [{"kernel": 3, "stride": 2, "padding": 1}]}
-    _card(out / "model.onnx", [{"name": "spec", "dtype": "float32", "shape": ["batch", 1, FEATS, "time"]}],
-          [{"name": "logits", "dtype": "float32", "shape": ["batch", "frames", len(LABELS)]}],
-          output_length_rule=rule, labels=LABELS, blank_index=0, metrics_convention="deepspeech")
-    _card(out / "head.onnx", [{"name": "spec", "dtype": "float32", "shape": ["batch", 1, FEATS, "time"]}],
-          [{"name": "features", "dtype": "float32", "shape": ["batch", "frames", CHANNELS]}],
-          output_length_rule=rule, metrics_convention="deepspeech")
-    _card(out / "tail.onnx", [{"name": "features", "dtype": "float32", "shape": ["batch", "frames", CHANNELS]}],
-          [{"name": "logits", "dtype": "float32", "shape": ["batch", "frames", len(LABELS)]}],
-          labels=LABELS, blank_index=0, metrics_convention="deepspeech")
+    spec = {"name": "spec", "dtype": "float32", "shape": ["batch", 1, FEATS, "time"], "role": "features",
+            "time_axis": 3}
+    logits = {"name": "logits", "dtype": "float32", "shape": ["batch", "frames", len(LABELS)], "role": "logits"}
+    features = {"name": "features", "dtype": "float32", "shape": ["batch", "frames", CHANNELS], "role": "features"}
+    facts = {"labels": LABELS, "blank_index": 0, "metrics_convention": "deepspeech",
+             "feature": {"kind": "random_spectrogram", "sample_rate": 16000}}
+    _card(out / "model.onnx", [spec], [logits], output_length_rule=rule, **facts)
+    _card(out / "head.onnx", [spec], [features], output_length_rule=rule, **facts)
+    _card(out / "tail.onnx", [features], [logits], **{**facts, "feature": {"kind": "split_activations"}})
     if autoencoder:
         z = AeEncoder()(boundary)
         _export(AeEncoder(), boundary, out / "ae_encoder.onnx", "x", "z", {0: "batch", 1: "frames"},

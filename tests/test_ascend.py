@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 
 from export.atc import AtcError, AtcOptions, atc_command, convert
-from core.card import card_path_for, read_card
+from core.card import ModelCard, card_path_for, read_card
+from core.tensor_spec import TensorSpec
 from core.dataset_dir import DatasetDir
 from core.run_dir import RunError, open_run
 from runners.tool_outputs import ToolNotFound, check_files, read_output
 from tests.emulators import EMULATORS, emulator_env
+from tests.card_checks import assert_card_round_trips
 
 
 @pytest.fixture()
@@ -80,8 +82,8 @@ def test_atc_without_toolkit_writes_the_script_and_card(tmp_path: Path, tiny_exp
     assert not ran and not om.exists()
     script = (tmp_path / "om" / "ds_bs1.atc.sh").read_text()
     assert "atc --framework=5" in script and "spect:1,1,161,621;lengths:1" in script
-    om_card = read_card(card_path_for(om))
-    assert om_card["inputs"][0]["shape"] == [1, 1, 161, 621] and om_card["om"]["soc_version"] == "Ascend310P3"
+    om_card = assert_card_round_trips(card_path_for(om), tmp_path)
+    assert om_card.inputs[0].shape == (1, 1, 161, 621) and om_card.om.soc_version == "Ascend310P3"
 
 
 def test_atc_simplify_folds_at_the_static_shape(tmp_path: Path, tiny_export: Path, tiny_an4_test: Path,
@@ -209,7 +211,7 @@ def test_tool_errors_are_clear(tmp_path: Path, ds_modelzoo: dict[str, Path], tin
 
 
 def test_read_output_checks_the_value_count(tmp_path: Path) -> None:
-    spec = {"name": "probs", "dtype": "float32", "shape": [1, "frames", 29]}
+    spec = TensorSpec("probs", "float32", (1, "frames", 29), "probabilities")
     good = tmp_path / "data1_output_0.txt"
     good.write_text("".join(" ".join("0.5" for _ in range(29)) + " \n" for _ in range(4)))
     assert read_output(good, "TXT", spec, 1).shape == (1, 4, 29)
@@ -217,7 +219,7 @@ def test_read_output_checks_the_value_count(tmp_path: Path) -> None:
     bad.write_text("0.5 " * 30 + "\n")
     with pytest.raises(RunError, match="data2_output_0.txt: 30 values do not fit output probs of shape 1xframesx29"):
         read_output(bad, "TXT", spec, 1)
-    static = {"name": "probs", "dtype": "float32", "shape": [1, 311, 29]}
+    static = TensorSpec("probs", "float32", (1, 311, 29), "probabilities")
     with pytest.raises(RunError, match="116 values, expected 9019"):
         read_output(good, "TXT", static, 1)
     # A buffer of the largest gear (msame --dymDims): the gear's shape from the card, the rest dropped.
@@ -245,13 +247,13 @@ def ds_dynamic(tmp_path_factory: pytest.TempPathFactory, tiny_export: Path, tiny
     return {"onnx": tiny_export, "data": root / "data", "ort": root / "ort"}
 
 
-def _same_as_onnxruntime(run_dir: Path, ds: dict[str, Path], card: dict) -> None:
+def _same_as_onnxruntime(run_dir: Path, ds: dict[str, Path], card: ModelCard) -> None:
     """Every sample's outputs have onnxruntime's shapes and values (TXT rounding aside), and decode the same."""
     for sample in DatasetDir.open(ds["data"]).samples:
-        for spec in card["outputs"]:
-            a = np.fromfile(ds["ort"] / spec["name"] / f"{sample.key}.bin", dtype=spec["dtype"])
-            b = np.fromfile(run_dir / spec["name"] / f"{sample.key}.bin", dtype=spec["dtype"])
-            assert a.shape == b.shape, (sample.key, spec["name"])
+        for spec in card.outputs:
+            a = np.fromfile(ds["ort"] / spec.name / f"{sample.key}.bin", dtype=spec.dtype)
+            b = np.fromfile(run_dir / spec.name / f"{sample.key}.bin", dtype=spec.dtype)
+            assert a.shape == b.shape, (sample.key, spec.name)
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     ref = _hyps(ds["ort"], ds["data"], card)
     got = _hyps(run_dir, ds["data"], card)
@@ -329,7 +331,7 @@ def test_atc_takes_chip_names(tmp_path: Path, ds_modelzoo: dict[str, Path], soc:
 
     assert export_main(["atc", "--model", str(ds_modelzoo["onnx"]), "--out", str(tmp_path), "--name", "m",
                         "--soc-version", soc]) == 0
-    assert (tmp_path / "m.om").is_file() and read_card(card_path_for(tmp_path / "m.om"))["om"]["soc_version"] == soc
+    assert (tmp_path / "m.om").is_file() and read_card(card_path_for(tmp_path / "m.om")).om.soc_version == soc
 
 
 def test_atc_warns_on_an_unknown_chip_but_passes_it_on(tiny_export: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -352,11 +354,13 @@ def test_torch_aie_backend_on_the_npu_with_the_cards_dtypes(tmp_path: Path, asce
 
     ts = tmp_path / "m.pt"
     torch.jit.trace(Twice(), (torch.zeros(2, 3, 4), torch.ones(2, dtype=torch.int32))).save(str(ts))
-    card = {"inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 3, "time"], "role": "features",
-                        "time_axis": 2},
-                       {"name": "n", "dtype": "int32", "shape": ["batch"], "role": "lengths"}],
-            "outputs": [{"name": "y", "dtype": "float32", "shape": ["batch", 3, "time"]},
-                        {"name": "m", "dtype": "int32", "shape": ["batch"]}]}
+    card = ModelCard.from_dict({
+        "family": "twice", "onnx": "m.onnx", "labels": ["_"], "blank_index": 0, "feature": {"kind": "none"},
+        "inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 3, "time"], "role": "features",
+                    "time_axis": 2},
+                   {"name": "n", "dtype": "int32", "shape": ["batch"], "role": "lengths"}],
+        "outputs": [{"name": "y", "dtype": "float32", "shape": ["batch", 3, "time"], "role": "features"},
+                    {"name": "m", "dtype": "int32", "shape": ["batch"], "role": "lengths"}]})
     backend = TorchAieBackend(ts, card, batch_size=2, length=4, device="npu:0", guide_loops=1, guide_warmup=1)
     x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
     out = backend.infer({"x": x, "n": np.array([3, 4], dtype=np.int32)})
@@ -393,7 +397,7 @@ def test_ais_bench_flow_matches_onnxruntime(tmp_path: Path, w2v_modelzoo: dict[s
     assert export_main(["atc", "--model", str(w2v_modelzoo["onnx"]), "--out", str(tmp_path / "om"), "--name",
                         "wav2vec2_bs2", "--batch-size", "2", "--length", "100000"]) == 0
     om = tmp_path / "om" / "wav2vec2_bs2.om"
-    assert read_card(card_path_for(om))["om"]["input_shape"] == {"input_values": [2, 100000]}
+    assert read_card(card_path_for(om)).om.input_shape == {"input_values": [2, 100000]}
     assert _run(["--backend", "ais_bench", "--model", str(om), "--dataset", str(w2v_modelzoo["data"]), "--out",
                  str(tmp_path / "ais"), "--warmup", "1"]) == 0
     run = open_run(tmp_path / "ais")

@@ -89,8 +89,9 @@ def test_padded_batch_equals_batch_one_in_torch(tiny_ckpt: Path) -> None:
 
 
 def test_export_writes_model_card_and_metadata(tiny_export: Path) -> None:
-    proto, card = load_model_and_card(tiny_export)
-    assert card["parity"]["passed"] is True
+    proto, model_card = load_model_and_card(tiny_export)
+    card = model_card.to_dict()  # the JSON layout the card is written in
+    assert model_card.parity.passed is True and card["card_version"] == 2
     assert card["parity"]["outputs"]["probs"]["max_abs"] < 1e-5
     assert card["parity"]["padded_batch_vs_batch1"]["probs"]["compared"] > 0
     batches = {c["batch"] for c in card["parity"]["cases"]}
@@ -124,7 +125,7 @@ def test_static_shape_export(tmp_path: Path, tiny_ckpt: Path) -> None:
     proto, card = load_model_and_card(out / "model.onnx")
     dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
     assert dims == [1, 1, 161, 621]
-    assert card["outputs"][0]["shape"] == [1, 311, 29]
+    assert card.outputs[0].shape == (1, 311, 29) and card.static_batch == 1
 
 
 def test_parity_gate_fails_with_numbers(tmp_path: Path, tiny_ckpt: Path, tiny_export: Path) -> None:

@@ -45,7 +45,7 @@ def test_reader_warns_on_empty_references(tmp_path: Path, caplog: pytest.LogCapt
 def test_scores_json_is_valid_with_empty_references(tmp_path: Path, tiny_export: Path,
                                                     monkeypatch: pytest.MonkeyPatch,
                                                     caplog: pytest.LogCaptureFixture) -> None:
-    from core.card import card_path_for, read_card
+    from core.card import ModelCard, card_path_for, read_card
     from postprocess import score
     from preprocess.build import BuildOptions, build_dataset
     from core.dataset_dir import DatasetDir
@@ -57,7 +57,7 @@ def test_scores_json_is_valid_with_empty_references(tmp_path: Path, tiny_export:
     assert run_quiet(["--backend", "onnxruntime", "--model", str(tiny_export), "--dataset", str(ds_dir),
                       "--out", str(tmp_path / "run")]) == 0
     # Every hypothesis non-empty, so every utterance (and the corpus) has an undefined, infinite rate.
-    monkeypatch.setattr(score, "decode", lambda out, frames, card: "A")
+    monkeypatch.setattr(ModelCard, "decode", lambda self, scores, frames: "A")
     with caplog.at_level(logging.WARNING):
         result = score.score_run(tmp_path / "run", DatasetDir.open(ds_dir), card)
     assert result["empty_references"] == 3

@@ -38,7 +38,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, dataset: Path, tiny_export: P
 
 def _outputs(run_dir: Path, card: dict) -> dict[str, dict[str, np.ndarray]]:
     """{key: {output name: that sample's row}} from a run dir."""
-    dtypes = {o["name"]: o["dtype"] for o in card["outputs"]}
+    dtypes = {o.name: o.dtype for o in card.outputs}
     run = json.loads((run_dir / "run.json").read_text())
     return {m["key"]: {name: read_bin(run_dir / name / f"{m['key']}.bin", dtypes[name], tuple(shape))
                        for name, shape in m["shapes"].items()} for m in run["samples"]}

@@ -12,6 +12,7 @@ from families.deepspeech2.recipe import MODELZOO, DeepSpeechConfig, feature_conf
 from core.audio import AudioError, load_audio, read_raw_pcm
 from preprocess.build import BuildOptions, _modelzoo_size, build_dataset
 from core.dataset_dir import DatasetDir, DatasetDirError, read_bin
+from core.model_card import ModelCard
 from core.corpora import DatasetError, read_an4_raw, read_ds_manifest, read_librispeech
 from families.deepspeech2.features import deepspeech_spectrogram
 from families.registry import frames_for
@@ -20,10 +21,11 @@ from core.text import to_labels
 FEAT = feature_config(DeepSpeechConfig())
 
 
-def _card(labels: list[str] | None = None) -> dict:
+def _card(labels: list[str] | None = None) -> ModelCard:
     cfg = DeepSpeechConfig()
-    return {
+    return ModelCard.from_dict({
         "family": "deepspeech2",
+        "onnx": "model.onnx",
         "labels": labels or cfg.labels,
         "blank_index": 0,
         "feature": FEAT,
@@ -33,7 +35,7 @@ def _card(labels: list[str] | None = None) -> dict:
             {"name": "lengths", "dtype": "int32", "shape": ["batch"], "role": "lengths"},
         ],
         "outputs": [],
-    }
+    })
 
 
 def test_spectrogram_matches_the_formula() -> None:

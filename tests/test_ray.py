@@ -143,7 +143,7 @@ def test_interrupted_run_resumes_without_redoing(ray_local, tiny_export, tiny_an
                         on_batch=stop_after_two)
     assert not (out / "run.json").exists()
     time.sleep(1.0)  # let the batches in flight when the driver stopped settle
-    first = out / card["outputs"][0]["name"]
+    first = out / card.outputs[0].name
     finished = {k: (first / f"{k}.bin").stat().st_mtime_ns for r in seen for k in r["keys"]}
     assert finished
     run_dataset_ray(ort_spec(tiny_export), ds, card, out, opts, RayOptions(workers=2))

@@ -151,9 +151,8 @@ def test_modelzoo_decoding_reads_half_the_input_length(tmp_path: Path, tiny_corp
 def test_output_length_rule_matches_the_model(tiny_export: Path) -> None:
     import torch
 
-    from core.card import output_frames
     from families.deepspeech2.recipe import conv_output_lengths
 
     card = read_card(card_path_for(tiny_export))
     for n in (1, 2, 37, 620, 621, 1000):
-        assert output_frames(card, n) == int(conv_output_lengths(torch.tensor([n]))[0])
+        assert card.output_frames(n) == int(conv_output_lengths(torch.tensor([n]))[0])

@@ -10,6 +10,7 @@ import pytest
 from families.deepspeech2.recipe import DeepSpeechConfig, feature_config
 from core.audio import AudioError
 from families.deepspeech2.features import deepspeech_spectrogram
+from core.model_card import ModelCard
 from families.registry import extract
 from families.wav2vec2.features import wav2vec2_waveform
 
@@ -55,12 +56,14 @@ def test_preprocess_writes_no_nan_for_digital_silence(tmp_path: Path) -> None:
     shutil.copytree(FIXTURE_AN4, root)
     silent = root / "wav" / "an4test_clstk" / "fcaw" / "an407-fcaw-b.raw"
     silent.write_bytes(bytes(silent.stat().st_size))
-    card = {"family": "deepspeech2", "labels": DeepSpeechConfig().labels, "blank_index": 0, "feature": FEAT,
+    card = {"family": "deepspeech2", "onnx": "model.onnx", "labels": DeepSpeechConfig().labels, "blank_index": 0,
+            "feature": FEAT,
             "inputs": [{"name": "spect", "dtype": "float32", "shape": ["batch", 1, 161, "time"],
                         "role": "features", "time_axis": 3},
                        {"name": "lengths", "dtype": "int32", "shape": ["batch"], "role": "lengths"}],
             "outputs": []}
-    out = build_dataset(read_an4_raw(root, "test"), tmp_path / "ds", card, {"kind": "an4_raw"}, BuildOptions(),
+    out = build_dataset(read_an4_raw(root, "test"), tmp_path / "ds", ModelCard.from_dict(card), {"kind": "an4_raw"},
+                        BuildOptions(),
                         progress=False)
     ds = DatasetDir.open(out)
     for sample in ds.samples:

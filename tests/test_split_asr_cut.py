@@ -12,6 +12,7 @@ import torch
 
 from families.split_asr.model import SplitASRConfig, SpeechRecognitionModel
 from split.onnx_cut import CutError, compare_chain, cut, module_boundary, random_feeds, run_chain, save
+from tests.card_checks import assert_card_round_trips
 
 CFG = SplitASRConfig(n_cnn_layers=1, n_rnn_layers=2, rnn_dim=8, n_feats=16, channels=4)
 
@@ -67,8 +68,10 @@ def test_cut_cli_on_a_carded_export(whole: tuple[Path, SpeechRecognitionModel], 
 
     assert main(["cut", "--model", str(whole[0]), "--after", "rescnn_layers.0", "--out", str(tmp_path),
                  "--dims", "batch=2,time=24", "--threads", "1"]) == 0
-    _, head = load_model_and_card(tmp_path / "head.onnx")
-    _, tail = load_model_and_card(tmp_path / "tail.onnx")
+    head = load_model_and_card(tmp_path / "head.onnx")[1].to_dict()
+    tail = load_model_and_card(tmp_path / "tail.onnx")[1].to_dict()
+    for part in ("head", "tail"):
+        assert_card_round_trips(tmp_path / f"{part}.card.json", tmp_path)
     assert head["split"]["boundary"][0]["name"] == "/rescnn_layers/rescnn_layers.0/Add_2_output_0"
     assert head["split"]["boundary"][0]["shape"][1:3] == [4, 8]  # channels, n_feats // 2
     assert tail["inputs"][0]["name"] == head["outputs"][0]["name"] and tail["outputs"][0]["name"] == "logits"
@@ -101,8 +104,8 @@ def test_deepspeech2_cut_after_conv_takes_lengths(tiny_ckpt: Path, tmp_path: Pat
 
     assert main(["export", "--family", "deepspeech2", "--checkpoint", str(tiny_ckpt), "--after", "conv",
                  "--out", str(tmp_path), "--threads", "1"]) == 0
-    _, head = load_model_and_card(tmp_path / "head.onnx")
-    _, tail = load_model_and_card(tmp_path / "tail.onnx")
+    head = load_model_and_card(tmp_path / "head.onnx")[1].to_dict()
+    tail = load_model_and_card(tmp_path / "tail.onnx")[1].to_dict()
     assert [i["name"] for i in tail["inputs"]][1:] == ["lengths"] and head["split"]["tail_graph_inputs"] == ["lengths"]
     parity = head["split_parity"]
     assert parity["passed"] and any(len(case) > 1 for case in parity["sweep"])  # padded batches included

@@ -11,6 +11,7 @@ import torch
 
 from families.split_asr.autoencoder import AutoEncoderDecoder, AutoencoderConfig
 from families.split_asr.model import SplitASRConfig, SpeechRecognitionModel, output_frames
+from tests.card_checks import assert_card_round_trips
 
 CFG = SplitASRConfig(n_cnn_layers=1, n_rnn_layers=2, rnn_dim=8, n_feats=32, channels=4)
 
@@ -62,8 +63,9 @@ def _session(path: Path):
 def test_whole_model_card(whole_export: Path) -> None:
     from core.card import load_model_and_card
 
-    _, card = load_model_and_card(whole_export / "model.onnx")
-    assert card["family"] == "split_asr"
+    _, model_card = load_model_and_card(whole_export / "model.onnx")
+    card = model_card.to_dict()  # the JSON layout the card is written in
+    assert model_card.family == "split_asr" and model_card.scores_output.name == "logits"
     assert card["inputs"] == [{"name": "spec", "dtype": "float32", "shape": ["batch", 1, 32, "time"],
                                "role": "features", "time_axis": 3}]
     assert card["outputs"][0]["name"] == "logits" and card["outputs"][0]["role"] == "logits"
@@ -102,13 +104,15 @@ def test_bad_checkpoint_exits_2_with_the_reason(tmp_path: Path, caplog: pytest.L
     assert not (tmp_path / "out" / "model.onnx").exists()
 
 
-def test_split_files_and_cards(split_export: Path) -> None:
+def test_split_files_and_cards(split_export: Path, tmp_path: Path) -> None:
     from core.card import load_model_and_card
 
     names = ["head", "tail", "ae_encoder", "ae_decoder"]
     assert sorted(p.name for p in split_export.iterdir()) == sorted(
         [f"{n}.onnx" for n in names] + [f"{n}.card.json" for n in names])
-    cards = {n: load_model_and_card(split_export / f"{n}.onnx")[1] for n in names}
+    cards = {n: load_model_and_card(split_export / f"{n}.onnx")[1].to_dict() for n in names}
+    for n in names:
+        assert_card_round_trips(split_export / f"{n}.card.json", tmp_path)
     head, tail = cards["head"], cards["tail"]
     boundary = head["split"]["boundary"]
     assert boundary["name"] == "features" and boundary["shape"] == ["batch", "frames", 8]
@@ -195,7 +199,7 @@ def test_preprocess_makes_the_cards_features(tmp_path: Path, whole_export: Path)
     ref = sample.inputs["spec"]
     assert tuple(ref.shape) == (1, 1, 32, 1 + 12345 // 200) and sample.transcript == "IT'S A TEST"
     stored = np.fromfile(out / "spec" / ref.file, dtype="<f4").reshape(ref.shape)
-    want = extract(sf.read(wav, dtype="float32")[0], card["feature"])
+    want = extract(sf.read(wav, dtype="float32")[0], card.feature.params())
     np.testing.assert_allclose(stored[0, 0], want, rtol=1e-6)
 
 

@@ -321,6 +321,7 @@ def test_edge_cli_tail_card_makes_a_run_dir_that_postprocess_scores(server, pair
     by postprocess to the transcripts the server sent back."""
     import json
 
+    from core.model_card import ModelCard
     from postprocess.score import score_run
     from core.dataset_dir import HEADER, DatasetDir
     from split.__main__ import main
@@ -344,7 +345,7 @@ def test_edge_cli_tail_card_makes_a_run_dir_that_postprocess_scores(server, pair
         shape = sample["shapes"]["logits"]
         assert shape == rows[sample["key"]]["output_shapes"]["logits"] and len(shape) == 2 and shape[1] == len(LABELS)
         assert (out / "logits" / f"{sample['key']}.bin").stat().st_size == 4 * shape[0] * shape[1]
-    scores = score_run(out, DatasetDir.open(ds), card, write=False)
+    scores = score_run(out, DatasetDir.open(ds), ModelCard.from_dict(card), write=False)
     assert scores["utterances"] == 3
     assert list(scores["hypotheses"].values()) == [rows[k]["transcript"] for k in sorted(rows)]
     (tmp_path / "bad.card.json").write_text(json.dumps({"outputs": [{"name": "logits"}]}))

@@ -43,7 +43,9 @@ def exports(tmp_path_factory: pytest.TempPathFactory, lstm_ckpt: Path) -> dict[s
 
 def test_card_records_chunk_states_latency_and_parity(exports: dict) -> None:
     _, onnx_path = exports["gru6"]
-    _, card = load_model_and_card(onnx_path)  # the card's inputs/outputs match the graph
+    _, model_card = load_model_and_card(onnx_path)  # the card's inputs/outputs match the graph
+    card = model_card.to_dict()
+    assert model_card.streaming.chunk_frames == 6
     s = card["streaming"]
     assert s["chunk_frames"] == 6 and card["export_options"] == {"streaming": True, "chunk_frames": 6}
     names = [st["name"] for st in s["states"]]

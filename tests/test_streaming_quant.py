@@ -12,6 +12,7 @@ from core.card import card_path_for, load_model_and_card
 from export.streaming_quant import ChunkCalibrationReader, chunk_feeds
 from core.dataset_dir import DatasetDir
 from core.stream_runner import StreamRunner, ort_step, spec_from_card
+from tests.card_checks import assert_card_round_trips
 
 
 
@@ -42,7 +43,7 @@ def test_calibration_feeds_carry_the_fp32_caches(stream_export: Path, tiny_an4_t
 
 
 def nxt_names(card: dict) -> list[str]:
-    return [s["name"] for s in card["streaming"]["states"]]
+    return [s.name for s in card.streaming.states]
 
 
 def test_int8_variant_of_a_streaming_graph(stream_export: Path, tiny_an4_test: Path, tmp_path: Path) -> None:
@@ -54,12 +55,13 @@ def test_int8_variant_of_a_streaming_graph(stream_export: Path, tiny_an4_test: P
                  "--min-argmax-agreement", "0", "--max-text-cer", "1", "--threads", "1"]) == 0
     int8 = tmp_path / "model.int8-static.onnx"
     _, card = load_model_and_card(int8)
-    assert card["precision"] == "int8" and card["streaming"]["chunk_frames"] == 16
-    calib = card["variant"]["calibration"]
+    assert_card_round_trips(card_path_for(int8), tmp_path)
+    assert card.precision == "int8" and card.streaming.chunk_frames == 16
+    calib = card.variant["calibration"]
     assert calib["samples"] == 3 and calib["chunks"] > calib["samples"]
     ops = {n.op_type for n in onnx.load(str(int8)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-    par = card["parity"]
+    par = card.parity.to_dict()
     assert 0.0 <= par["argmax_agreement"] <= 1.0 and par["samples"] == 3
     assert set(par["wer"]) >= {"int8_streaming", "fp32_streaming", "offline"}
     # The int8 graph streams through the same runner.

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.card import card_path_for, load_model_and_card, read_card
+from tests.card_checks import assert_card_round_trips
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +34,12 @@ def test_variant_card_and_gate(tmp_path: Path, tiny_export: Path, dataset: Path,
     assert _export(["variant", "--model", str(tiny_export), "--kind", kind, "--dataset", str(dataset), "--out",
                     str(out), "--calibration-samples", "4", *LOOSE]) == 0
     path = out / f"model.{kind}.onnx"
-    _, card = load_model_and_card(path)  # the card describes the variant's graph
+    _, model_card = load_model_and_card(path)  # the card describes the variant's graph
+    assert_card_round_trips(card_path_for(path), tmp_path)
+    card = model_card.to_dict()
     assert card["precision"] == kind and card["onnx"] == path.name
     var = card["variant"]
-    assert var["from_sha256"] == read_card(card_path_for(tiny_export))["onnx_sha256"]
+    assert var["from_sha256"] == read_card(card_path_for(tiny_export)).onnx_sha256
     assert var["size_bytes"] == path.stat().st_size
     par = card["parity"]
     assert par["passed"] and par["samples"] == 6 and 0.0 <= par["argmax_agreement"] <= 1.0
@@ -129,7 +132,7 @@ def test_fused_variant_runs_the_transformer_fusions(tmp_path: Path, tiny_corpus:
                      str(tmp_path / "data"), "--no-progress"]) == 0
     assert _export(["variant", "--model", str(onnx_path), "--kind", "fused", "--dataset", str(tmp_path / "data"),
                     "--threads", "1"]) == 0
-    _, card = load_model_and_card(tmp_path / "export" / "model.fused.onnx")
+    card = load_model_and_card(tmp_path / "export" / "model.fused.onnx")[1].to_dict()
     assert card["precision"] == "fp32-fused" and card["variant"]["runs_on"] == "onnxruntime only"
     assert card["variant"]["fused"].get("SkipLayerNormalization", 0) > 0
     assert card["parity"]["argmax_agreement"] == 1.0

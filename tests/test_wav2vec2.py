@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from core.card import card_path_for, load_model_and_card, read_card
+from tests.card_checks import assert_card_round_trips
 from families.wav2vec2 import recipe as w2v
 
 VOCAB = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "'": 5, **{chr(65 + i): 6 + i for i in range(26)}}
@@ -60,7 +61,9 @@ def test_export_folder_has_hf_companion_files(exported: Path, model_dir: Path) -
 
 
 def test_export_card(exported: Path) -> None:
-    proto, card = load_model_and_card(exported)
+    proto, model_card = load_model_and_card(exported)
+    card = model_card.to_dict()
+    assert model_card.metrics == "hf" and model_card.delimiter == "|" and model_card.special_tokens == (1, 2, 3)
     assert card["family"] == "wav2vec2" and card["metrics_convention"] == "hf"
     assert card["labels"][:5] == ["<pad>", "<s>", "</s>", "<unk>", "|"] and card["blank_index"] == 0
     assert card["special_tokens"] == [1, 2, 3] and card["word_delimiter"] == "|"
@@ -135,13 +138,13 @@ def test_torchscript_trace_is_checked(tmp_path: Path, model_dir: Path) -> None:
 
     out = tmp_path / "ts"
     assert main(["wav2vec2", "--model-dir", str(model_dir), "--out", str(out), "--torchscript", "--threads", "1"]) == 0
-    card = read_card(card_path_for(out / "model.onnx"))
-    ts = card["torchscript"]
+    card = assert_card_round_trips(card_path_for(out / "model.onnx"), tmp_path)
+    ts = card.torchscript.to_dict()
     assert ts["passed"] and ts["max_abs"] < 1e-4 and {c["length"] for c in ts["cases"]} == {16000, 40000, 100000}
     traced = torch.jit.load(str(out / "model.ts.pt"))
     x = w2v.make_example_inputs([23456])["input_values"]
     with torch.no_grad():
-        assert traced(x).shape[1] == w2v.frames_for(card["output_length_rule"], 23456)
+        assert traced(x).shape[1] == w2v.frames_for(card.output_length_rule.to_dict(), 23456)
 
 
 def test_modelzoo_batched_layout(tmp_path: Path, tiny_corpus: Path, exported: Path) -> None:
