@@ -14,7 +14,6 @@ import copy
 import logging
 import tempfile
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,7 +24,9 @@ import onnx
 from core.card import card_path_for, output_frames, versions, write_card
 from core.recipe import sha256_file
 from core.dataset_dir import DatasetDir, Sample
+from core.onnx_graph import graph_report
 from core.ort_session import create_session
+from families.registry import variant_defaults
 
 log = logging.getLogger("export")
 
@@ -59,12 +60,6 @@ class VariantOptions:
     threads: int = 0
 
 
-def family_defaults(family: str) -> dict[str, Any]:
-    from families.registry import family_module
-
-    return dict(getattr(family_module(family), "VARIANT_DEFAULTS", {}))
-
-
 def spread(samples: list[Sample], n: int) -> list[Sample]:
     """`n` samples spread evenly over the dataset (short and long ones, all speakers), deterministic."""
     if n >= len(samples):
@@ -93,13 +88,13 @@ class DatasetCalibrationReader:
 
 def convert(src: Path, dst: Path, card: dict[str, Any], opts: VariantOptions, dataset: DatasetDir | None) -> dict[str, Any]:
     """Write the variant model to `dst`; return what was done (for the card)."""
-    defaults = family_defaults(card["family"]).get(opts.kind, {})
+    defaults = variant_defaults(card["family"]).get(opts.kind, {})
     op_types = opts.op_types if opts.op_types is not None else defaults.get("op_types")
     done: dict[str, Any] = {"kind": opts.kind, "op_types": op_types, "exclude_nodes": list(opts.exclude_nodes)}
     if opts.kind == "fused":
         # onnxruntime's offline transformer fusions (its session optimiser does not apply them): the
         # result holds com.microsoft contrib ops, so it runs on onnxruntime only, never on atc/OpenVINO.
-        fusion = family_defaults(card["family"]).get("fused")
+        fusion = variant_defaults(card["family"]).get("fused")
         if not fusion:
             raise VariantError(f"no onnxruntime transformer fusion is declared for family {card['family']!r}")
         from onnxruntime.transformers.optimizer import optimize_model
@@ -220,32 +215,6 @@ def lossy_parity(fp32: Path, variant: Path, card: dict[str, Any], dataset: Datas
     }
 
 
-def graph_report(path: Path, card: dict[str, Any], threads: int = 1) -> dict[str, Any]:
-    """Node counts of the file and of onnxruntime's optimised graph, the fused op types, and the
-    family's expected fusions that did not apply."""
-    import onnxruntime as ort
-
-    base = Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
-    with tempfile.TemporaryDirectory() as tmp:
-        optimised = Path(tmp) / "ort_optimised.onnx"
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.optimized_model_filepath = str(optimised)
-        so.intra_op_num_threads = threads
-        so.log_severity_level = 3
-        ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
-        after = Counter(n.op_type for n in onnx.load(str(optimised)).graph.node)
-    fused = sorted(set(after) - set(base))
-    expected = family_defaults(card["family"]).get("expected_fusions", {})
-    missing = {op: why for op, why in expected.items() if op not in after}
-    return {
-        "nodes": sum(base.values()), "op_types": dict(base.most_common()),
-        "nodes_after_ort": sum(after.values()), "op_types_after_ort": dict(after.most_common()),
-        "fused_by_ort": fused,
-        "expected_fusions_missing": missing,
-    }
-
-
 def make_variant(onnx_path: Path, card: dict[str, Any], opts: VariantOptions, dataset: DatasetDir,
                  out_dir: Path | None = None, name: str | None = None) -> tuple[Path, dict[str, Any]]:
     """Convert, gate, and write `<stem>.<kind>.onnx` + its card; nothing is left behind on failure."""
@@ -274,7 +243,7 @@ def make_variant(onnx_path: Path, card: dict[str, Any], opts: VariantOptions, da
                         "size_bytes": candidate.stat().st_size,
                         "fp32_size_bytes": onnx_path.stat().st_size, "convert_s": round(convert_s, 3)},
             "parity": parity,
-            "graph": graph_report(candidate, card),
+            "graph": graph_report(candidate, variant_defaults(card["family"]).get("expected_fusions", {})),
             "variant_options": asdict(opts) | {"dataset": str(dataset.path.resolve())},
             "versions": versions(),
             "onnx_sha256": sha256_file(candidate),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Any
 
 FAMILIES: dict[str, str] = {
     "deepspeech2": "families.deepspeech2.recipe",
@@ -33,3 +34,8 @@ def family_module(family: str) -> ModuleType:
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r}; known: {sorted(FAMILIES)}")
     return importlib.import_module(FAMILIES[family])
+
+
+def variant_defaults(family: str) -> dict[str, Any]:
+    """The family's VARIANT_DEFAULTS (op types to quantise, expected onnxruntime fusions), or {}."""
+    return dict(getattr(family_module(family), "VARIANT_DEFAULTS", {}))

@@ -14,6 +14,8 @@ from pathlib import Path
 from core.cli_types import out_dir
 
 log = logging.getLogger("postprocess")
+# Commands that left this stage (issue 10): the benchmarks drive several stages, so they live in bench/.
+MOVED = {"bench": "python -m bench", "bench-scale": "python -m bench scale"}
 
 
 def _labelled(text: str) -> tuple[str, Path]:
@@ -77,34 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--names", nargs="+", required=True, help="report names (the --name of each report)")
     m.add_argument("--training", type=Path, action="append", default=[],
                    help="a demo model's training record (repeatable)")
-
-    from postprocess.bench import add_arguments as add_bench_arguments
-
-    b = sub.add_parser("bench", help="torch eager vs onnxruntime, side by side, with GFLOP/s vs matmul peak",
-                       description="Time torch eager and onnxruntime side by side in one run (alternating, after "
-                                   "warm-up, fixed threads) and print medians, spread, ratios and GFLOP/s.")
-    add_bench_arguments(b)
-    # Issue 13: Ray's overhead and N-worker projections (postprocess/bench_scale.py).
-    from postprocess import bench_scale
-
-    sc = sub.add_parser("bench-scale", help="Ray runner vs single-process runner at equal threads; N-worker projection",
-                        description=(bench_scale.__doc__ or "").strip(),
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench_scale.add_arguments(sc)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in MOVED:
+        print(f"python -m postprocess {argv[0]} moved: use `{MOVED[argv[0]]}` (see --help there)", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    if args.command == "bench":
-        from postprocess.bench import main as bench_main
-
-        return bench_main(args)
-    if args.command == "bench-scale":
-        from postprocess.bench_scale import main as scale_main
-
-        return scale_main(args)
     if args.command == "readme":
         from postprocess.summary import write_results_readme
 

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.audio import AudioError
     from preprocess.build import BuildOptions, build_dataset
     from core.dataset_dir import DatasetDirError
-    from preprocess.ray_cluster import ClusterError
+    from core.ray_cluster import ClusterError
     from core.corpora import DatasetError, read_an4_raw, read_ds_manifest, read_librispeech
 
     args = build_parser().parse_args(argv)
