@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", type=Path, required=True)
     s.add_argument("--card", type=Path, required=True)
     s.add_argument("--modelzoo", action="store_true",
-                   help="decode as the Ascend guide's postprocess does (floor(L/2) frames), to reproduce its numbers")
+                   help="decode as the Ascend guide's postprocess does, by the decode rule of the card's guide "
+                        "profile (e.g. floor(L/2) frames for DeepSpeech2), to reproduce its numbers")
 
     r = sub.add_parser("report", help="score runs and write the precision and throughput tables")
     r.add_argument("--dataset", type=Path, required=True)
@@ -152,6 +153,7 @@ def _variants(args: argparse.Namespace, card: dict, dataset) -> int:
 
 def _report(args: argparse.Namespace, card: dict, dataset) -> int:
     from postprocess.plots import throughput_plot
+    from core.guide import guide_profile
     from postprocess.score import final_frame_emissions, lengths_by_uid, output_diff, score_run
     from postprocess.tables import (CONVENTION_NOTES, context_of, machine_note, precision_rows, speaker_rows,
                                     throughput_rows, write_table)
@@ -179,13 +181,16 @@ def _report(args: argparse.Namespace, card: dict, dataset) -> int:
         if index:
             continue
         own = score_run(run_dir, mz, card, modelzoo=False, write=False)
-        modelzoo_note = (f"ModelZoo row: {card['modelzoo'].get('description', 'the Ascend guide flow')}. Decoding the "
+        guide = guide_profile(card)
+        modelzoo_note = (f"ModelZoo row: {guide.get('description', 'the Ascend guide flow')}. Decoding the "
                          f"same run's valid output frames instead gives WER {100 * own['wer']:.2f}% / CER "
                          f"{100 * own['cer']:.2f}%.")
-        if card["modelzoo"].get("decode_frames") == "input_length_floor_half":
+        rule = guide["decode_frames"]
+        if rule["from"] == "lengths_input" and rule["divide"] > 1:  # a rule that can cut off the last frame
             last = final_frame_emissions(run_dir, mz, card)
-            modelzoo_note += (f" The difference is the final output frame, dropped for odd L, in which this model "
-                              f"puts a non-blank label for {last} of {len(mz.samples)} utterances.")
+            modelzoo_note += (f" The difference is the final output frame, dropped when L is not a multiple of "
+                              f"{rule['divide']}, in which this model puts a non-blank label for {last} of "
+                              f"{len(mz.samples)} utterances.")
     ctx = context_of(ref_dir, dataset, card)
     title = args.title or args.name
     convention = card.get("metrics_convention", "deepspeech")

@@ -11,6 +11,7 @@ import numpy as np
 
 from core.card import output_frames
 from core.ctc import greedy_decode
+from core.guide import describe_decode_rule, guide_profile
 from core.metrics import corpus_scores, jsonable, per_utterance
 from core.dataset_dir import DatasetDir, atomic_write_bytes, read_bin
 from core.run_dir import RunError, open_run
@@ -55,17 +56,20 @@ def decode_lengths(card: dict[str, Any], run_dir: Path, run: dict[str, Any], dat
     """Sample key -> how many output frames to decode.
 
     Default: the model's own length output (or the card's length rule). `modelzoo` reproduces the
-    Ascend guide's postprocess, which decodes input_length // 2 frames (the card names the rule).
+    guide's postprocess by the decode rule of the card's guide profile (core/guide.py): the stored
+    lengths input divided down (the DeepSpeech guide decodes input_length // 2), or every output frame.
     """
     scores = scores_output(card)
     if modelzoo:
-        rule = card.get("modelzoo", {}).get("decode_frames")
-        if rule == "input_length_floor_half":
-            lengths_input = next(i["name"] for i in card["inputs"] if i["role"] == "lengths")
-            return {s.key: int(dataset.load(s, lengths_input).reshape(-1)[0]) // 2 for s in dataset.samples}
-        if rule == "all":
-            return {s["key"]: int(s["shapes"][scores["name"]][scores["time_axis"] - 1]) for s in run["samples"]}
-        raise RunError(f"the card of family {card['family']} defines no modelzoo decode rule")
+        rule = guide_profile(card)["decode_frames"]
+        if rule["from"] == "lengths_input":
+            lengths_input = next((i["name"] for i in card["inputs"] if i["role"] == "lengths"), None)
+            if lengths_input is None:
+                raise RunError(f"the guide profile decodes from the lengths input, but {card.get('onnx')} has none")
+            return {s.key: int(dataset.load(s, lengths_input).reshape(-1)[0]) // rule["divide"]
+                    for s in dataset.samples}
+        return {s["key"]: int(s["shapes"][scores["name"]][scores["time_axis"] - 1]) // rule["divide"]
+                for s in run["samples"]}
     if scores.get("lengths_from"):
         arrays = output_arrays(run_dir, run, scores["lengths_from"])
         return {k: int(np.asarray(v).reshape(-1)[0]) for k, v in arrays.items()}
@@ -148,8 +152,8 @@ def score_run(run_dir: Path, dataset: DatasetDir, card: dict[str, Any], *, model
     result.update({
         "run": str(run_dir), "backend": run["backend"], "batch_size": run["batch_size"],
         "precision": run["model"].get("precision"), "decode": "greedy CTC",
-        "decode_lengths": (f"ModelZoo postprocess: {card.get('modelzoo', {}).get('decode_frames')}" if modelzoo
-                           else "model output lengths"),
+        "decode_lengths": (f"ModelZoo postprocess: {describe_decode_rule(guide_profile(card)['decode_frames'])}"
+                           if modelzoo else "model output lengths"),
     })
     # Keyed by utterance id, so runs over differently laid out dataset dirs can be compared.
     result["hypotheses"] = {s.uid: h for s, h in zip(dataset.samples, hyps)}

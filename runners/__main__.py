@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ais-bench-python", help="python that has ais_bench installed (default: this one)")
     p.add_argument("--soc-version", default="Ascend310P3", help="torch_aie: target SoC")
     p.add_argument("--aie-device", default="npu", help="torch_aie: torch device type the compiled model runs on")
-    p.add_argument("--length", type=positive_int, help="torch_aie: the static time length compiled (default: the card's "
-                                              "ModelZoo pad_to, 100000 samples for wav2vec2)")
+    p.add_argument("--length", type=positive_int, help="torch_aie: the static time length compiled (default: the "
+                                                       "pad_to of the card's guide profile)")
     p.add_argument("--aie-loops", type=positive_int, default=100, help="torch_aie: timed loops of the guide's fps figure")
     p.add_argument("--keep-order", action="store_true", help="batch in manifest order instead of by length")
     p.add_argument("--force", action="store_true", help="run again even if an identical finished run exists")
@@ -85,18 +85,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def open_dataset_for(path: Path, card: dict):
-    """The dataset dir, refused if it was preprocessed with another feature config than the card's."""
+    """The dataset dir, refused if it was preprocessed with another feature config than the card's (or its
+    guide profile's, for a --modelzoo dataset)."""
     from core.dataset_dir import DatasetDir
+    from core.guide import guide_feature
     from core.run_dir import RunError
 
     dataset = DatasetDir.open(path)
-    expected = card["feature"]
-    if dataset.header.get("layout") == "modelzoo":
-        expected = {**expected, **card.get("modelzoo", {}).get("feature_overrides", {})}
+    expected = guide_feature(card) if dataset.header.get("layout") == "modelzoo" else card["feature"]
     if dataset.header.get("feature") != expected:
         raise RunError(f"{path} was made with another feature config than {card.get('onnx')}'s card; "
                        "preprocess it again with this card")
     return dataset
+
+
+def check_batch_owner(card: dict, dataset, model: Path) -> None:
+    """A guide dataset of batch files must hold the OM's batch: the OM owns it (core/guide.py)."""
+    from core.guide import model_batch
+    from core.run_dir import RunError
+
+    files = dataset.header.get("batch_size")
+    fixed = model_batch(card)
+    if files is not None and fixed is not None and int(files) != fixed:
+        raise RunError(f"{dataset.path} holds batch files of {files} clips but {model} was compiled for batch "
+                       f"{fixed}; preprocess again with --om {model} (the OM's batch is then used), or compile the "
+                       f"OM with --batch-size {files}")
 
 
 def _run_tool(args: argparse.Namespace) -> int:
@@ -110,6 +123,7 @@ def _run_tool(args: argparse.Namespace) -> int:
     if "om" not in card:
         log.warning("the card of %s records no atc conversion (no 'om' entry); using it as it is", args.model)
     dataset = open_dataset_for(args.dataset, card)
+    check_batch_owner(card, dataset, args.model)
     if args.backend == "msame":
         from runners.msame import run_msame
 
@@ -184,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
             _report(run_from_args(args, card, dataset), args.out)
             return 0
         if args.backend == "torch_aie":
+            from core.guide import guide_profile, has_guide
             from runners.torch_aie_backend import TorchAieBackend
 
-            length = args.length or card.get("modelzoo", {}).get("pad_to")
+            length = args.length or (guide_profile(card).get("pad_to") if has_guide(card) else None)
             if not length:
                 raise RunError("torch_aie compiles a static shape: give --length (time steps every batch is padded to)")
             backend = TorchAieBackend(args.model, card, batch_size=args.batch_size, length=int(length),

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from families.deepspeech2.guide import GUIDE
+
 # deepspeech.pytorch's English labels: blank first, space last.
 DEFAULT_LABELS: list[str] = ["_", "'", *[chr(c) for c in range(ord("A"), ord("Z") + 1)], " "]
 
@@ -271,15 +273,6 @@ def expected_frames(num_samples: int, hop_length: int) -> int:
 # Recipe: from a V3.0 checkpoint to a LoadedModel the generic export and parity code understand.
 
 FAMILY = "deepspeech2"
-# The Ascend DeepSpeech guide's layout (preprocess --modelzoo); its postprocess decodes floor(L/2) frames
-# of the ceil(L/2) the model emits.
-MODELZOO = {
-    "decode_frames": "input_length_floor_half",
-    "layout": "spect/data{i}.bin, sizes/data{i}.bin",
-    "description": "the Ascend DeepSpeech guide's flow (whole set sorted and zero-padded to the longest, 621 "
-                   "frames on real AN4; float32-rounded sizes; static 1x1x161x621 graph), decoded as its "
-                   "postprocess does: floor(L/2) of the ceil(L/2) output frames",
-}
 # Variants (export/variants.py): which ops to quantise, and the fusions onnxruntime should apply. Conv
 # stays fp32: quantised, onnxruntime runs the two front convolutions 5.7x slower for no accuracy gain
 # (measured, results/deepspeech2_an4_int8_op_types_variants.md); the LSTMs carry the int8 speed-up.
@@ -375,7 +368,7 @@ def load(checkpoint: str | "Path", static_frames: int | None = None, static_batc
         "feature": feature_config(cfg),
         "output_length_rule": output_length_rule(),
         "metrics_convention": "deepspeech",
-        "modelzoo": MODELZOO,
+        "modelzoo": GUIDE,
         "static_shape": {"frames": static_frames, "batch": static_batch} if static_frames or static_batch else None,
     }
     source = {
