@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             raise RunError("--profile is for the onnxruntime backend only")
         entry = BACKENDS[args.backend]
         if args.ray and not entry.ray:
-            raise RunError(f"--ray runs {', '.join(ray_backends())}, not {args.backend}")
+            *others, last = ray_backends()
+            raise RunError(f"--ray runs {', '.join(others)} or {last}, not {args.backend}")
         if entry.is_tool:
             return _run_tool(args)
         if args.model:
