@@ -161,10 +161,17 @@ class OmInfo(CardRecord):
 
 @dataclass(frozen=True, kw_only=True)
 class ModelZooProfile(CardRecord):
-    """The Ascend ModelZoo guide's flow for this family (its layout, padding and decode rule)."""
+    """The Ascend ModelZoo guide's flow for this family (its layout, padding and decode rule); core/guide.py
+    reads it for every stage and documents the fields."""
 
-    decode_frames: str | None = None
+    name: str | None = None
+    # {"from": "lengths_input" | "output", "divide": N}; cards written before that named the rule as a string.
+    decode_frames: Mapping[str, Any] | str | None = None
     layout: str | None = None
+    layout_files: str | None = None
+    lengths_folder: str | None = None
+    static_shape: Mapping[str, Any] | None = None
+    batch_size: int | None = None
     description: str | None = None
     pad_to: int | None = None
     skip_longer_than: int | None = None

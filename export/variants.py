@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,6 +23,7 @@ import onnx
 from core.card import ModelCard, card_path_for, versions, write_card
 from core.recipe import sha256_file
 from core.dataset_dir import DatasetDir, Sample
+from core.onnx_graph import graph_report
 from core.ort_session import create_session
 from families.registry import get_family
 
@@ -211,32 +211,6 @@ def lossy_parity(fp32: Path, variant: Path, card: ModelCard, dataset: DatasetDir
     }
 
 
-def graph_report(path: Path, card: ModelCard, threads: int = 1) -> dict[str, Any]:
-    """Node counts of the file and of onnxruntime's optimised graph, the fused op types, and the
-    family's expected fusions that did not apply."""
-    import onnxruntime as ort
-
-    base = Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
-    with tempfile.TemporaryDirectory() as tmp:
-        optimised = Path(tmp) / "ort_optimised.onnx"
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.optimized_model_filepath = str(optimised)
-        so.intra_op_num_threads = threads
-        so.log_severity_level = 3
-        ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
-        after = Counter(n.op_type for n in onnx.load(str(optimised)).graph.node)
-    fused = sorted(set(after) - set(base))
-    expected = get_family(card.family).variant_defaults.get("expected_fusions", {})
-    missing = {op: why for op, why in expected.items() if op not in after}
-    return {
-        "nodes": sum(base.values()), "op_types": dict(base.most_common()),
-        "nodes_after_ort": sum(after.values()), "op_types_after_ort": dict(after.most_common()),
-        "fused_by_ort": fused,
-        "expected_fusions_missing": missing,
-    }
-
-
 def make_variant(onnx_path: Path, card: ModelCard, opts: VariantOptions, dataset: DatasetDir,
                  out_dir: Path | None = None, name: str | None = None) -> tuple[Path, ModelCard]:
     """Convert, gate, and write `<stem>.<kind>.onnx` + its card; nothing is left behind on failure."""
@@ -265,7 +239,7 @@ def make_variant(onnx_path: Path, card: ModelCard, opts: VariantOptions, dataset
                         "size_bytes": candidate.stat().st_size,
                         "fp32_size_bytes": onnx_path.stat().st_size, "convert_s": round(convert_s, 3)},
             "parity": parity,
-            "graph": graph_report(candidate, card),
+            "graph": graph_report(candidate, get_family(card.family).variant_defaults.get("expected_fusions", {})),
             "variant_options": asdict(opts) | {"dataset": str(dataset.path.resolve())},
             "versions": versions(),
             "onnx_sha256": sha256_file(candidate),

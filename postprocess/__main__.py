@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from core.model_card import ModelCard
 
 log = logging.getLogger("postprocess")
+# Commands that left this stage (issue 10): the benchmarks drive several stages, so they live in bench/.
+MOVED = {"bench": "python -m bench", "bench-scale": "python -m bench scale"}
 
 
 def _labelled(text: str) -> tuple[str, Path]:
@@ -38,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", type=Path, required=True)
     s.add_argument("--card", type=Path, required=True)
     s.add_argument("--modelzoo", action="store_true",
-                   help="decode as the Ascend guide's postprocess does (floor(L/2) frames), to reproduce its numbers")
+                   help="decode as the Ascend guide's postprocess does, by the decode rule of the card's guide "
+                        "profile (e.g. floor(L/2) frames for DeepSpeech2), to reproduce its numbers")
 
     r = sub.add_parser("report", help="score runs and write the precision and throughput tables")
     r.add_argument("--dataset", type=Path, required=True)
@@ -81,34 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--names", nargs="+", required=True, help="report names (the --name of each report)")
     m.add_argument("--training", type=Path, action="append", default=[],
                    help="a demo model's training record (repeatable)")
-
-    from postprocess.bench import add_arguments as add_bench_arguments
-
-    b = sub.add_parser("bench", help="torch eager vs onnxruntime, side by side, with GFLOP/s vs matmul peak",
-                       description="Time torch eager and onnxruntime side by side in one run (alternating, after "
-                                   "warm-up, fixed threads) and print medians, spread, ratios and GFLOP/s.")
-    add_bench_arguments(b)
-    # Issue 13: Ray's overhead and N-worker projections (postprocess/bench_scale.py).
-    from postprocess import bench_scale
-
-    sc = sub.add_parser("bench-scale", help="Ray runner vs single-process runner at equal threads; N-worker projection",
-                        description=(bench_scale.__doc__ or "").strip(),
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench_scale.add_arguments(sc)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in MOVED:
+        print(f"python -m postprocess {argv[0]} moved: use `{MOVED[argv[0]]}` (see --help there)", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    if args.command == "bench":
-        from postprocess.bench import main as bench_main
-
-        return bench_main(args)
-    if args.command == "bench-scale":
-        from postprocess.bench_scale import main as scale_main
-
-        return scale_main(args)
     if args.command == "readme":
         from postprocess.summary import write_results_readme
 
@@ -172,6 +157,7 @@ def _variants(args: argparse.Namespace, card: ModelCard, dataset) -> int:
 
 def _report(args: argparse.Namespace, card: ModelCard, dataset) -> int:
     from postprocess.plots import throughput_plot
+    from core.guide import guide_profile
     from postprocess.score import final_frame_emissions, lengths_by_uid, output_diff, score_run
     from postprocess.tables import (CONVENTION_NOTES, context_of, machine_note, precision_rows, speaker_rows,
                                     throughput_rows, write_table)
@@ -199,14 +185,16 @@ def _report(args: argparse.Namespace, card: ModelCard, dataset) -> int:
         if index:
             continue
         own = score_run(run_dir, mz, card, modelzoo=False, write=False)
-        guide = card.modelzoo
-        modelzoo_note = (f"ModelZoo row: {(guide and guide.description) or 'the Ascend guide flow'}. Decoding the "
+        guide = guide_profile(card)
+        modelzoo_note = (f"ModelZoo row: {guide.get('description', 'the Ascend guide flow')}. Decoding the "
                          f"same run's valid output frames instead gives WER {100 * own['wer']:.2f}% / CER "
                          f"{100 * own['cer']:.2f}%.")
-        if guide is not None and guide.decode_frames == "input_length_floor_half":
+        rule = guide["decode_frames"]
+        if rule["from"] == "lengths_input" and rule["divide"] > 1:  # a rule that can cut off the last frame
             last = final_frame_emissions(run_dir, mz, card)
-            modelzoo_note += (f" The difference is the final output frame, dropped for odd L, in which this model "
-                              f"puts a non-blank label for {last} of {len(mz.samples)} utterances.")
+            modelzoo_note += (f" The difference is the final output frame, dropped when L is not a multiple of "
+                              f"{rule['divide']}, in which this model puts a non-blank label for {last} of "
+                              f"{len(mz.samples)} utterances.")
     ctx = context_of(ref_dir, dataset, card)
     title = args.title or args.name
     convention = card.metrics

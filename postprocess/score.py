@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from core.card import ModelCard
+from core.guide import describe_decode_rule, guide_profile
 from core.metrics import corpus_scores, jsonable, per_utterance
 from core.dataset_dir import DatasetDir, atomic_write_bytes, read_bin
 from core.run_dir import RunError, open_run
@@ -40,17 +41,20 @@ def decode_lengths(card: ModelCard, run_dir: Path, run: dict[str, Any], dataset:
     """Sample key -> how many output frames to decode.
 
     Default: the model's own length output (or the card's length rule). `modelzoo` reproduces the
-    Ascend guide's postprocess, which decodes input_length // 2 frames (the card names the rule).
+    guide's postprocess by the decode rule of the card's guide profile (core/guide.py): the stored
+    lengths input divided down (the DeepSpeech guide decodes input_length // 2), or every output frame.
     """
     scores = card.scores_output
     if modelzoo:
-        rule = card.modelzoo.decode_frames if card.modelzoo else None
-        if rule == "input_length_floor_half" and card.lengths_input is not None:
+        rule = guide_profile(card)["decode_frames"]
+        if rule["from"] == "lengths_input":
+            if card.lengths_input is None:
+                raise RunError(f"the guide profile decodes from the lengths input, but {card.onnx} has none")
             lengths_input = card.lengths_input.name
-            return {s.key: int(dataset.load(s, lengths_input).reshape(-1)[0]) // 2 for s in dataset.samples}
-        if rule == "all":
-            return {s["key"]: int(s["shapes"][scores.name][scores.time_axis - 1]) for s in run["samples"]}
-        raise RunError(f"the card of family {card.family} defines no modelzoo decode rule")
+            return {s.key: int(dataset.load(s, lengths_input).reshape(-1)[0]) // rule["divide"]
+                    for s in dataset.samples}
+        return {s["key"]: int(s["shapes"][scores.name][scores.time_axis - 1]) // rule["divide"]
+                for s in run["samples"]}
     if scores.lengths_from:
         arrays = output_arrays(run_dir, run, scores.lengths_from)
         return {k: int(np.asarray(v).reshape(-1)[0]) for k, v in arrays.items()}
@@ -133,8 +137,8 @@ def score_run(run_dir: Path, dataset: DatasetDir, card: ModelCard, *, modelzoo: 
     result.update({
         "run": str(run_dir), "backend": run["backend"], "batch_size": run["batch_size"],
         "precision": run["model"].get("precision"), "decode": "greedy CTC",
-        "decode_lengths": (f"ModelZoo postprocess: {card.modelzoo.decode_frames if card.modelzoo else None}" if modelzoo
-                           else "model output lengths"),
+        "decode_lengths": (f"ModelZoo postprocess: {describe_decode_rule(guide_profile(card)['decode_frames'])}"
+                           if modelzoo else "model output lengths"),
     })
     # Keyed by utterance id, so runs over differently laid out dataset dirs can be compared.
     result["hypotheses"] = {s.uid: h for s, h in zip(dataset.samples, hyps)}

@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from postprocess.score import score_run
-from core.dataset_dir import DatasetDir
+from core.card import card_path_for, read_card
 from core.model_card import ModelCard
+from core.dataset_dir import DatasetDir
+from core.onnx_graph import graph_report
 from core.run_dir import open_run
+from families.registry import variant_defaults
 
 
 def model_size_mb(run: dict[str, Any]) -> float | None:
@@ -67,9 +70,6 @@ def variant_rows(dataset: DatasetDir, card: ModelCard, rows: list[tuple[str, Pat
 
 def graph_notes(rows: list[tuple[str, Path, Path | None]], card: ModelCard) -> list[str]:
     """Per ONNX row: node counts, what onnxruntime fused, and the family's expected fusions it did not apply."""
-    from core.card import card_path_for, read_card
-    from export.variants import graph_report
-
     notes, seen = [], set()
     for label, run1, _ in rows:
         path = open_run(run1)["model"].get("path")
@@ -77,7 +77,8 @@ def graph_notes(rows: list[tuple[str, Path, Path | None]], card: ModelCard) -> l
             continue
         seen.add(path)
         own = read_card(card_path_for(Path(path)))
-        g = own.graph or graph_report(Path(path), card)
+        expected = variant_defaults(card.family).get("expected_fusions", {})
+        g = own.graph or graph_report(Path(path), expected)
         missing = "; ".join(f"{op} ({why})" for op, why in g["expected_fusions_missing"].items()) or "none"
         notes.append(f"Graph of {Path(path).name}: {g['nodes']} nodes, {g['nodes_after_ort']} after onnxruntime's "
                      f"optimiser; fused: {', '.join(g['fused_by_ort']) or 'nothing'}; expected fusions not applied: "

@@ -41,13 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset dir to write (refused if it is a file, read-only, on a full disk, or being "
                         "written by another process)")
     p.add_argument("--modelzoo", action="store_true",
-                   help="reproduce the Ascend ModelZoo guide of the card's family. DeepSpeech2: whole set sorted "
-                        "longest first, padded to the longest (or --pad-to), spect/data{i}.bin + sizes/data{i}.bin "
-                        "from 1, float32-rounded sizes, sizes.txt/targets.txt/target_sizes.txt. wav2vec2: clips over "
-                        "100000 samples skipped, eps 1e-5 normalisation, zero-padded to 100000, batch_{k}.bin of "
-                        "--batch-size clips, batch_i_filename_map_bs{N}.json, ground_truth_texts.txt")
-    p.add_argument("--batch-size", type=positive_int, default=1,
-                   help="--modelzoo for wav2vec2: clips per batch_{k}.bin file, as the guide's --batch_size")
+                   help="reproduce the Ascend ModelZoo guide of the card's family, as the card's guide profile "
+                        "(its 'modelzoo' entry) declares it: layout 'sorted_padded' (whole set sorted longest "
+                        "first, one file per utterance padded to the longest or --pad-to, e.g. DeepSpeech2's "
+                        "spect/data{i}.bin + sizes/data{i}.bin) or 'batch_files' (e.g. wav2vec2's batch_{k}.bin of "
+                        "the OM's batch, batch map, ground_truth_texts.txt); the profile's feature overrides apply")
+    p.add_argument("--om", type=Path, metavar="OM",
+                   help="--modelzoo with batch files: the .om (or its card) the data is for; its compiled batch "
+                        "sets the clips per batch file (the card is read from beside the .om, written by "
+                        "`python -m export atc` whether or not atc ran)")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="--modelzoo with batch files: clips per batch file when no --om is given (default: the "
+                        "batch the card is fixed to, else the guide profile's); refused if it differs from the "
+                        "OM's batch")
     p.add_argument("--pad-to", type=positive_int, help="pad every input's time axis to this many frames (e.g. 621)")
     p.add_argument("--raw-rate", type=positive_int, default=None,
                    help="sample rate of headerless .raw files (they cannot say; default: the card's rate)")
@@ -80,6 +86,24 @@ def _resample(args: argparse.Namespace, card: ModelCard) -> bool:
     return bool(card.feature.resample)
 
 
+def _batch_size(args: argparse.Namespace, card: dict) -> int:
+    """Clips per batch file. The model file owns the batch on the Ascend path: the --om card's compiled batch
+    (or the --card's own fixed batch), with a disagreeing --batch-size refused (core/guide.py)."""
+    from core.card import CARD_SUFFIX, CardError, card_path_for, read_card
+    from core.guide import guide_batch_size, guide_profile
+
+    if not args.modelzoo or guide_profile(card)["layout"] != "batch_files":
+        if args.om or (args.modelzoo and args.batch_size):
+            raise CardError("--om and --batch-size apply to a guide layout of batch files (--modelzoo with a card "
+                            "whose guide profile has layout batch_files); this one writes one utterance per file")
+        return args.batch_size or 1
+    owner_path = args.card
+    if args.om:
+        owner_path = args.om if args.om.name.endswith(CARD_SUFFIX) else card_path_for(args.om)
+    owner = read_card(owner_path) if args.om else card
+    return guide_batch_size(card, args.batch_size, owner, str(owner_path))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
@@ -96,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.audio import AudioError
     from preprocess.build import BuildOptions, build_dataset
     from core.dataset_dir import DatasetDirError
-    from preprocess.ray_cluster import ClusterError
+    from core.ray_cluster import ClusterError
     from core.corpora import DatasetError, read_an4_raw, read_ds_manifest, read_librispeech
 
     args = build_parser().parse_args(argv)
@@ -125,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             source["spread"] = args.spread
         opts = BuildOptions(layout="modelzoo" if args.modelzoo else "default", pad_to=args.pad_to,
                             sample_rate=int(card.feature.sample_rate), raw_rate=args.raw_rate,
-                            resample=_resample(args, card), downmix=args.downmix, batch_size=args.batch_size,
-                            max_samples=args.max_samples)
+                            resample=_resample(args, card), downmix=args.downmix,
+                            batch_size=_batch_size(args, card), max_samples=args.max_samples)
         from preprocess.ray_build import mapper_for  # issue 13: --ray
 
         with mapper_for(args.ray, args.ray_address) as mapper:

@@ -21,6 +21,7 @@ from core.dataset_dir import (FORMAT_VERSION, HEADER, MANIFEST, BinRef, DatasetD
 from core.corpora import Utterance
 from core.model_card import ModelCard
 from families.registry import extract, frames_for
+from core.guide import guide_profile
 from core.text import log_dropped, to_labels
 
 log = logging.getLogger("preprocess")
@@ -30,23 +31,24 @@ Mapper = Callable[[Callable[[Any], Any], list[Any]], Iterable[Any]]
 
 @dataclass
 class BuildOptions:
-    layout: str = "default"  # default | modelzoo
+    layout: str = "default"  # default | modelzoo (the card's guide profile picks the writer: core/guide.py)
     pad_to: int | None = None  # pad every sample's time axis to this many frames
     sample_rate: int = SAMPLE_RATE
     raw_rate: int | None = None
     resample: bool = False
     downmix: bool = False
-    batch_size: int = 1  # batch files per the card's modelzoo entry (wav2vec2 guide)
+    batch_size: int = 1  # clips per batch file, for a guide layout of batch files (core/guide.py guide_batch_size)
     max_samples: int | None = None  # longer clips are skipped, named in the log and the header
 
 
 def _input_plan(card: ModelCard, layout: str) -> list[dict[str, Any]]:
     """One entry per model input: its name, folder, dtype, role and time axis (batch axis included)."""
     plan = []
+    lengths_folder = guide_profile(card).get("lengths_folder") if layout == "modelzoo" else None
     for spec in card.inputs:
         folder = spec.name
-        if layout == "modelzoo" and spec.role == "lengths":
-            folder = "sizes"  # the Ascend guide's folder name for the lengths input
+        if lengths_folder and spec.role == "lengths":
+            folder = lengths_folder  # the guide's folder name for the lengths input
         plan.append({"name": spec.name, "folder": folder, "dtype": spec.dtype, "role": spec.role,
                      "time_axis": spec.time_axis, "shape": list(spec.shape)})
     return plan
@@ -158,9 +160,7 @@ def build_dataset(utts: list[Utterance], out: Path, card: ModelCard, source: dic
 def _build_locked(utts: list[Utterance], out: Path, card: ModelCard, source: dict[str, Any],
                   opts: BuildOptions, card_path: Path | None, force: bool, progress: bool,
                   mapper: Mapper | None) -> Path:
-    batched = opts.layout == "modelzoo" and card.modelzoo is not None and bool(card.modelzoo.batch_files)
-    if opts.layout == "modelzoo" and card.modelzoo is None:
-        raise DatasetDirError(f"the {card.family} card declares no ModelZoo layout; drop --modelzoo")
+    batched = opts.layout == "modelzoo" and guide_profile(card)["layout"] == "batch_files"
     plan = _input_plan(card, opts.layout)
     keyed = [] if batched else plan_keys(utts, card, opts)
     if batched and mapper is not None:
@@ -336,17 +336,19 @@ def _ensure_trailing_newline(path: Path) -> None:
 
 
 def _write_modelzoo_extras(out: Path, card: ModelCard, plan: list[dict[str, Any]]) -> None:
-    """sizes.txt, targets.txt and target_sizes.txt as the guide's preprocess writes them."""
+    """sorted_padded: sizes.txt (in the lengths folder), targets.txt and target_sizes.txt as the DeepSpeech
+    guide's preprocess writes them."""
     samples = sorted(read_manifest(out / MANIFEST), key=lambda s: int(s.key[4:]))
     index = {lab: i for i, lab in enumerate(card.labels)}
     lengths_name = next((p["name"] for p in plan if p["role"] == "lengths"), None)
+    lengths_dir = out / _folder(plan, lengths_name) if lengths_name else None
     sizes = []
     for s in samples:
-        if lengths_name:
+        if lengths_dir:
             ref = s.inputs[lengths_name]
-            sizes.append(int(np.fromfile(out / "sizes" / ref.file, dtype="<i4")[0]))
+            sizes.append(int(np.fromfile(lengths_dir / ref.file, dtype="<i4")[0]))
     targets = [[index[ch] for ch in s.transcript if ch in index and index[ch] != card.blank_index] for s in samples]
-    if lengths_name:
-        atomic_write_bytes(out / "sizes" / "sizes.txt", "".join(f"{n} " for n in sizes).encode())
+    if lengths_dir:
+        atomic_write_bytes(lengths_dir / "sizes.txt", "".join(f"{n} " for n in sizes).encode())
     atomic_write_bytes(out / "targets.txt", "".join(f"{t} " for ts in targets for t in ts).encode())
     atomic_write_bytes(out / "target_sizes.txt", "".join(f"{len(ts)} " for ts in targets).encode())

@@ -1,13 +1,14 @@
 """The Ascend wav2vec2 guide's preprocessing, reproduced: fixed-length batch files and a batch map.
 
-What the guide's wav2vec2_preprocess.py does, and so what this writes on `--modelzoo` for a card whose
-`modelzoo` entry declares `batch_files`:
+What the wav2vec2 guide's wav2vec2_preprocess.py does, and so what this writes on `--modelzoo` for a card
+whose guide profile (core/guide.py) has the layout `batch_files`:
 
 * clips longer than `skip_longer_than` samples are skipped (not truncated);
 * each clip is normalised with the guide's epsilon (population variance + 1e-5, not HF's 1e-7), then
   zero-padded to `pad_to` samples;
-* every full batch of `--batch-size` clips becomes one raw float32 file `batch_{k}.bin` (k from 0), laid
-  out (bs, 1, pad_to) as the guide writes it (the same bytes as the model's (bs, pad_to) input);
+* every full batch of `batch_size` clips (the OM's batch: core/guide.py guide_batch_size) becomes one
+  raw float32 file `batch_{k}.bin` (k from 0; the profile's `batch_files`), laid out (bs, 1, pad_to) as
+  the guide writes it (the same bytes as the model's (bs, pad_to) input);
 * the final partial batch is listed in `batch_i_filename_map_bs{bs}.json` but gets no file, so its
   clips are never scored (as in the guide);
 * `ground_truth_texts.txt` holds every `*.trans.txt` line of the split.
@@ -34,6 +35,7 @@ from core.dataset_dir import (HEADER, MANIFEST, BinRef, Sample, atomic_write_byt
 from core.corpora import Utterance
 from core.model_card import ModelCard
 from families.registry import extract
+from core.guide import guide_feature, guide_profile
 from core.text import log_dropped, to_labels
 
 log = logging.getLogger("preprocess")
@@ -43,9 +45,9 @@ def build_batched(utts: list[Utterance], out: Path, card: ModelCard, header: dic
                   batch_size: int, *, sample_rate: int, raw_rate: int | None, resample: bool,
                   progress: bool) -> Path:
     """Write the guide's layout into `out` (whose header the caller has prepared, complete=False)."""
-    mz = card.modelzoo
-    limit, pad_to = int(mz.skip_longer_than), int(mz.pad_to)
-    feature = {**card.feature.params(), **(mz.feature_overrides or {})}
+    mz = guide_profile(card)
+    limit, pad_to = int(mz["skip_longer_than"]), int(mz["pad_to"])
+    feature = guide_feature(card)
     spec = card.inputs[0]
     folder = spec.name
     kept = [u for u in utts if num_samples(u.audio, sample_rate=sample_rate, raw_rate=raw_rate) <= limit]
@@ -78,7 +80,7 @@ def build_batched(utts: list[Utterance], out: Path, card: ModelCard, header: dic
                                         word_delimiter=card.delimiter)
                 dropped.update(drops)
                 samples.append((key, utt, audio.size, text, row))
-            ref = write_bin(out / folder / f"batch_{k}.bin", np.stack(rows)[:, None, :], spec.dtype)
+            ref = write_bin(out / folder / mz["batch_files"].format(k=k), np.stack(rows)[:, None, :], spec.dtype)
             for key, utt, n, text, row in samples:
                 sample = Sample(key=key, uid=utt.uid, audio=str(utt.audio), transcript_raw=utt.transcript,
                                 transcript=text, num_samples=int(n), length=int(n), padded_length=pad_to,
@@ -88,9 +90,9 @@ def build_batched(utts: list[Utterance], out: Path, card: ModelCard, header: dic
             manifest.flush()
             os.fsync(manifest.fileno())
     log_dropped(dropped, log)
-    atomic_write_json(out / f"batch_i_filename_map_bs{batch_size}.json", batch_map)
+    atomic_write_json(out / mz["map_file"].format(bs=batch_size), batch_map)
     lines = [f"{u.uid} {u.transcript}\n" for u in sorted(utts, key=lambda u: u.uid)]
-    atomic_write_bytes(out / "ground_truth_texts.txt", "".join(lines).encode())
+    atomic_write_bytes(out / mz["ground_truth"], "".join(lines).encode())
     if skipped:
         log.info("skipped %d clips longer than %d samples (as the guide does)", skipped, limit)
     header["complete"] = True

@@ -17,7 +17,7 @@ import numpy as np
 
 from preprocess.build import Mapper
 from core.dataset_dir import DatasetDirError, Sample
-from preprocess.ray_cluster import RayCluster, RayOptions, worker_error_line
+from core.ray_cluster import RayCluster, RayOptions, worker_error_line
 
 # Utterances per Ray block: enough to amortise a task's start, few enough to spread a small set over the cluster.
 UTTERANCES_PER_BLOCK = 8

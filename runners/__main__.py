@@ -8,14 +8,12 @@ from typing import TYPE_CHECKING
 from pathlib import Path
 
 from core.cli_types import non_negative_int, out_dir, positive_int, thread_count
+from runners.backend_cli import BACKENDS, add_backend_choice, add_backend_options, ray_backends
 
 if TYPE_CHECKING:
     from core.model_card import ModelCard
 
 log = logging.getLogger("runners")
-
-BACKENDS = ["onnxruntime", "openvino", "torch", "msame", "ais_bench", "torch_aie"]
-TOOL_BACKENDS = ("msame", "ais_bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,14 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run every sample of a dataset dir through one backend and write a run dir: one folder per "
                     "model output with <key>.bin per sample, and run.json with backend, versions, threads, machine, "
                     "per-batch latency, total time and seq/s (warm-up excluded).")
-    p.add_argument("--backend", choices=BACKENDS, required=True,
-                   help="onnxruntime (the embedded default), openvino (OpenVINO CPU plugin on the same ONNX), "
-                        "torch (the reference, from the checkpoint), msame or "
-                        "ais_bench (Ascend tools, on an .om from `python -m export atc`), torch_aie (Ascend, on the "
-                        "TorchScript from `python -m export wav2vec2 --torchscript`)")
+    add_backend_choice(p)
     p.add_argument("--model", type=Path, help="the .onnx file, or the .om for msame/ais_bench (card read from beside it)")
     p.add_argument("--card", type=Path, help="model card, if not beside --model")
-    p.add_argument("--checkpoint", type=Path, help="torch backend: the original checkpoint (default: the card's source)")
     p.add_argument("--dataset", type=Path, required=True, help="dataset dir written by `python -m preprocess`")
     p.add_argument("--out", type=out_dir, required=True,
                    help="run dir to write (refused if it is a file, read-only, on a full disk, or being written by "
@@ -45,31 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=thread_count, default=0,
                    help="intra-op threads; OpenVINO's INFERENCE_NUM_THREADS (0 = the runtime's default; at most "
                         "4 per core)")
-    p.add_argument("--inter-threads", type=thread_count, default=1, help="onnxruntime inter-op threads")
-    p.add_argument("--providers", default="CPUExecutionProvider",
-                   help="onnxruntime execution providers, comma-separated, in priority order")
-    p.add_argument("--graph-level", default="all", choices=["disable", "basic", "extended", "all"],
-                   help="onnxruntime graph optimisation level")
-    p.add_argument("--execution-mode", default="sequential", choices=["sequential", "parallel"],
-                   help="onnxruntime execution mode (parallel: independent branches on the inter-op threads)")
-    p.add_argument("--profile", action="store_true",
-                   help="onnxruntime: profile the session; writes ort_profile.json (Chrome trace) and "
-                        "ort_profile_top_ops.md into the run dir and the per-op summary into run.json")
-    p.add_argument("--ov-precision", default="f32", choices=["f32", "bf16", "f16"],
-                   help="openvino INFERENCE_PRECISION_HINT (default f32: the CPU plugin would otherwise pick bf16 "
-                        "on CPUs with AMX/avx512_bf16)")
-    p.add_argument("--ov-hint", default="LATENCY", choices=["LATENCY", "THROUGHPUT"],
-                   help="openvino PERFORMANCE_HINT")
     p.add_argument("--warmup", type=non_negative_int, default=2, help="untimed warm-up batches (default 2; ais_bench --warmup_count)")
-    p.add_argument("--outfmt", choices=["TXT", "BIN"], help="msame/ais_bench output format (default: TXT for msame "
-                                                           "as the DeepSpeech guide uses, BIN for ais_bench)")
-    p.add_argument("--device", type=non_negative_int, default=0, help="Ascend device id for msame/ais_bench/torch_aie")
-    p.add_argument("--ais-bench-python", help="python that has ais_bench installed (default: this one)")
-    p.add_argument("--soc-version", default="Ascend310P3", help="torch_aie: target SoC")
-    p.add_argument("--aie-device", default="npu", help="torch_aie: torch device type the compiled model runs on")
-    p.add_argument("--length", type=positive_int, help="torch_aie: the static time length compiled (default: the card's "
-                                              "ModelZoo pad_to, 100000 samples for wav2vec2)")
-    p.add_argument("--aie-loops", type=positive_int, default=100, help="torch_aie: timed loops of the guide's fps figure")
     p.add_argument("--keep-order", action="store_true", help="batch in manifest order instead of by length")
     p.add_argument("--force", action="store_true", help="run again even if an identical finished run exists")
     p.add_argument("--no-progress", action="store_true")
@@ -85,22 +54,36 @@ def build_parser() -> argparse.ArgumentParser:
                                          "default: start a local Ray instance on this machine's cores")
     p.add_argument("--workers", type=positive_int, help="--ray: number of model sessions (actors); default: the cluster's "
                                                "CPUs divided by --threads")
+    add_backend_options(p)
     return p
 
 
 def open_dataset_for(path: Path, card: ModelCard):
-    """The dataset dir, refused if it was preprocessed with another feature config than the card's."""
+    """The dataset dir, refused if it was preprocessed with another feature config than the card's (or its
+    guide profile's, for a --modelzoo dataset)."""
     from core.dataset_dir import DatasetDir
+    from core.guide import guide_feature
     from core.run_dir import RunError
 
     dataset = DatasetDir.open(path)
-    expected = card.feature.params()
-    if dataset.header.get("layout") == "modelzoo" and card.modelzoo is not None:
-        expected = {**expected, **(card.modelzoo.feature_overrides or {})}
+    expected = guide_feature(card) if dataset.header.get("layout") == "modelzoo" else card.feature.params()
     if dataset.header.get("feature") != expected:
         raise RunError(f"{path} was made with another feature config than {card.onnx}'s card; "
                        "preprocess it again with this card")
     return dataset
+
+
+def check_batch_owner(card: dict, dataset, model: Path) -> None:
+    """A guide dataset of batch files must hold the OM's batch: the OM owns it (core/guide.py)."""
+    from core.guide import model_batch
+    from core.run_dir import RunError
+
+    files = dataset.header.get("batch_size")
+    fixed = model_batch(card)
+    if files is not None and fixed is not None and int(files) != fixed:
+        raise RunError(f"{dataset.path} holds batch files of {files} clips but {model} was compiled for batch "
+                       f"{fixed}; preprocess again with --om {model} (the OM's batch is then used), or compile the "
+                       f"OM with --batch-size {files}")
 
 
 def _run_tool(args: argparse.Namespace) -> int:
@@ -114,16 +97,8 @@ def _run_tool(args: argparse.Namespace) -> int:
     if card.om is None:
         log.warning("the card of %s records no atc conversion (no 'om' entry); using it as it is", args.model)
     dataset = open_dataset_for(args.dataset, card)
-    if args.backend == "msame":
-        from runners.msame import run_msame
-
-        summary = run_msame(args.model, card, dataset, args.out, outfmt=args.outfmt or "TXT", device=args.device,
-                            force=args.force)
-    else:
-        from runners.ais_bench import run_ais_bench
-
-        summary = run_ais_bench(args.model, card, dataset, args.out, outfmt=args.outfmt or "BIN", device=args.device,
-                                warmup=args.warmup, python=args.ais_bench_python, force=args.force)
+    check_batch_owner(card, dataset, args.model)
+    summary = BACKENDS[args.backend].run_tool(args, card, dataset)
     _report(summary, args.out)
     return 0
 
@@ -159,9 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.profile and args.backend != "onnxruntime":
             raise RunError("--profile is for the onnxruntime backend only")
-        if args.ray and args.backend in TOOL_BACKENDS:
-            raise RunError(f"--ray runs onnxruntime, openvino or torch, not {args.backend}")
-        if args.backend in TOOL_BACKENDS:
+        entry = BACKENDS[args.backend]
+        if args.ray and not entry.ray:
+            *others, last = ray_backends()
+            raise RunError(f"--ray runs {', '.join(others)} or {last}, not {args.backend}")
+        if entry.is_tool:
             return _run_tool(args)
         if args.model:
             _, card = load_model_and_card(args.model, args.card)
@@ -187,20 +164,8 @@ def main(argv: list[str] | None = None) -> int:
 
             _report(run_from_args(args, card, dataset), args.out)
             return 0
-        if args.backend == "torch_aie":
-            from runners.torch_aie_backend import TorchAieBackend
-
-            length = args.length or (card.modelzoo.pad_to if card.modelzoo else None)
-            if not length:
-                raise RunError("torch_aie compiles a static shape: give --length (time steps every batch is padded to)")
-            backend = TorchAieBackend(args.model, card, batch_size=args.batch_size, length=int(length),
-                                      soc_version=args.soc_version, device=f"{args.aie_device}:{args.device}",
-                                      guide_loops=args.aie_loops)
-            card = backend.card
-        else:
-            from runners.backend_spec import backend_spec
-
-            backend = backend_spec(args, card).build(card)
+        backend = entry.build(args, card)
+        card = getattr(backend, "card", card)  # a backend may refine the card (torch_aie: the compiled shape)
         opts = RunOptions(batch_size=args.batch_size, warmup=args.warmup, sort_by_length=not args.keep_order,
                           progress=not args.no_progress, force=args.force, max_batch_frames=args.max_batch_frames)
         summary = run_dataset(backend, dataset, card, args.out, opts, model_path=args.model)

@@ -29,7 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core.dataset_dir import DatasetDir, atomic_write_json, write_bin
-from preprocess.ray_cluster import RayCluster, RayOptions, worker_error_line
+from core.ray_cluster import RayCluster, RayOptions, worker_error_line
 from runners.backend_spec import LOCAL_BACKENDS, BackendSpec, backend_spec
 from core.model_card import ModelCard
 from core.run_dir import RUN_JSON, RunError, cached_run, finish_run

@@ -37,4 +37,4 @@ if [ -f work/export/deepspeech2/model.onnx ] && [ -d work/corpus/an4 ]; then
     extra+=(--pipeline "work/export/deepspeech2/model.onnx=work/corpus/an4"); fi
 if [ -f work/export/wav2vec2/model.onnx ] && [ -d work/corpus/LibriSpeech/test-demo ]; then
     extra+=(--pipeline "work/export/wav2vec2/model.onnx=work/corpus/LibriSpeech/test-demo"); fi
-exec .venv/bin/python -m postprocess bench --wav2vec2-base --deepspeech2-real --out results/bench.json "${extra[@]}" "${args[@]}"
+exec .venv/bin/python -m bench --wav2vec2-base --deepspeech2-real --out results/bench.json "${extra[@]}" "${args[@]}"

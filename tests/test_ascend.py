@@ -414,6 +414,35 @@ def test_ais_bench_flow_matches_onnxruntime(tmp_path: Path, w2v_modelzoo: dict[s
         assert got["hypotheses"] == ref["hypotheses"] and got["cer"] == ref["cer"]
 
 
+def test_the_om_owns_the_batch_of_the_guide_batch_files(tmp_path: Path, w2v_modelzoo: dict[str, Path],
+                                                        tiny_corpus: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """preprocess --modelzoo --om takes the OM's compiled batch; a --batch-size that disagrees is refused with
+    both values named, and so is an OM whose batch differs from a dataset's batch files (nothing written)."""
+    from export.__main__ import main as export_main
+    from preprocess.__main__ import main as pre_main
+
+    for bs in (2, 3):
+        assert export_main(["atc", "--model", str(w2v_modelzoo["onnx"]), "--out", str(tmp_path / "om"), "--name",
+                            f"w_bs{bs}", "--batch-size", str(bs), "--length", "100000"]) == 0
+    card = card_path_for(w2v_modelzoo["onnx"])
+    split = next((tiny_corpus / "LibriSpeech").glob("train*"))
+    om3 = tmp_path / "om" / "w_bs3.om"
+    assert pre_main(["--librispeech", str(split), "--card", str(card), "--out", str(tmp_path / "d3"), "--modelzoo",
+                     "--om", str(om3), "--no-progress"]) == 0
+    assert DatasetDir.open(tmp_path / "d3").header["batch_size"] == 3
+    assert (tmp_path / "d3" / "batch_i_filename_map_bs3.json").is_file()
+    caplog.clear()
+    assert pre_main(["--librispeech", str(split), "--card", str(card), "--out", str(tmp_path / "bad"), "--modelzoo",
+                     "--om", str(om3), "--batch-size", "2", "--no-progress"]) == 2
+    assert "--batch-size 2 does not match the batch 3" in caplog.text and str(card_path_for(om3)) in caplog.text
+    assert not (tmp_path / "bad").exists()
+    caplog.clear()
+    assert _run(["--backend", "ais_bench", "--model", str(om3), "--dataset", str(w2v_modelzoo["data"]), "--out",
+                 str(tmp_path / "ais")]) == 2
+    assert "holds batch files of 2 clips" in caplog.text and "compiled for batch 3" in caplog.text
+    assert not (tmp_path / "ais" / "run.json").exists()
+
+
 def test_ais_bench_missing_is_named(tmp_path: Path, w2v_modelzoo: dict[str, Path]) -> None:
     from runners.ais_bench import run_ais_bench
 

@@ -9,12 +9,12 @@ import pytest
 
 def test_bench_prints_rows(tmp_path: Path, tiny_ckpt: Path, tiny_export: Path, tiny_corpus: Path,
                            capsys: pytest.CaptureFixture) -> None:
-    from postprocess.__main__ import main
+    from bench.__main__ import main
     from tests.test_wav2vec2 import make_tiny_model_dir
 
     w2v = make_tiny_model_dir(tmp_path / "w2v")
     out = tmp_path / "bench.json"
-    assert main(["bench", "--deepspeech2-ckpt", str(tiny_ckpt), "--wav2vec2-dir", str(w2v), "--threads", "1",
+    assert main(["--deepspeech2-ckpt", str(tiny_ckpt), "--wav2vec2-dir", str(w2v), "--threads", "1",
                  "--repeats", "2", "--warmup", "1", "--batch-sizes", "1", "2", "--frames", "60", "--samples", "4000", "--triad-mib", "8",
                  "--pipeline", f"{tiny_export}={tiny_corpus / 'an4'}", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -69,3 +69,23 @@ def test_an4_size_deepspeech2_checkpoint(tmp_path: Path) -> None:
     loaded = family_module("deepspeech2").load(random_deepspeech2_checkpoint(tmp_path / "ds.ckpt", small))
     rnn = loaded.module.rnns[1].rnn
     assert (rnn.hidden_size, rnn.bidirectional, len(loaded.module.rnns)) == (32, True, 2)
+
+
+@pytest.mark.parametrize("old, new", [("bench", "python -m bench"), ("bench-scale", "python -m bench scale")])
+def test_old_postprocess_bench_commands_point_to_bench(old: str, new: str, capsys: pytest.CaptureFixture) -> None:
+    """The benchmarks left the postprocess stage: its old commands name the new one and exit 2."""
+    from postprocess.__main__ import main
+
+    assert main([old, "--threads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert new in err and err.count("\n") == 1
+
+
+def test_bench_help_lists_both_benchmarks(capsys: pytest.CaptureFixture) -> None:
+    from bench.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    printed = capsys.readouterr().out
+    assert "models" in printed and "scale" in printed

@@ -22,7 +22,7 @@ needs_peer = pytest.mark.skipif(not PEER_PYTHON.is_file(),
 @needs_peer
 def test_optimum_opens_our_export(tmp_path: Path) -> None:
     from export.__main__ import main
-    from postprocess.peer import OptimumPeer, PeerError
+    from bench.peer import OptimumPeer, PeerError
     from core.ort_session import create_session
     from tests.test_wav2vec2 import make_tiny_model_dir
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from families.deepspeech2.recipe import MODELZOO, DeepSpeechConfig, feature_config
+from families.deepspeech2.guide import GUIDE
+from families.deepspeech2.recipe import DeepSpeechConfig, feature_config
 from core.audio import AudioError, load_audio, read_raw_pcm
 from preprocess.build import BuildOptions, _modelzoo_size, build_dataset
 from core.dataset_dir import DatasetDir, DatasetDirError, read_bin
@@ -29,7 +30,7 @@ def _card(labels: list[str] | None = None) -> ModelCard:
         "labels": labels or cfg.labels,
         "blank_index": 0,
         "feature": FEAT,
-        "modelzoo": MODELZOO,
+        "modelzoo": GUIDE,
         "inputs": [
             {"name": "spect", "dtype": "float32", "shape": ["batch", 1, 161, "time"], "role": "features", "time_axis": 3},
             {"name": "lengths", "dtype": "int32", "shape": ["batch"], "role": "lengths"},

@@ -24,7 +24,7 @@ def ray_local():
         import ray.data  # noqa: F401
     except ImportError:
         pytest.skip("ray[data] is not installed (requirements.txt pins it)")
-    from preprocess.ray_cluster import RayCluster, RayOptions
+    from core.ray_cluster import RayCluster, RayOptions
 
     with RayCluster(RayOptions(num_cpus=2, object_store_memory=256 * MB)) as cluster:
         yield cluster
@@ -199,7 +199,7 @@ def test_ray_refuses_tool_backends(tiny_export, tiny_an4_test, tmp_path, caplog)
 
 
 def test_worker_error_line_finds_the_message():
-    from preprocess.ray_cluster import worker_error_line
+    from core.ray_cluster import worker_error_line
     from core.run_dir import RunError
 
     wrapped = RuntimeError("Traceback (most recent call last):\n  File x\nrunners.base.RunError: cannot load model m")
@@ -247,10 +247,10 @@ def test_ray_preprocess_unreachable_cluster(tiny_corpus, tiny_export, tmp_path, 
 
 def test_bench_scale_smoke(ray_local, tiny_export, tiny_an4_test, tmp_path):
     """A tiny run of the scaling report: files written, measured and projected rows told apart (no speed check)."""
-    from postprocess.__main__ import main
+    from bench.__main__ import main
 
     out = tmp_path / "scale"
-    assert main(["bench-scale", "--model", str(tiny_export), "--dataset", str(tiny_an4_test), "--out", str(out),
+    assert main(["scale", "--model", str(tiny_export), "--dataset", str(tiny_an4_test), "--out", str(out),
                  "--workers", "2", "--threads", "1", "--warmup", "1", "--project", "1,4", "--no-progress"]) == 0
     rep = json.loads((out / "bench_scale.json").read_text())
     assert [p["workers"] for p in rep["projected"]] == [1, 4] and all(p["kind"] == "projected" for p in rep["projected"])
@@ -262,7 +262,7 @@ def test_bench_scale_smoke(ray_local, tiny_export, tiny_an4_test, tmp_path):
 
 
 def test_scale_report_projection_follows_its_rule():
-    from postprocess.bench_scale import scale_report
+    from bench.scale import scale_report
 
     def run(rate_key: str, rate: float) -> dict:
         return {"dataset": {"samples": 8}, "batches": 4, "batch_size": 2, "batch_latency_ms": [100.0] * 4,

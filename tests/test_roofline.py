@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from postprocess.roofline import attainable_gflops, graph_traffic, ridge_intensity, roofline_point
+from bench.roofline import attainable_gflops, graph_traffic, ridge_intensity, roofline_point
 
 H = 8  # hidden size of the synthetic graph
 

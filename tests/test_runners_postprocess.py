@@ -144,7 +144,7 @@ def test_modelzoo_decoding_reads_half_the_input_length(tmp_path: Path, tiny_corp
         assert quirk[s.key] == size // 2
         assert model[s.key] == (size + 1) // 2  # the model's own ceil(L/2)
     out = score_run(tmp_path / "r", ds, card, modelzoo=True)
-    assert out["decode_lengths"] == "ModelZoo postprocess: input_length_floor_half"
+    assert out["decode_lengths"] == "ModelZoo postprocess: floor(input length / 2) frames"
     assert np.isfinite(out["wer"])
 
 

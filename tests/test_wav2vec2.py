@@ -180,7 +180,7 @@ def test_modelzoo_batched_layout(tmp_path: Path, tiny_corpus: Path, exported: Pa
     scored = score_run(tmp_path / "run", ds, read_card(card))
     assert scored["utterances"] == full * 3
     guide = score_run(tmp_path / "run", ds, read_card(card), modelzoo=True)
-    assert guide["decode_lengths"] == "ModelZoo postprocess: all"  # every one of the 312 frames, padding included
+    assert guide["decode_lengths"] == "ModelZoo postprocess: every output frame"  # every one of the 312 frames, padding included
 
 
 def test_other_rates_are_resampled_by_default_and_long_clips_skipped(tmp_path: Path, exported: Path,

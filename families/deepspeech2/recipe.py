@@ -23,6 +23,7 @@ from torch import nn
 from families.deepspeech2 import FAMILY as _FAMILY
 from families.deepspeech2.architecture import CONV_CHANNELS, CONV_LAYERS, DEFAULT_LOOKAHEAD, SPECT_DEFAULTS
 from families.deepspeech2.features import FEATURE_KIND
+from families.deepspeech2.guide import GUIDE
 
 # deepspeech.pytorch's English labels: blank first, space last.
 DEFAULT_LABELS: list[str] = ["_", "'", *[chr(c) for c in range(ord("A"), ord("Z") + 1)], " "]
@@ -266,15 +267,6 @@ def expected_frames(num_samples: int, hop_length: int) -> int:
 # ---------------------------------------------------------------------------------------------------
 # Recipe: from a V3.0 checkpoint to a LoadedModel the generic export and parity code understand.
 
-# The Ascend DeepSpeech guide's layout (preprocess --modelzoo); its postprocess decodes floor(L/2) frames
-# of the ceil(L/2) the model emits.
-MODELZOO = {
-    "decode_frames": "input_length_floor_half",
-    "layout": "spect/data{i}.bin, sizes/data{i}.bin",
-    "description": "the Ascend DeepSpeech guide's flow (whole set sorted and zero-padded to the longest, 621 "
-                   "frames on real AN4; float32-rounded sizes; static 1x1x161x621 graph), decoded as its "
-                   "postprocess does: floor(L/2) of the ceil(L/2) output frames",
-}
 INPUT_FREQ_AXIS = 2
 INPUT_TIME_AXIS = 3
 
@@ -362,7 +354,7 @@ def load(checkpoint: str | "Path", static_frames: int | None = None, static_batc
         "feature": feature_config(cfg),
         "output_length_rule": output_length_rule(),
         "metrics_convention": "deepspeech",
-        "modelzoo": MODELZOO,
+        "modelzoo": GUIDE,
         "static_shape": {"frames": static_frames, "batch": static_batch} if static_frames or static_batch else None,
     }
     source = {

@@ -17,6 +17,7 @@ from core.audio import SAMPLE_RATE
 from core.recipe import LoadedModel, TensorSpec, sha256_file
 from families.wav2vec2 import FAMILY as _FAMILY
 from families.wav2vec2.features import FEATURE_KIND
+from families.wav2vec2.guide import GUIDE
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 REQUIRED_FILES = ("config.json", "vocab.json")
@@ -234,13 +235,7 @@ def load(model_dir: str | Path, static_samples: int | None = None, static_batch:
         "feature": feature,
         "output_length_rule": rule,
         "metrics_convention": "hf",
-        # The Ascend wav2vec2 guide's preprocessing, reproduced by `preprocess --modelzoo`.
-        "modelzoo": {"skip_longer_than": 100000, "pad_to": 100000, "feature_overrides": {"norm_eps": 1e-5},
-                     "batch_files": "batch_{k}.bin", "map_file": "batch_i_filename_map_bs{bs}.json",
-                     "ground_truth": "ground_truth_texts.txt", "decode_frames": "all",
-                     "description": "the Ascend wav2vec2 guide's flow (clips over 100000 samples skipped, eps 1e-5 "
-                                    "normalisation, zero-padded to 100000 samples, batch files, final partial batch "
-                                    "unscored), decoded over all output frames as its postprocess does"},
+        "modelzoo": GUIDE,  # the Ascend wav2vec2 guide, reproduced by `--modelzoo` (families/wav2vec2/guide.py)
         "padding": ("zero padding changes outputs: this model takes no attention mask and its feature encoder "
                     "uses group norm" if base_like else "layer-norm feature encoder"),
         "static_shape": {"samples": static_samples, "batch": static_batch} if static_samples or static_batch else None,

@@ -54,8 +54,8 @@ $PY -m export wav2vec2 --model-dir "$MODEL_DIR" --out "$EXPORT" --torchscript --
 echo "==> atc ($SOC) at $BS x 100000 samples -> $OM (or its .atc.sh when atc is not installed)"
 $PY -m export atc --model "$EXPORT/model.onnx" --out "$(dirname "$OM")" --name "$(basename "$OM" .om)" \
     --batch-size "$BS" --length 100000 --soc-version "$SOC"
-echo "==> preprocess: the guide's batch files of $BS -> $DATA"
-$PY -m preprocess --librispeech "$SPLIT" --card "$EXPORT/model.card.json" --out "$DATA" --modelzoo --batch-size "$BS"
+echo "==> preprocess: the guide's batch files of the OM's batch ($BS) -> $DATA"
+$PY -m preprocess --librispeech "$SPLIT" --card "$EXPORT/model.card.json" --out "$DATA" --modelzoo --om "$OM"
 echo "==> inference: $BACKEND -> $RUN"
 case "$BACKEND" in
     ais_bench)

@@ -1,6 +1,6 @@
 """Our side of the benchmark's peer (HF Optimum): a subprocess in the peer venv, spoken to in JSON lines.
 
-The peer runs postprocess/peer_optimum.py with the peer venv's python, so our venv never imports
+The peer runs bench/peer_optimum.py with the peer venv's python, so our venv never imports
 Optimum (it pins an older transformers). Timings are taken inside the peer around its forward call,
 so the pipe does not count against it.
 """

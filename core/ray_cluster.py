@@ -1,8 +1,7 @@
 """Joining a Ray cluster (or starting a local instance) for the stages that run over Ray.
 
-Both `python -m preprocess --ray` and `python -m runners --ray` use it; it sits here, beside the dataset
-dir contract the runners already read, so that no new stage-to-stage import appears (it belongs in the
-shared bottom layer once that exists).
+Both `python -m preprocess --ray` and `python -m runners --ray` use it, so it is a shared contract and
+sits in core/ (ray itself is imported only when a cluster is entered).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The benchmark: contenders timed side by side in one run, alternating, after warm-up, fixed threads.
 
-    python -m postprocess bench [--threads 2] [--repeats 15] [--wav2vec2-base] [--deepspeech2-ckpt CKPT] [--deepspeech2-real]
-                                [--wav2vec2-dir DIR] [--out results/bench.json]
+    python -m bench [--threads 2] [--repeats 15] [--wav2vec2-base] [--deepspeech2-ckpt CKPT] [--deepspeech2-real]
+                      [--wav2vec2-dir DIR] [--out results/bench.json]
 
 Prints, per model and batch size, the median latency of torch eager and onnxruntime with their spread
 (min/max over the repeats), the ratio of throughputs, and the achieved GFLOP/s against the machine's
@@ -177,7 +177,7 @@ GRAPH_OF_CONTENDER = {"torch eager": "fp32", "onnxruntime": "fp32", "openvino": 
 def roofline_of(times: dict[str, list[float]], flops: int, graphs: dict[str, Path],
                 shapes: dict[str, list[int]], peak_gflops: float, bandwidth_gbs: float) -> tuple[dict, dict]:
     """Per graph the bytes one forward moves, and per contender its point on the roofline (median time)."""
-    from postprocess.roofline import graph_traffic, roofline_point
+    from bench.roofline import graph_traffic, roofline_point
 
     traffic: dict[str, dict[str, int]] = {}
     for kind, path in graphs.items():
@@ -200,7 +200,7 @@ def bench_model(label: str, family: str, loaded: Any, onnx_path: Path, batch_siz
     """torch eager, onnxruntime fp32, onnxruntime int8-dynamic and OpenVINO fp32, alternating.
 
     `roofs` = (GEMM peak GFLOP/s, triad GB/s): each row then also gets the bytes its graphs move and
-    every contender's point on the roofline (postprocess/roofline.py). `peer` (an OptimumPeer that has
+    every contender's point on the roofline (bench/roofline.py). `peer` (an OptimumPeer that has
     exported this model; `peer_graphs` its ONNX files) adds Optimum's fp32 and int8 to the alternation.
     """
     from core.ort_session import create_session
@@ -311,7 +311,7 @@ def _print(rows: list[dict[str, Any]], peaks: dict[str, float], stages: list[dic
                   f"{r['ort_over_optimum']:>12.2f}x {ratio8:>13} {r['optimum_logits_max_abs_diff']:>14.2e}")
     roofline = [(r, name, pt) for r in rows for name, pt in r.get("roofline", {}).items()]
     if roofline:
-        print("roofline: intensity = FLOPs / bytes moved (weights + activations, postprocess/roofline.py); "
+        print("roofline: intensity = FLOPs / bytes moved (weights + activations, bench/roofline.py); "
               "% roof = attained / min(GEMM peak, triad x intensity); % triad = attained GB/s / triad GB/s")
         head = (f"{'model':<28} {'bs':>3} {'backend':<18} {'MB moved':>9} {'FLOP/byte':>9} {'GFLOP/s':>8} "
                 f"{'GB/s':>7} {'% triad':>7} {'bound':>7} {'% roof':>7}")
@@ -349,7 +349,7 @@ def main(args: argparse.Namespace) -> int:
         with contextlib.ExitStack() as stack:
             peer = None
             if args.peer_python:
-                from postprocess.peer import OptimumPeer
+                from bench.peer import OptimumPeer
 
                 peer = stack.enter_context(OptimumPeer(args.peer_python))
             for index, (label, family, source, length) in enumerate(models):
@@ -370,7 +370,7 @@ def main(args: argparse.Namespace) -> int:
                                     peer=peer if peer_graphs else None, peer_graphs=peer_graphs)
     stages: list[dict[str, Any]] = []
     for spec in args.pipeline:
-        from postprocess.bench_pipeline import pipeline_share, preprocessing_rtf
+        from bench.pipeline import pipeline_share, preprocessing_rtf
 
         model, data = spec.split("=", 1)
         log.info("benchmarking the stages around %s", model)
@@ -385,12 +385,12 @@ def main(args: argparse.Namespace) -> int:
           f"{bandwidth['triad']:.1f} GB/s")
     print(f"machine: {machine_label(machine)}")
     if args.out and any("roofline" in r for r in rows):
-        from postprocess.plots import roofline_plot
+        from bench.plots import roofline_plot
 
         roofline_plot(rows, peaks, bandwidth["triad"], args.out.with_name(args.out.stem + "_roofline.png"),
                       machine_label(machine))
     if args.out and stages:
-        from postprocess.plots import pipeline_breakdown_plot
+        from bench.plots import pipeline_breakdown_plot
 
         pipeline_breakdown_plot(stages, args.out.with_name(args.out.stem + "_pipeline.png"))
     if args.out:

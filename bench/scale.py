@@ -1,4 +1,4 @@
-"""python -m postprocess bench-scale: Ray's overhead against the single-process runner, and N-worker projections.
+"""python -m bench scale: Ray's overhead against the single-process runner, and N-worker projections.
 
 Measured, in one invocation on one dataset dir and ONNX model (onnxruntime):
   - the single-process runner with W x T intra-op threads (samples / wall time, warm-up excluded);
@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("postprocess")
+log = logging.getLogger("bench")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -83,7 +83,7 @@ def _markdown(rep: dict[str, Any]) -> str:
 
 
 def _plot(rep: dict[str, Any], path: Path) -> Path:
-    from postprocess.plots import _save, plt
+    from postprocess.plots import plt, save_figure
 
     m = rep["measured"]
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -98,14 +98,14 @@ def _plot(rep: dict[str, Any], path: Path) -> Path:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Ray scaling: measured and projected")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def main(args: argparse.Namespace) -> int:
     from core.card import CardError, load_model_and_card
     from core.dataset_dir import DatasetDirError, atomic_write_bytes, atomic_write_json
-    from runners.__main__ import open_dataset_for
     from core.run_dir import RunError
+    from runners.__main__ import open_dataset_for
     from runners.base import RunOptions, run_dataset
     from runners.onnxruntime_backend import OnnxRuntimeBackend
     from runners.ray_runner import BackendSpec, RayOptions, run_dataset_ray
