@@ -86,6 +86,9 @@ class Family:
     # export/variants.py defaults per variant kind ("int8-dynamic": {"op_types": [...]}, ...), the
     # onnxruntime transformer fusion ("fused": {"model_type": ...}) and "expected_fusions" {op: meaning}.
     variant_defaults: Mapping[str, Any] = field(default_factory=dict)
+    # The Ascend ModelZoo guide's flow as data (families/<name>/guide.py GUIDE): the export writes it into
+    # the card's `modelzoo` entry, and `--modelzoo` in every stage reads it from there (core/guide.py).
+    guide: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "features", MappingProxyType(dict(self.features)))

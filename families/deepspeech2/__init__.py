@@ -6,6 +6,7 @@ deepspeech.pytorch), `recipe` (the PyTorch module and its export recipe), `featu
 """
 from core.family import BenchDefaults, BenchModel, ExportCommand, Family
 from core.features import FeatureKind
+from families.deepspeech2.guide import GUIDE
 from families.deepspeech2.features import FEATURE_KIND, deepspeech_frames, deepspeech_spectrogram
 
 FAMILY = Family(
@@ -23,6 +24,7 @@ FAMILY = Family(
     ),
     # Conv stays fp32: quantised, onnxruntime runs the two front convolutions slower for no accuracy gain
     # (results/deepspeech2_an4_int8_op_types_variants.md); the LSTMs carry the int8 speed-up.
+    guide=GUIDE,
     variant_defaults={
         "int8-dynamic": {"op_types": ["LSTM", "MatMul", "Gemm"]},
         "int8-static": {"op_types": ["MatMul", "Gemm"]},

@@ -6,6 +6,7 @@ Modules: `recipe` (loading the directory with transformers, offline, and its exp
 from core.family import BenchDefaults, BenchModel, ExportCommand, Family
 from core.features import FeatureKind, samples_as_frames
 from families.wav2vec2.features import FEATURE_KIND, wav2vec2_waveform
+from families.wav2vec2.guide import GUIDE
 
 FAMILY = Family(
     name="wav2vec2",
@@ -23,6 +24,7 @@ FAMILY = Family(
     # The transformer's MatMuls carry the time; the conv feature encoder stays fp32 (quantising Conv costs
     # accuracy and speed: results/wav2vec2_librispeech_int8_op_types_variants.md). Attention is expected to
     # fuse into one kernel, and the graph report says when onnxruntime's optimiser does not manage it.
+    guide=GUIDE,
     variant_defaults={
         "int8-dynamic": {"op_types": ["MatMul"]},
         "int8-static": {"op_types": ["MatMul"]},
