@@ -130,7 +130,7 @@ mkdir -p "$WORK_DIR" "$RESULTS_DIR"
 
 if [ "$need_corpus" = "1" ]; then
     step "demo corpus (espeak-ng, AN4 + LibriSpeech layouts) -> $WORK_DIR/corpus"
-    $PY -m preprocess synth --out "$WORK_DIR/corpus" "${synth_sizes[@]}"
+    $PY -m demo synth --out "$WORK_DIR/corpus" "${synth_sizes[@]}"
     DEMO_AN4="$WORK_DIR/corpus/an4"
 fi
 

@@ -71,7 +71,7 @@ mkdir -p "$WORK_DIR" "$RESULTS_DIR"
 
 if [ -z "$AN4_ROOT" ]; then
     step "demo corpus (espeak-ng) -> $WORK_DIR/corpus"
-    $PY -m preprocess synth --out "$WORK_DIR/corpus" "${synth_sizes[@]}"
+    $PY -m demo synth --out "$WORK_DIR/corpus" "${synth_sizes[@]}"
     AN4_ROOT="$WORK_DIR/corpus/an4"
 fi
 if [ -z "$STREAM_CKPT" ]; then

@@ -18,7 +18,7 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """AN4 + LibriSpeech layouts, a handful of utterances each (espeak-ng)."""
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (scripts/setup_env.sh installs it)")
-    from preprocess.synth import synthesize_corpus
+    from demo.synth import synthesize_corpus
 
     root = tmp_path_factory.mktemp("corpus")
     synthesize_corpus(root, seed=7, an4_train=16, an4_test=6, libri_train=4, libri_test=3, workers=2,
