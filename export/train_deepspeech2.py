@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from families.deepspeech2.recipe import DeepSpeechConfig, build_model, feature_config, parameter_count
-from families.deepspeech2.checkpoint import save_deepspeech_checkpoint
+from families.deepspeech2.checkpoint_writer import save_deepspeech_checkpoint
 from core.ctc import greedy_decode_batch
 from core.metrics import corpus_scores
 from core.audio import load_audio

@@ -413,7 +413,7 @@ def random_deepspeech2_checkpoint(path: Path, config: Any = None) -> Path:
     """A DeepSpeech2 of `config` (default the an4 size) with random weights, saved in the V3.0 checkpoint
     format so that it loads through the same path as a real one (speed does not depend on the weights)."""
     from families.deepspeech2.recipe import build_model
-    from families.deepspeech2.checkpoint import save_deepspeech_checkpoint
+    from families.deepspeech2.checkpoint_writer import save_deepspeech_checkpoint
 
     cfg = config or an4_size_config()
     torch.manual_seed(0)

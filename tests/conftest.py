@@ -30,7 +30,7 @@ def make_tiny_checkpoint(path: Path, *, bidirectional: bool = True, rnn_type: st
                          hidden: int = 16, layers: int = 2, seed: int = 0) -> Path:
     """A randomly initialised DeepSpeech2 saved in the V3.0 checkpoint structure (BN stats randomised)."""
     from families.deepspeech2.recipe import DeepSpeechConfig, build_model
-    from families.deepspeech2.checkpoint import save_deepspeech_checkpoint
+    from families.deepspeech2.checkpoint_writer import save_deepspeech_checkpoint
 
     torch.manual_seed(seed)
     cfg = DeepSpeechConfig(rnn_type=rnn_type, hidden_size=hidden, hidden_layers=layers, bidirectional=bidirectional,

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_train_export_preprocess_run_report(tmp_path: Path, tiny_corpus: Path) -> None:
     from export.__main__ import main as export_main
-    from families.deepspeech2.checkpoint import load_deepspeech_checkpoint
+    from families.deepspeech2.checkpoint_reader import load_deepspeech_checkpoint
     from postprocess.__main__ import main as post_main
     from preprocess.__main__ import main as pre_main
     from runners.__main__ import main as run_main
