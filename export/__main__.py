@@ -217,8 +217,8 @@ def _variant_up_to_date(target: Path, card: dict, opts, dataset: Path) -> bool:
             and old.get("onnx_sha256") == sha256_file(target))
 
 
-TRAIN_FAMILIES = {"deepspeech2": "export.train_deepspeech2", "wav2vec2": "export.train_wav2vec2",
-                  "split_asr": "export.train_split_asr"}
+TRAIN_FAMILIES = {"deepspeech2": "families.deepspeech2.train", "wav2vec2": "families.wav2vec2.train",
+                  "split_asr": "families.split_asr.train"}
 
 
 def train_parser(family: str) -> argparse.ArgumentParser:

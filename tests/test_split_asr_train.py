@@ -75,7 +75,7 @@ def test_autoencoder_needs_a_checkpoint(tmp_path: Path, tiny_corpus: Path, caplo
 
 
 def test_spec_augment_masks_within_bounds() -> None:
-    from export.train_split_asr import spec_augment
+    from families.split_asr.train import spec_augment
 
     spec = torch.ones(2, 1, 32, 50)
     out = spec_augment(spec, 10, 20, torch.Generator().manual_seed(0))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from export.train_wav2vec2 import VOCAB, encode_transcript
+from families.wav2vec2.train import VOCAB, encode_transcript
 
 TINY = ["--conv-dim", "16", "--hidden-size", "32", "--layers", "1", "--heads", "2", "--intermediate-size", "64",
         "--pos-conv-kernel", "16", "--pos-conv-groups", "4", "--epochs", "1", "--batch-size", "2",

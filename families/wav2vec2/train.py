@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from families.wav2vec2.recipe import ModelDirError, check_model_dir, frames_for, output_length_rule
-from export.train_deepspeech2 import cpu_has_native_bf16
+from families.deepspeech2.train import cpu_has_native_bf16
 from core.ctc import greedy_decode_batch
 from core.metrics import corpus_scores
 from core.audio import load_audio
