@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 
 import families
+from core.fsio import describe_os_error
 from demo import synth
 
 log = logging.getLogger("demo")
@@ -51,13 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     names = trainable_families()
     t = sub.add_parser("train", help=f"train a small demo model ({', '.join(names)})",
                        usage=f"python -m demo train {{{','.join(names)}}} [options]",
-                       description="Train an embedded demo model with a fixed seed and save it in its family's real "
-                                   "format: deepspeech2 (V3.0 architecture, a deepspeech.pytorch V3.0 checkpoint, "
-                                   "from an AN4-layout corpus), wav2vec2 (a small Wav2Vec2ForCTC, a Hugging Face "
-                                   "model directory, from a LibriSpeech split), split_asr (the split-model-inference "
-                                   "model, model.pth; with --autoencoder its activation autoencoder, "
-                                   "autoencoder.pth). `python -m demo train FAMILY --help` lists the family's "
-                                   "options.")
+                       description="Train a small demo model of FAMILY with a fixed seed, from the demo corpus, and "
+                                   "save it in the family's real checkpoint format with a training record beside "
+                                   "it. `python -m demo train FAMILY --help` describes the family's trainer and "
+                                   "lists its options.")
     t.add_argument("family", choices=names, help="model family to train")
     t.add_argument("options", nargs=argparse.REMAINDER, help="the family's options (see FAMILY --help)")
     return parser
@@ -68,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "synth":
         return synth.main(args)
-    return train_module(args.family).main(train_parser(args.family).parse_args(args.options))
+    try:
+        return train_module(args.family).main(train_parser(args.family).parse_args(args.options))
+    except OSError as exc:  # a full disk or a read-only folder found mid-write
+        log.error("%s", describe_os_error(exc))
+        return 2
 
 
 if __name__ == "__main__":

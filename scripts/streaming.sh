@@ -77,7 +77,7 @@ fi
 if [ -z "$STREAM_CKPT" ]; then
     STREAM_CKPT="$WORK_DIR/models/deepspeech2_uni_demo.ckpt"
     step "demo unidirectional DeepSpeech2 with Lookahead $LOOKAHEAD (fixed seed; cached) -> $STREAM_CKPT"
-    $PY -m export train deepspeech2 --an4-root "$AN4_ROOT" --out "$STREAM_CKPT" --unidirectional \
+    $PY -m demo train deepspeech2 --an4-root "$AN4_ROOT" --out "$STREAM_CKPT" --unidirectional \
         --lookahead-context "$LOOKAHEAD" --threads "$THREADS" "${train_opts[@]}"
 fi
 

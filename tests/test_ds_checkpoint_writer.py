@@ -12,10 +12,15 @@ import pytest
 import torch
 
 import families.deepspeech2.checkpoint_writer as writer
-from families.deepspeech2.checkpoint_reader import CheckpointError, expected_state_dict_shapes, load_deepspeech_checkpoint
+from families.deepspeech2.checkpoint_reader import (
+    CheckpointError,
+    expected_state_dict_shapes,
+    load_deepspeech_checkpoint,
+)
 from families.deepspeech2.checkpoint_writer import model_state_dict_shapes, save_deepspeech_checkpoint
 from families.deepspeech2.recipe import DEFAULT_LABELS
 from tests.test_ds_checkpoint_reader import NAMES, fixture, pickle_globals
+
 
 @pytest.mark.parametrize("name", NAMES)
 def test_save_load_round_trip(tmp_path: Path, name: str) -> None:
