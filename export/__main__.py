@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from pathlib import Path
@@ -205,21 +204,9 @@ def _variant_up_to_date(target: Path, card: ModelCard, opts, dataset: Path) -> b
             and old.onnx_sha256 == sha256_file(target))
 
 
-TRAIN_FAMILIES = {"deepspeech2": "export.train_deepspeech2", "wav2vec2": "export.train_wav2vec2",
-                  "split_asr": "export.train_split_asr"}
-
-
-def train_parser(family: str) -> argparse.ArgumentParser:
-    """The family's own trainer options (its module's add_arguments, which takes the family positional)."""
-    module = importlib.import_module(TRAIN_FAMILIES[family])
-    p = argparse.ArgumentParser(prog="python -m export train", description=(module.__doc__ or "").split("\n\n")[0])
-    module.add_arguments(p)
-    return p
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    module = importlib.import_module(TRAIN_FAMILIES[args.family])
-    return module.main(train_parser(args.family).parse_args([args.family, *args.options]))
+def cmd_train_moved(args: argparse.Namespace) -> int:
+    print("python -m export train has moved: use python -m demo train FAMILY (same options)", file=sys.stderr)
+    return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,18 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--force", action="store_true", help="redo even when an up-to-date variant exists")
     v.set_defaults(func=cmd_variant)
 
-    t = sub.add_parser("train", help="train a small demo model (deepspeech2 on AN4, wav2vec2 and split_asr on "
-                                     "LibriSpeech)",
-                       usage="python -m export train {deepspeech2,wav2vec2,split_asr} [options]",
-                       description="Train an embedded demo model with a fixed seed: deepspeech2 (V3.0 architecture, "
-                                   "saved as a V3.0 checkpoint, from an AN4-layout corpus), wav2vec2 (a small "
-                                   "Wav2Vec2ForCTC, saved as a Hugging Face model directory, from a LibriSpeech "
-                                   "split) or split_asr (the split-model-inference model, saved as model.pth; with "
-                                   "--autoencoder its activation autoencoder, autoencoder.pth). "
-                                   "`python -m export train FAMILY --help` lists the family's options.")
-    t.add_argument("family", choices=sorted(TRAIN_FAMILIES), help="model family to train")
-    t.add_argument("options", nargs=argparse.REMAINDER, help="the family's options (see FAMILY --help)")
-    t.set_defaults(func=cmd_train)
+    t = sub.add_parser("train", help="moved: the demo trainers are `python -m demo train FAMILY`",
+                       description="Moved: `python -m demo train FAMILY` trains the demo models (same options).")
+    t.add_argument("options", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    t.set_defaults(func=cmd_train_moved)
     return parser
 
 

@@ -16,7 +16,7 @@ def training_section(train: dict[str, Any]) -> str:
     chosen = next((h for h in history if h.get("epoch") == train.get("chosen_epoch")), history[-1] if history else {})
     shape = ", ".join(f"{k} {v}" for k, v in cfg.items() if isinstance(v, (int, float, str, bool)) and v is not None)
     text = (f"**{family}** ({shape}; {train.get('parameters', 0):,} parameters): trained from scratch by "
-            f"`python -m export train {family}` with seed {train.get('seed')} on {train.get('train_utterances')} "
+            f"`python -m demo train {family}` with seed {train.get('seed')} on {train.get('train_utterances')} "
             f"synthetic training utterances for {train.get('epochs')} epochs ({train.get('train_seconds', train.get('total_seconds', 0)):.0f} s on "
             f"{train.get('threads')} threads, autocast {train.get('autocast', 'off')}). The epoch kept "
             f"({train.get('chosen_epoch')}) has the lowest WER on {train.get('val_utterances')} held-out training "

@@ -4,7 +4,6 @@
     python -m preprocess --card CARD --out DIR --manifest an4_test_manifest.json
     python -m preprocess --card CARD --out DIR --librispeech LibriSpeech/test-clean
     python -m preprocess --card CARD --out DIR --librispeech LibriSpeech --split test-clean
-    python -m preprocess synth --out DIR        (the embedded demo corpus; see --help there)
 """
 from __future__ import annotations
 
@@ -28,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read a speech test set and write the model's inputs as raw .bin tensors (one folder per "
                     "model input, as msame/ais_bench read them) plus manifest.jsonl, using the feature "
                     "configuration in the model card. Rerunning the same command resumes an interrupted run. "
-                    "Use `python -m preprocess synth --help` for the demo corpus generator.")
+                    "The demo corpus generator is `python -m demo synth`.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--an4-root", type=Path, help="AN4 raw release (the an4/ folder or its parent)")
     src.add_argument("--manifest", type=Path, help="deepspeech.pytorch JSON manifest (root_path + samples)")
@@ -107,13 +106,9 @@ def _batch_size(args: argparse.Namespace, card: dict) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    if argv and argv[0] == "synth":
-        from preprocess import synth
-
-        sp = argparse.ArgumentParser(prog="python -m preprocess synth",
-                                     description=(synth.__doc__ or "").strip().splitlines()[0])
-        synth.add_arguments(sp)
-        return synth.main(sp.parse_args(argv[1:]))
+    if argv and argv[0] == "synth":  # the generator left the production stage (issue 10)
+        print("python -m preprocess synth has moved: use python -m demo synth (same options)", file=sys.stderr)
+        return 2
 
     from core.fsio import OutDirError, describe_os_error
     from core.card import CardError, read_card

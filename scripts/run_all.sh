@@ -130,7 +130,7 @@ mkdir -p "$WORK_DIR" "$RESULTS_DIR"
 
 if [ "$need_corpus" = "1" ]; then
     step "demo corpus (espeak-ng, AN4 + LibriSpeech layouts) -> $WORK_DIR/corpus"
-    $PY -m preprocess synth --out "$WORK_DIR/corpus" "${synth_sizes[@]}"
+    $PY -m demo synth --out "$WORK_DIR/corpus" "${synth_sizes[@]}"
     DEMO_AN4="$WORK_DIR/corpus/an4"
 fi
 
@@ -183,7 +183,7 @@ run_deepspeech2() {
     if [ -z "$DEEPSPEECH_CKPT" ]; then
         DEEPSPEECH_CKPT="$WORK_DIR/models/deepspeech2_demo.ckpt"
         step "demo DeepSpeech2 (fixed seed; cached) -> $DEEPSPEECH_CKPT"
-        $PY -m export train deepspeech2 --an4-root "${AN4_ROOT:-$DEMO_AN4}" --out "$DEEPSPEECH_CKPT" \
+        $PY -m demo train deepspeech2 --an4-root "${AN4_ROOT:-$DEMO_AN4}" --out "$DEEPSPEECH_CKPT" \
             --threads "$THREADS" "${train_opts[@]}"
         cp "${DEEPSPEECH_CKPT%.ckpt}.train.json" "$RESULTS_DIR/deepspeech2_demo_training.json"
         training+=(--training "$RESULTS_DIR/deepspeech2_demo_training.json")
@@ -263,7 +263,7 @@ run_wav2vec2() {
     if [ -z "$WAV2VEC2_DIR" ]; then
         WAV2VEC2_DIR="$WORK_DIR/models/wav2vec2_demo"
         step "demo wav2vec2 (fixed seed; cached) -> $WAV2VEC2_DIR"
-        $PY -m export train wav2vec2 --librispeech "$WORK_DIR/corpus/LibriSpeech/train-demo" --out "$WAV2VEC2_DIR" \
+        $PY -m demo train wav2vec2 --librispeech "$WORK_DIR/corpus/LibriSpeech/train-demo" --out "$WAV2VEC2_DIR" \
             --threads "$THREADS" "${w2v_train_opts[@]}"
         cp "$WAV2VEC2_DIR/train.json" "$RESULTS_DIR/wav2vec2_demo_training.json"
         training+=(--training "$RESULTS_DIR/wav2vec2_demo_training.json")
@@ -347,7 +347,7 @@ run_split_asr() {
     if [ -z "$ckpt" ]; then
         ckpt="$models/model.pth"
         step "demo split ASR model (fixed seed; cached) -> $ckpt"
-        $PY -m export train split_asr --librispeech "$train_split" --out "$ckpt" --threads "$THREADS" \
+        $PY -m demo train split_asr --librispeech "$train_split" --out "$ckpt" --threads "$THREADS" \
             "${split_train_opts[@]}"
         cp "$models/model.train.json" "$RESULTS_DIR/split_asr_demo_training.json"
         training+=(--training "$RESULTS_DIR/split_asr_demo_training.json")
@@ -355,7 +355,7 @@ run_split_asr() {
     if [ -z "$ae" ]; then
         ae="$models/autoencoder.pth"
         step "its activation autoencoder (the Head's outputs on the train split; cached) -> $ae"
-        $PY -m export train split_asr --autoencoder --checkpoint "$ckpt" --librispeech "$train_split" --out "$ae" \
+        $PY -m demo train split_asr --autoencoder --checkpoint "$ckpt" --librispeech "$train_split" --out "$ae" \
             --threads "$THREADS" "${split_ae_opts[@]}"
     fi
 

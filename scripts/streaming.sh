@@ -71,13 +71,13 @@ mkdir -p "$WORK_DIR" "$RESULTS_DIR"
 
 if [ -z "$AN4_ROOT" ]; then
     step "demo corpus (espeak-ng) -> $WORK_DIR/corpus"
-    $PY -m preprocess synth --out "$WORK_DIR/corpus" "${synth_sizes[@]}"
+    $PY -m demo synth --out "$WORK_DIR/corpus" "${synth_sizes[@]}"
     AN4_ROOT="$WORK_DIR/corpus/an4"
 fi
 if [ -z "$STREAM_CKPT" ]; then
     STREAM_CKPT="$WORK_DIR/models/deepspeech2_uni_demo.ckpt"
     step "demo unidirectional DeepSpeech2 with Lookahead $LOOKAHEAD (fixed seed; cached) -> $STREAM_CKPT"
-    $PY -m export train deepspeech2 --an4-root "$AN4_ROOT" --out "$STREAM_CKPT" --unidirectional \
+    $PY -m demo train deepspeech2 --an4-root "$AN4_ROOT" --out "$STREAM_CKPT" --unidirectional \
         --lookahead-context "$LOOKAHEAD" --threads "$THREADS" "${train_opts[@]}"
 fi
 

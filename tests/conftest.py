@@ -18,7 +18,7 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """AN4 + LibriSpeech layouts, a handful of utterances each (espeak-ng)."""
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (scripts/setup_env.sh installs it)")
-    from preprocess.synth import synthesize_corpus
+    from demo.synth import synthesize_corpus
 
     root = tmp_path_factory.mktemp("corpus")
     synthesize_corpus(root, seed=7, an4_train=16, an4_test=6, libri_train=4, libri_test=3, workers=2,
@@ -30,7 +30,7 @@ def make_tiny_checkpoint(path: Path, *, bidirectional: bool = True, rnn_type: st
                          hidden: int = 16, layers: int = 2, seed: int = 0) -> Path:
     """A randomly initialised DeepSpeech2 saved in the V3.0 checkpoint structure (BN stats randomised)."""
     from families.deepspeech2.recipe import DeepSpeechConfig, build_model
-    from families.deepspeech2.checkpoint import save_deepspeech_checkpoint
+    from families.deepspeech2.checkpoint_writer import save_deepspeech_checkpoint
 
     torch.manual_seed(seed)
     cfg = DeepSpeechConfig(rnn_type=rnn_type, hidden_size=hidden, hidden_layers=layers, bidirectional=bidirectional,

@@ -12,15 +12,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_train_export_preprocess_run_report(tmp_path: Path, tiny_corpus: Path) -> None:
+    from demo.__main__ import main as demo_main
     from export.__main__ import main as export_main
-    from families.deepspeech2.checkpoint import load_deepspeech_checkpoint
+    from families.deepspeech2.checkpoint_reader import load_deepspeech_checkpoint
     from postprocess.__main__ import main as post_main
     from preprocess.__main__ import main as pre_main
     from runners.__main__ import main as run_main
 
     ckpt = tmp_path / "demo.ckpt"
-    assert export_main(["train", "deepspeech2", "--an4-root", str(tiny_corpus / "an4"), "--out", str(ckpt),
-                        "--epochs", "1", "--hidden-size", "16", "--hidden-layers", "1", "--threads", "1"]) == 0
+    assert demo_main(["train", "deepspeech2", "--an4-root", str(tiny_corpus / "an4"), "--out", str(ckpt),
+                      "--epochs", "1", "--hidden-size", "16", "--hidden-layers", "1", "--threads", "1"]) == 0
     loaded = load_deepspeech_checkpoint(ckpt)
     assert loaded.model["hidden_size"] == 16
     train_log = json.loads(ckpt.with_suffix(".train.json").read_text())

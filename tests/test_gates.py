@@ -52,7 +52,8 @@ def test_parity_gate_fails_on_nan_output(tmp_path: Path, tiny_ckpt: Path, tiny_e
 
 def _nan_checkpoint(path: Path, name: str) -> Path:
     make_tiny_checkpoint(path)
-    from families.deepspeech2.checkpoint import load_deepspeech_checkpoint, save_deepspeech_checkpoint
+    from families.deepspeech2.checkpoint_reader import load_deepspeech_checkpoint
+    from families.deepspeech2.checkpoint_writer import save_deepspeech_checkpoint
 
     ckpt = load_deepspeech_checkpoint(path)
     state = {k: v.clone() for k, v in ckpt.state_dict.items()}

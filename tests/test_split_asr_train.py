@@ -14,7 +14,7 @@ TINY = ["--n-cnn", "1", "--n-rnn", "2", "--rnn-dim", "8", "--n-feats", "32", "--
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -> tuple[Path, Path]:
-    from export.__main__ import main
+    from demo.__main__ import main
 
     root = tmp_path_factory.mktemp("split_asr_train")
     libri = tiny_corpus / "LibriSpeech" / "train-demo"
@@ -58,7 +58,7 @@ def test_trained_files_split_export(trained: tuple[Path, Path], tmp_path: Path) 
 
 
 def test_rerun_keeps_the_trained_file(trained: tuple[Path, Path], tiny_corpus: Path) -> None:
-    from export.__main__ import main
+    from demo.__main__ import main
 
     before = trained[0].stat().st_mtime_ns
     assert main(["train", "split_asr", "--librispeech", str(tiny_corpus / "LibriSpeech" / "train-demo"),
@@ -67,7 +67,7 @@ def test_rerun_keeps_the_trained_file(trained: tuple[Path, Path], tiny_corpus: P
 
 
 def test_autoencoder_needs_a_checkpoint(tmp_path: Path, tiny_corpus: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from export.__main__ import main
+    from demo.__main__ import main
 
     assert main(["train", "split_asr", "--autoencoder", "--librispeech", str(tiny_corpus / "LibriSpeech" / "train-demo"),
                  "--out", str(tmp_path / "ae.pth"), *TINY]) == 2
@@ -75,7 +75,7 @@ def test_autoencoder_needs_a_checkpoint(tmp_path: Path, tiny_corpus: Path, caplo
 
 
 def test_spec_augment_masks_within_bounds() -> None:
-    from export.train_split_asr import spec_augment
+    from families.split_asr.train import spec_augment
 
     spec = torch.ones(2, 1, 32, 50)
     out = spec_augment(spec, 10, 20, torch.Generator().manual_seed(0))

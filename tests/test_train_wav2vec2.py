@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from export.train_wav2vec2 import VOCAB, encode_transcript
+from families.wav2vec2.train import VOCAB, encode_transcript
 
 TINY = ["--conv-dim", "16", "--hidden-size", "32", "--layers", "1", "--heads", "2", "--intermediate-size", "64",
         "--pos-conv-kernel", "16", "--pos-conv-groups", "4", "--epochs", "1", "--batch-size", "2",
@@ -23,7 +23,7 @@ def test_vocab_layout_and_targets() -> None:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -> tuple[Path, list[str]]:
-    from export.__main__ import main
+    from demo.__main__ import main
 
     out = tmp_path_factory.mktemp("w2v_train") / "wav2vec2_demo"
     argv = ["train", "wav2vec2", "--librispeech", str(tiny_corpus / "LibriSpeech" / "train-demo"),
@@ -63,7 +63,7 @@ def test_train_json(trained: tuple[Path, list[str]], tiny_corpus: Path) -> None:
 
 
 def test_rerun_without_force_does_nothing(trained: tuple[Path, list[str]]) -> None:
-    from export.__main__ import main
+    from demo.__main__ import main
 
     out, argv = trained
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}

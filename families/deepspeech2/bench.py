@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from families.deepspeech2.checkpoint import save_deepspeech_checkpoint
+from families.deepspeech2.checkpoint_writer import save_deepspeech_checkpoint
 from families.deepspeech2.recipe import DeepSpeechConfig, build_model
 
 

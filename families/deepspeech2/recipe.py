@@ -334,7 +334,7 @@ def load(checkpoint: str | "Path", static_frames: int | None = None, static_batc
     """Load a deepspeech.pytorch V3.0 checkpoint into an eval-mode reference model."""
     from pathlib import Path
 
-    from families.deepspeech2.checkpoint import check_deepspeech_state_dict, load_deepspeech_checkpoint
+    from families.deepspeech2.checkpoint_reader import check_deepspeech_state_dict, load_deepspeech_checkpoint
     from core.recipe import LoadedModel, sha256_file
 
     path = Path(checkpoint)

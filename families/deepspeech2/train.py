@@ -7,11 +7,8 @@ best epoch; the test split is never looked at here.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
-import random
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +17,30 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from families.deepspeech2.recipe import DeepSpeechConfig, build_model, feature_config, parameter_count
-from families.deepspeech2.checkpoint import save_deepspeech_checkpoint
-from core.ctc import greedy_decode_batch
-from core.metrics import corpus_scores
 from core.audio import load_audio
 from core.corpora import read_an4_raw
 from families.registry import extract
 from core.text import to_labels
+from core.training import (
+    ctc_targets,
+    ctc_validation,
+    hold_out,
+    length_sorted_batches,
+    pad_last_axis,
+    seed_everything,
+    train_epochs,
+    use_bf16,
+    write_record,
+)
+from families.deepspeech2.checkpoint_writer import save_deepspeech_checkpoint
+from families.deepspeech2.recipe import DeepSpeechConfig, build_model, feature_config, parameter_count
 
 log = logging.getLogger("train")
 
+Item = tuple[np.ndarray, list[int], str]  # (spectrogram (freq, frames), label ids, normalised text)
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("family", choices=["deepspeech2"], help="model family to train")
     p.add_argument("--an4-root", type=Path, required=True, help="AN4 raw layout with an4_train.* (the demo corpus)")
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (.ckpt, V3.0 structure)")
     p.add_argument("--rnn-type", default="lstm", choices=["lstm", "gru", "rnn"])
@@ -51,16 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec-augment", type=int, default=0, help="1: mask a few time/freq bands per utterance")
     p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
                    help="bfloat16 autocast for the forward pass; auto = on when the CPU has native bf16 "
-                        "(avx512_bf16/amx), where it trains ~1.5x faster (weights stay fp32)")
+                        "(avx512_bf16/amx), where it trains faster (weights stay fp32)")
     p.add_argument("--force", action="store_true", help="retrain even if --out exists")
-
-
-def cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _encode(text: str, labels: list[str]) -> list[int]:
@@ -83,41 +82,32 @@ def _spec_augment(x: torch.Tensor, lengths: torch.Tensor, gen: torch.Generator) 
     return x
 
 
-def _collate(items: list[tuple[np.ndarray, list[int], str]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                                                        torch.Tensor, list[str]]:
-    frames = max(s.shape[1] for s, _, _ in items)
-    spect = torch.zeros(len(items), 1, items[0][0].shape[0], frames)
-    for i, (s, _, _) in enumerate(items):
-        spect[i, 0, :, : s.shape[1]] = torch.from_numpy(s)
-    lengths = torch.tensor([s.shape[1] for s, _, _ in items], dtype=torch.int32)
-    targets = torch.tensor([t for _, ts, _ in items for t in ts], dtype=torch.int64)
-    target_lengths = torch.tensor([len(ts) for _, ts, _ in items], dtype=torch.int64)
-    return spect, lengths, targets, target_lengths, [text for _, _, text in items]
+def _collate(items: list[Item]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-padded (B, 1, freq, frames) spectrograms and their true frame counts (int32, as the model takes)."""
+    spect = pad_last_axis([s for s, _, _ in items]).unsqueeze(1)
+    return spect, torch.tensor([s.shape[1] for s, _, _ in items], dtype=torch.int32)
 
 
-def _batches(items: list[Any], batch_size: int, rng: random.Random) -> list[list[Any]]:
-    """Length-sorted batches in shuffled order: little padding, yet a different order every epoch."""
-    ordered = sorted(items, key=lambda it: it[0].shape[1])
-    batches = [ordered[i: i + batch_size] for i in range(0, len(ordered), batch_size)]
-    rng.shuffle(batches)
-    return batches
+def _validation_count(n_items: int, fraction: float) -> int:
+    # This trainer's own rounding (truncation, none below five utterances), kept so that a seed still gives
+    # the same split, hence the same model, as before the trainers shared a loop.
+    return max(1, int(n_items * fraction)) if n_items > 4 else 0
 
 
-def evaluate(model: torch.nn.Module, items: list[Any], labels: list[str], batch_size: int = 32) -> dict[str, Any]:
-    model.eval()
-    refs, hyps = [], []
-    with torch.inference_mode():
-        for i in range(0, len(items), batch_size):
-            spect, lengths, _, _, texts = _collate(items[i: i + batch_size])
-            probs, out_lens = model(spect, lengths)
-            hyps += greedy_decode_batch(probs.numpy(), out_lens.numpy(), labels, 0)
-            refs += texts
-    return corpus_scores(refs, hyps, convention="deepspeech")
+def evaluate(model: torch.nn.Module, items: list[Item], labels: list[str], batch_size: int = 32) -> dict[str, float]:
+    """Greedy CTC over padded batches with their true lengths, deepspeech.pytorch's WER/CER convention."""
+    def outputs():
+        with torch.inference_mode():
+            for i in range(0, len(items), batch_size):
+                chunk = items[i: i + batch_size]
+                probs, out_lens = model(*_collate(chunk))
+                yield probs.numpy(), out_lens.numpy(), [text for _, _, text in chunk]
+
+    return ctc_validation(outputs(), labels, 0, "deepspeech")
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
-    torch.manual_seed(args.seed)
-    rng = random.Random(args.seed)
+    rng = seed_everything(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = DeepSpeechConfig(rnn_type=args.rnn_type, hidden_size=args.hidden_size, hidden_layers=args.hidden_layers,
@@ -127,15 +117,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     utts = read_an4_raw(args.an4_root, "train")
     if args.limit:
         utts = utts[: args.limit]
-    items = []
+    items: list[Item] = []
     for u in tqdm(utts, desc="features", unit="utt"):
         text, _ = to_labels(u.transcript, cfg.labels, blank="_")
         items.append((extract(load_audio(u.audio), feat_cfg), _encode(text, cfg.labels), text))
-    order = list(range(len(items)))
-    rng.shuffle(order)
-    n_val = max(1, int(len(items) * args.val_fraction)) if len(items) > 4 else 0
-    val = [items[i] for i in order[:n_val]]
-    train_items = [items[i] for i in order[n_val:]]
+    train_items, val = hold_out(items, _validation_count(len(items), args.val_fraction), rng)
 
     model = build_model(cfg)
     log.info("DeepSpeech2 %s x%d hidden %d: %d parameters; %d train / %d val utterances", cfg.rnn_type,
@@ -147,50 +133,28 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
-    use_bf16 = args.bf16 == "on" or (args.bf16 == "auto" and cpu_has_native_bf16())
+    bf16 = use_bf16(args.bf16)
     gen = torch.Generator().manual_seed(args.seed)
-    history: list[dict[str, Any]] = []
-    best: tuple[float, dict[str, torch.Tensor], int] | None = None
-    step = 0
-    t_start = time.perf_counter()
-    for epoch in range(1, args.epochs + 1):
-        model.train()
-        t0 = time.perf_counter()
-        losses = []
-        for batch in tqdm(_batches(train_items, args.batch_size, rng), desc=f"epoch {epoch}/{args.epochs}",
-                          unit="batch", leave=False):
-            spect, lengths, targets, target_lengths, _ = _collate(batch)
-            if args.spec_augment:
-                spect = _spec_augment(spect, lengths, gen)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-                out, out_lens = model(spect, lengths)
-            log_probs = F.log_softmax(out.float(), dim=-1).transpose(0, 1)
-            loss = ctc(log_probs, targets, out_lens.to(torch.int64), target_lengths)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            opt.step()
-            sched.step()
-            step += 1
-            losses.append(loss.item())
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "seconds": round(time.perf_counter() - t0, 1)}
-        if val:
-            scores = evaluate(model, val, cfg.labels)
-            row.update(val_wer=scores["wer"], val_cer=scores["cer"])
-            if best is None or scores["wer"] <= best[0]:
-                best = (scores["wer"], {k: v.detach().clone() for k, v in model.state_dict().items()}, epoch)
-        history.append(row)
-        log.info("epoch %d: loss %.3f%s (%.0f s)", epoch, row["train_loss"],
-                 f", val WER {row['val_wer']:.3f} CER {row['val_cer']:.3f}" if val else "", row["seconds"])
-    chosen_epoch = args.epochs
-    if best is not None:
-        model.load_state_dict(best[1])
-        chosen_epoch = best[2]
-    model.eval()
+
+    def loss(batch: list[Item]) -> torch.Tensor:
+        spect, lengths = _collate(batch)
+        targets, target_lengths = ctc_targets([ids for _, ids, _ in batch])
+        if args.spec_augment:
+            spect = _spec_augment(spect, lengths, gen)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out, out_lens = model(spect, lengths)
+        log_probs = F.log_softmax(out.float(), dim=-1).transpose(0, 1)
+        return ctc(log_probs, targets, out_lens.to(torch.int64), target_lengths)
+
+    result = train_epochs(model, opt, sched, epochs=args.epochs, max_norm=10.0,
+                          batches=lambda: length_sorted_batches(train_items, args.batch_size, rng,
+                                                                lambda it: it[0].shape[1]),
+                          loss=loss, validate=(lambda: evaluate(model, val, cfg.labels)) if val else None,
+                          select=lambda scores: (scores["val_wer"],))
     optim = {"learning_rate": args.lr, "learning_anneal": 1.0, "weight_decay": 1e-5, "max_norm": 10.0,
              "eps": 1e-8, "betas": [0.9, 0.999]}
     save_deepspeech_checkpoint(args.out, model.state_dict(), cfg.labels, cfg.model_dict(), cfg.spect_dict(),
-                               optim=optim, epoch=chosen_epoch, global_step=step)
+                               optim=optim, epoch=result.chosen_epoch, global_step=result.steps)
     summary = {
         "family": "deepspeech2",
         "checkpoint": str(args.out),
@@ -200,16 +164,16 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "train_utterances": len(train_items),
         "val_utterances": len(val),
         "epochs": args.epochs,
-        "chosen_epoch": chosen_epoch,
-        "history": history,
-        "train_seconds": round(time.perf_counter() - t_start, 1),
+        "chosen_epoch": result.chosen_epoch,
+        "history": result.history,
+        "train_seconds": round(result.seconds, 1),
         "threads": torch.get_num_threads(),
-        "autocast": "bfloat16" if use_bf16 else "off",
+        "autocast": "bfloat16" if bf16 else "off",
         "spec_augment": bool(args.spec_augment),
         "lr": args.lr,
         "batch_size": args.batch_size,
     }
-    args.out.with_suffix(".train.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_record(args.out.with_suffix(".train.json"), summary)
     return summary
 
 

@@ -1,4 +1,4 @@
-"""Read and write deepspeech.pytorch V3.0 checkpoints without deepspeech.pytorch, Lightning, hydra or omegaconf.
+"""Read deepspeech.pytorch V3.0 checkpoints, safely, without deepspeech.pytorch, Lightning, hydra or omegaconf.
 
 A V3.0 checkpoint (``an4_pretrained_v3.ckpt`` and the like) is what V3.0's train.py gets from PyTorch
 Lightning 1.1.8's dump_checkpoint and ``torch.save`` (pickle protocol 2, zip container). Reconstructed from
@@ -21,21 +21,17 @@ dataclass (``BiDirectionalConfig`` ...) only appears as ``_metadata.object_type`
 
 Loading never imports those packages: a restricted unpickler turns every global of theirs into an inert
 placeholder that only records its arguments and state, allows the handful of torch/collections/builtins
-globals that tensors and plain containers need, and refuses everything else. Saving writes the same pickle
-structure from lightweight stand-ins, so real deepspeech.pytorch (with real omegaconf) loads what we write.
+globals that tensors and plain containers need, and refuses everything else. The writer of the same format
+(for the demo trainer and test fixtures) is checkpoint_writer.py; it shares the hyper-parameter rules below.
 """
 from __future__ import annotations
 
 import _compat_pickle
 import collections
-import copyreg
-import io
 import math
 import os
 import pickle
-import tempfile
 import types
-import typing
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +39,6 @@ from typing import Any, Mapping, Sequence
 
 import torch
 import torch._utils
-from torch import nn
 
 from families.deepspeech2.architecture import CONV_CHANNELS, CONV_LAYERS, DEFAULT_LOOKAHEAD, SPECT_DEFAULTS
 
@@ -53,18 +48,17 @@ __all__ = [
     "check_deepspeech_state_dict",
     "expected_state_dict_shapes",
     "load_deepspeech_checkpoint",
-    "save_deepspeech_checkpoint",
+    "normalize_labels",
+    "normalize_model",
+    "normalize_spect",
+    "refuse_mismatch",
 ]
 
 RNN_TYPES = ("lstm", "gru", "rnn")
 WINDOWS = ("hamming", "hann", "blackman", "bartlett")
 _GATES = {"lstm": 4, "gru": 3, "rnn": 1}
-_V3_ADAM_DEFAULTS: dict[str, Any] = {"learning_rate": 1.5e-4, "learning_anneal": 0.99, "weight_decay": 1e-5,
-                                     "eps": 1e-8, "betas": [0.9, 0.999]}
-_MISSING = "???"  # omegaconf's MISSING, stored verbatim as a node's value
+MISSING = "???"  # omegaconf's MISSING, stored verbatim as a node's value
 _MAX_DEPTH = 200  # deeper than any real config; stops a crafted self-nesting pickle from recursing forever
-_TRAIN_CONFIG = "deepspeech_pytorch.configs.train_config"
-_LIGHTNING_VERSION = "1.1.8"
 
 
 class CheckpointError(ValueError):
@@ -407,22 +401,22 @@ def _root_config(obj: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Hyper-parameter validation (shared by load and save)
+# Hyper-parameter validation (shared with checkpoint_writer.py)
 # ----------------------------------------------------------------------------------------------------------
 
-def _int(value: Any, what: str, path: Any, minimum: int = 1) -> int:
+def checked_int(value: Any, what: str, path: Any, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise CheckpointError(f"{path}: {what} must be an integer >= {minimum}, got {value!r}")
     return value
 
 
-def _float(value: Any, what: str, path: Any) -> float:
+def checked_float(value: Any, what: str, path: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise CheckpointError(f"{path}: {what} must be a positive number, got {value!r}")
     return float(value)
 
 
-def _normalize_model(model: Mapping[str, Any], path: Any) -> dict[str, Any]:
+def normalize_model(model: Mapping[str, Any], path: Any) -> dict[str, Any]:
     if not isinstance(model, Mapping):
         raise CheckpointError(f"{path}: model config must be a mapping, got {type(model).__name__}")
     rnn_type = model.get("rnn_type")
@@ -438,17 +432,18 @@ def _normalize_model(model: Mapping[str, Any], path: Any) -> dict[str, Any]:
             raise CheckpointError(f"{path}: lookahead_context={lookahead!r} given for a bidirectional model; "
                                   "V3 only has a lookahead layer in unidirectional models")
     else:
-        lookahead = _int(DEFAULT_LOOKAHEAD if lookahead is None else lookahead, "model lookahead_context", path)
+        lookahead = checked_int(DEFAULT_LOOKAHEAD if lookahead is None else lookahead, "model lookahead_context",
+                                path)
     return {
         "rnn_type": rnn_type,
-        "hidden_size": _int(model.get("hidden_size"), "model hidden_size", path),
-        "hidden_layers": _int(model.get("hidden_layers"), "model hidden_layers", path),
+        "hidden_size": checked_int(model.get("hidden_size"), "model hidden_size", path),
+        "hidden_layers": checked_int(model.get("hidden_layers"), "model hidden_layers", path),
         "bidirectional": bidirectional,
         "lookahead_context": lookahead,
     }
 
 
-def _normalize_spect(spect: Mapping[str, Any] | None, path: Any) -> dict[str, Any]:
+def normalize_spect(spect: Mapping[str, Any] | None, path: Any) -> dict[str, Any]:
     if spect is None:
         return dict(SPECT_DEFAULTS)
     if not isinstance(spect, Mapping):
@@ -458,37 +453,15 @@ def _normalize_spect(spect: Mapping[str, Any] | None, path: Any) -> dict[str, An
     if window not in WINDOWS:
         raise CheckpointError(f"{path}: spect window must be one of {list(WINDOWS)}, got {window!r}")
     return {
-        "sample_rate": _int(merged["sample_rate"], "spect sample_rate", path),
-        "window_size": _float(merged["window_size"], "spect window_size", path),
-        "window_stride": _float(merged["window_stride"], "spect window_stride", path),
+        "sample_rate": checked_int(merged["sample_rate"], "spect sample_rate", path),
+        "window_size": checked_float(merged["window_size"], "spect window_size", path),
+        "window_stride": checked_float(merged["window_stride"], "spect window_stride", path),
         "window": window,
     }
 
 
-def _normalize_optim(optim: Mapping[str, Any] | None, path: Any) -> dict[str, Any]:
-    """V3 knows AdamConfig (eps, betas) and SGDConfig (momentum); which one is told by the keys."""
-    optim = dict(_V3_ADAM_DEFAULTS if optim is None else optim)
-    for key in ("learning_rate", "learning_anneal", "weight_decay"):
-        if key not in optim:
-            raise CheckpointError(f"{path}: optim config lacks {key!r}")
-    if "momentum" in optim and ("eps" in optim or "betas" in optim):
-        raise CheckpointError(f"{path}: optim config mixes SGD (momentum) and Adam (eps, betas) keys")
-    if "momentum" not in optim:
-        optim.setdefault("eps", _V3_ADAM_DEFAULTS["eps"])
-        betas = optim.get("betas", _V3_ADAM_DEFAULTS["betas"])
-        if (not isinstance(betas, (list, tuple)) or len(betas) != 2
-                or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in betas)):
-            raise CheckpointError(f"{path}: optim betas must be two numbers, got {betas!r}")
-        optim["betas"] = [float(b) for b in betas]
-    for key, value in optim.items():
-        if key != "betas" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise CheckpointError(f"{path}: optim {key} must be a number, got {value!r}")
-        if key != "betas":
-            optim[key] = float(value)
-    return optim
 
-
-def _normalize_labels(labels: Any, path: Any) -> list[str]:
+def normalize_labels(labels: Any, path: Any) -> list[str]:
     if not isinstance(labels, (list, tuple)) or not labels or not all(isinstance(c, str) for c in labels):
         raise CheckpointError(f"{path}: labels must be a non-empty list of strings, got {labels!r:.80}")
     if len(set(labels)) != len(labels):
@@ -511,9 +484,13 @@ def _rnn_input_size(spect: Mapping[str, Any]) -> int:
 
 def expected_state_dict_shapes(model: Mapping[str, Any], num_classes: int,
                                spect: Mapping[str, Any] | None = None) -> dict[str, tuple[int, ...]]:
-    """Every state_dict key of V3's DeepSpeech for this config, in module order, with its shape."""
-    model = _normalize_model(model, "<model>")
-    spect = _normalize_spect(spect, "<spect>")
+    """Every state_dict key of V3's DeepSpeech for this config, in module order, with its shape.
+
+    Written from V3's DeepSpeech.__init__, not from our module: the reader checks a file against the format
+    it claims to be. tests/test_ds_checkpoint_writer.py checks that our module (recipe.DeepSpeech) has the same.
+    """
+    model = normalize_model(model, "<model>")
+    spect = normalize_spect(spect, "<spect>")
     hidden, gates = model["hidden_size"], _GATES[model["rnn_type"]] * model["hidden_size"]
     shapes: dict[str, tuple[int, ...]] = {}
 
@@ -557,9 +534,18 @@ def check_deepspeech_state_dict(state_dict: Mapping[str, torch.Tensor], model: M
     ``spect`` decides the first RNN's input size (V3's default 16 kHz / 20 ms gives 1312); it defaults to
     V3's SpectConfig.
     """
-    model = _normalize_model(model, path)
-    labels = _normalize_labels(list(labels), path)
-    expected = expected_state_dict_shapes(model, len(labels), _normalize_spect(spect, path))
+    model = normalize_model(model, path)
+    labels = normalize_labels(list(labels), path)
+    expected = expected_state_dict_shapes(model, len(labels), normalize_spect(spect, path))
+    refuse_mismatch(state_dict, expected, model, len(labels), path)
+
+
+def refuse_mismatch(state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]],
+                    model: Mapping[str, Any], num_classes: int, path: str | os.PathLike[str]) -> None:
+    """Raise CheckpointError naming every missing, unexpected and misshapen key of state_dict against expected.
+
+    ``model`` is a normalised model config; it only describes the architecture in the message.
+    """
     if not isinstance(state_dict, Mapping):
         raise CheckpointError(f"{path}: state_dict must be a mapping, got {type(state_dict).__name__}")
     bad = [f"{k!r}: {type(v).__name__}" for k, v in state_dict.items()
@@ -572,7 +558,7 @@ def check_deepspeech_state_dict(state_dict: Mapping[str, torch.Tensor], model: M
              for k in expected if k in state_dict and tuple(state_dict[k].shape) != expected[k]]
     if missing or unexpected or wrong:
         kind = (f"{'bi' if model['bidirectional'] else 'uni'}directional {model['rnn_type']}, "
-                f"hidden_size {model['hidden_size']}, {model['hidden_layers']} layers, {len(labels)} labels")
+                f"hidden_size {model['hidden_size']}, {model['hidden_layers']} layers, {num_classes} labels")
         problems = [f"missing keys: {_listing(missing)}" if missing else "",
                     f"unexpected keys: {_listing(unexpected)}" if unexpected else "",
                     f"wrong shapes: {_listing(wrong)}" if wrong else ""]
@@ -611,7 +597,7 @@ def load_deepspeech_checkpoint(path: str | os.PathLike[str]) -> DeepSpeechCheckp
             raise CheckpointError(f"{path}: hyper_parameters lacks {key!r}, which every deepspeech.pytorch V3 "
                                   f"checkpoint has (found: {sorted(map(str, hparams))})")
     try:
-        labels = _normalize_labels(_to_plain(hparams["labels"]), path)
+        labels = normalize_labels(_to_plain(hparams["labels"]), path)
         model_plain = _to_plain(hparams["model_cfg"])
         spect_plain = _to_plain(hparams.get("spect_cfg"))
         optim_plain = _to_plain(hparams.get("optim_cfg"))
@@ -630,7 +616,7 @@ def load_deepspeech_checkpoint(path: str | os.PathLike[str]) -> DeepSpeechCheckp
     if not isinstance(model_plain, Mapping):
         raise CheckpointError(f"{path}: hyper_parameters model_cfg is not a config mapping: {model_plain!r:.80}")
     model_class = _object_type(hparams["model_cfg"])
-    missing = [k for k, v in model_plain.items() if isinstance(v, str) and v == _MISSING]
+    missing = [k for k, v in model_plain.items() if isinstance(v, str) and v == MISSING]
     if missing:
         raise CheckpointError(f"{path}: model_cfg has missing ('???') values for {missing}")
     model_in = dict(model_plain)
@@ -643,11 +629,11 @@ def load_deepspeech_checkpoint(path: str | os.PathLike[str]) -> DeepSpeechCheckp
         model_in["bidirectional"] = "lookahead_context" not in model_in
     if model_in["bidirectional"]:
         model_in.pop("lookahead_context", None)
-    model = _normalize_model(model_in, path)
+    model = normalize_model(model_in, path)
 
     if spect_plain is not None and not isinstance(spect_plain, Mapping):
         raise CheckpointError(f"{path}: hyper_parameters spect_cfg is not a config mapping: {spect_plain!r:.80}")
-    spect = _normalize_spect({k: v for k, v in (spect_plain or {}).items() if k in SPECT_DEFAULTS}, path)
+    spect = normalize_spect({k: v for k, v in (spect_plain or {}).items() if k in SPECT_DEFAULTS}, path)
     optim = None
     if isinstance(optim_plain, Mapping):
         optim = {k: v for k, v in optim_plain.items()}
@@ -666,252 +652,3 @@ def load_deepspeech_checkpoint(path: str | os.PathLike[str]) -> DeepSpeechCheckp
     meta["keys"] = sorted(str(_plain_key(k)) for k in raw)
     return DeepSpeechCheckpoint(path=path, state_dict=state_dict, labels=labels, model=model,
                                 spect=spect, optim=optim, meta=meta)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Saving: the same pickle structure from stand-ins
-# ----------------------------------------------------------------------------------------------------------
-
-class _Emit:
-    """Pickles as ``NEWOBJ <its foreign class>`` + ``BUILD state``, exactly as omegaconf's objects do."""
-
-    _pickle_as: tuple[str, str]
-
-    def __init__(self, state: dict[str, Any]) -> None:
-        self.state = state
-
-    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
-        return copyreg.__newobj__, (type(self),), self.state
-
-
-class _EmitEnum:
-    """Pickles as ``REDUCE <enum class>(value)``, as Enum members do."""
-
-    def __init__(self, enum_cls: type, value: Any) -> None:
-        self.enum_cls, self.value = enum_cls, value
-
-    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
-        return self.enum_cls, (self.value,)
-
-
-_EMIT_CLASSES: dict[tuple[str, str], type] = {}
-
-
-def _emit_class(module: str, name: str, base: type = _Emit) -> type:
-    """A class that the writer's pickler names ``module.name``; made once, never importable as that."""
-    key = (module, name)
-    if key not in _EMIT_CLASSES:
-        _EMIT_CLASSES[key] = type(name, (base,), {"_pickle_as": key})
-    return _EMIT_CLASSES[key]
-
-
-class _StandInPickler(pickle._Pickler):  # type: ignore[name-defined,misc]
-    """The pure-Python pickler with one change: stand-in classes are written under their foreign name.
-
-    The C pickler insists that a global's name resolve to the very object; doing that would mean planting
-    fake omegaconf modules in sys.modules. Overriding save_global here touches nothing global.
-    """
-
-    def save_global(self, obj: Any, name: str | None = None) -> None:
-        target = vars(obj).get("_pickle_as") if isinstance(obj, type) else None
-        if target is None:
-            return super().save_global(obj, name)
-        module, qualname = target
-        if self.proto >= 4:
-            self.save(module)
-            self.save(qualname)
-            self.write(pickle.STACK_GLOBAL)
-        else:
-            self.write(pickle.GLOBAL + f"{module}\n{qualname}\n".encode("utf-8"))
-        self.memoize(obj)
-
-
-def _writer_pickle_module() -> types.ModuleType:
-    module = types.ModuleType("ds_checkpoint_standin_pickle")
-    module.Pickler = _StandInPickler  # type: ignore[attr-defined]
-    return module
-
-
-_DICTCONFIG = _emit_class("omegaconf.dictconfig", "DictConfig")
-_LISTCONFIG = _emit_class("omegaconf.listconfig", "ListConfig")
-_CONTAINER_METADATA = _emit_class("omegaconf.base", "ContainerMetadata")
-_METADATA = _emit_class("omegaconf.base", "Metadata")
-_NODES = {kind: _emit_class("omegaconf.nodes", cls) for kind, cls in
-          {"str": "StringNode", "int": "IntegerNode", "float": "FloatNode", "bool": "BooleanNode",
-           "any": "AnyNode", "enum": "EnumNode"}.items()}
-_REF_TYPES: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool, "any": typing.Any}
-_RNN_TYPE = _emit_class("deepspeech_pytorch.enums", "RNNType", object)
-_WINDOW = _emit_class("deepspeech_pytorch.enums", "SpectrogramWindow", object)
-# RNNType's members in V3's order; their values are the torch classes themselves.
-_ENUM_FIELDS: dict[type, dict[str, Any]] = {
-    _RNN_TYPE: {"lstm": nn.LSTM, "rnn": nn.RNN, "gru": nn.GRU},
-    _WINDOW: {w: w for w in WINDOWS},
-}
-_CHECKPOINT_HANDLER = _emit_class("deepspeech_pytorch.checkpoint", "CheckpointHandler", object)
-
-
-def _metadata(ref_type: Any, object_type: Any, optional: bool, key: Any, *, container: bool,
-              flags: dict[str, bool] | None = None, key_type: Any = None) -> _Emit:
-    state: dict[str, Any] = {"ref_type": ref_type, "object_type": object_type, "optional": optional, "key": key,
-                             "flags": flags or {}, "resolver_cache": collections.defaultdict(dict)}
-    if container:
-        state.update(key_type=key_type, element_type=None)
-        return _CONTAINER_METADATA(state)
-    return _METADATA(state)
-
-
-def _value_node(kind: str, key: Any, value: Any, parent: _Emit, optional: bool = False) -> _Emit:
-    if kind == "any":  # omegaconf gives Any-typed fields object_type None and optional True
-        return _NODES["any"]({"_metadata": _metadata(typing.Any, None, True, key, container=False),
-                              "_parent": parent, "_val": value})
-    if value is not None and value != _MISSING:
-        value = {"int": int, "float": float, "bool": bool, "str": str}[kind](value)
-    ref = _REF_TYPES[kind]
-    return _NODES[kind]({"_metadata": _metadata(ref, ref, optional, key, container=False),
-                         "_parent": parent, "_val": value})
-
-
-def _enum_node(enum_cls: type, key: str, name: str, parent: _Emit) -> _Emit:
-    fields = _ENUM_FIELDS[enum_cls]
-    return _NODES["enum"]({"fields": dict(fields), "enum_type": enum_cls,
-                           "_metadata": _metadata(enum_cls, enum_cls, False, key, container=False),
-                           "_parent": parent, "_val": _EmitEnum(enum_cls, fields[name])})
-
-
-def _dict_config(config_cls: type, key: Any, parent: _Emit | None, optional: bool,
-                 fields: Sequence[tuple[str, str, Any]] = (), flags: dict[str, bool] | None = None) -> _Emit:
-    """A structured DictConfig; fields are (name, kind, value) with kind str/int/float/bool/any or '?kind' for
-    Optional[kind]. Containers and enums are added by the caller through ``state['_content']``."""
-    node = _DICTCONFIG({"_metadata": _metadata(config_cls, config_cls, optional, key, container=True, flags=flags),
-                        "_parent": parent, "_content": {}})
-    for name, kind, value in fields:
-        node.state["_content"][name] = _value_node(kind.lstrip("?"), name, value, node, kind.startswith("?"))
-    return node
-
-
-def _train_config_class(name: str) -> type:
-    return _emit_class(_TRAIN_CONFIG, name)
-
-
-def _build_train_config(model: dict[str, Any], spect: dict[str, Any], optim: dict[str, Any],
-                        precision: int) -> _Emit:
-    """The hydra-composed DeepSpeechConfig that V3's train.py hands out pieces of.
-
-    Real checkpoints carry it because omegaconf pickles ``_parent``; values we do not know (trainer, data
-    paths ...) are V3.0's defaults, not a training run's.
-    """
-    root = _dict_config(_train_config_class("DeepSpeechConfig"), None, None, True, flags={"struct": True})
-    content = root.state["_content"]
-
-    is_sgd = "momentum" in optim
-    opt = _dict_config(_train_config_class("SGDConfig" if is_sgd else "AdamConfig"), "optim", root, True,
-                       [(k, "float", optim[k]) for k in ("learning_rate", "learning_anneal", "weight_decay")])
-    if is_sgd:
-        opt.state["_content"]["momentum"] = _value_node("float", "momentum", optim["momentum"], opt)
-    else:
-        opt.state["_content"]["eps"] = _value_node("float", "eps", optim["eps"], opt)
-        # AdamConfig.betas is annotated `tuple`; omegaconf keeps it as a ListConfig of AnyNodes.
-        betas = _LISTCONFIG({"_metadata": _metadata(tuple, list, False, "betas", container=True, key_type=int),
-                             "_parent": opt, "_content": []})
-        betas.state["_content"].extend(_value_node("any", i, float(b), betas) for i, b in enumerate(optim["betas"]))
-        opt.state["_content"]["betas"] = betas
-    content["optim"] = opt
-
-    bidirectional = model["bidirectional"]
-    mdl = _dict_config(_train_config_class("BiDirectionalConfig" if bidirectional else "UniDirectionalConfig"),
-                       "model", root, True)
-    mdl.state["_content"]["rnn_type"] = _enum_node(_RNN_TYPE, "rnn_type", model["rnn_type"], mdl)
-    for name in ("hidden_size", "hidden_layers") + (() if bidirectional else ("lookahead_context",)):
-        mdl.state["_content"][name] = _value_node("int", name, model[name], mdl)
-    content["model"] = mdl
-
-    content["checkpoint"] = _dict_config(
-        _emit_class("hydra_configs.pytorch_lightning.callbacks", "ModelCheckpointConf"), "checkpoint", root, True,
-        [("_target_", "str", "pytorch_lightning.callbacks.ModelCheckpoint"), ("filepath", "?str", None),
-         ("monitor", "?str", None), ("verbose", "bool", False), ("save_last", "?bool", None),
-         ("save_top_k", "?int", None), ("save_weights_only", "bool", False), ("mode", "str", "auto"),
-         ("period", "int", 1), ("prefix", "str", ""), ("dirpath", "any", _MISSING), ("filename", "?str", None)])
-    content["trainer"] = _dict_config(
-        _train_config_class("DeepSpeechTrainerConf"), "trainer", root, False,
-        [("_target_", "str", "pytorch_lightning.trainer.Trainer"), ("logger", "any", True),
-         ("checkpoint_callback", "bool", True), ("callbacks", "any", _MISSING), ("default_root_dir", "?str", None),
-         ("gradient_clip_val", "float", 0.0), ("gpus", "any", None), ("max_epochs", "int", 1000),
-         ("precision", "int", precision), ("accelerator", "any", None), ("plugins", "any", None),
-         ("amp_backend", "str", "native"), ("distributed_backend", "?str", None)])
-
-    def augmentation(parent: _Emit) -> _Emit:
-        return _dict_config(_train_config_class("AugmentationConfig"), "augmentation", parent, False,
-                            [("speed_volume_perturb", "bool", False), ("spec_augment", "bool", False),
-                             ("noise_dir", "str", ""), ("noise_prob", "float", 0.4), ("noise_min", "float", 0.0),
-                             ("noise_max", "float", 0.5)])
-
-    data = _dict_config(_train_config_class("DataConfig"), "data", root, False,
-                        [("train_path", "str", "data/train_manifest.csv"), ("val_path", "str", "data/val_manifest.csv"),
-                         ("batch_size", "int", 64), ("num_workers", "int", 4), ("labels_path", "str", "labels.json")])
-    spc = _dict_config(_train_config_class("SpectConfig"), "spect", data, False,
-                       [(k, kind, spect[k]) for k, kind in (("sample_rate", "int"), ("window_size", "float"),
-                                                            ("window_stride", "float"))])
-    spc.state["_content"]["window"] = _enum_node(_WINDOW, "window", spect["window"], spc)
-    data.state["_content"]["spect"] = spc
-    data.state["_content"]["augmentation"] = augmentation(data)
-    content["data"] = data
-    content["augmentation"] = augmentation(root)
-    content["seed"] = _value_node("int", "seed", 123456, root)
-    content["load_auto_checkpoint"] = _value_node("bool", "load_auto_checkpoint", False, root)
-    return root
-
-
-def save_deepspeech_checkpoint(path: str | os.PathLike[str], state_dict: Mapping[str, torch.Tensor],
-                               labels: Sequence[str], model: Mapping[str, Any], spect: Mapping[str, Any],
-                               optim: Mapping[str, Any] | None = None, epoch: int = 0, global_step: int = 0,
-                               *, precision: int = 32) -> None:
-    """Write a checkpoint that deepspeech.pytorch V3 (Lightning 1.1, omegaconf 2.0) loads as its own.
-
-    The pickle has the real one's structure: hyper_parameters holds DictConfigs of BiDirectionalConfig /
-    UniDirectionalConfig, AdamConfig / SGDConfig (chosen by ``momentum`` in optim; None means V3's default
-    Adam) and SpectConfig inside a composed DeepSpeechConfig root. There is no optimizer or scheduler state,
-    and the callback entry is that of a ModelCheckpoint that has not saved yet. Written atomically.
-    """
-    path = Path(path)
-    model = _normalize_model(model, path)
-    spect = _normalize_spect(spect, path)
-    optim_n = _normalize_optim(optim, path)
-    labels = _normalize_labels(list(labels), path)
-    check_deepspeech_state_dict(state_dict, model, labels, path, spect=spect)
-    # detach(): a pickle can attach backward hooks (and requires_grad) to a tensor; hand out bare data only.
-    state_dict = {key: tensor.detach() for key, tensor in state_dict.items()}
-    root = _build_train_config(model, spect, optim_n, _int(precision, "precision", path))
-    content = root.state["_content"]
-    checkpoint = {
-        # Lightning 1.1.8's dump_checkpoint order.
-        "epoch": _int(epoch, "epoch", path, 0),
-        "global_step": _int(global_step, "global_step", path, 0),
-        "pytorch-lightning_version": _LIGHTNING_VERSION,
-        "callbacks": {_CHECKPOINT_HANDLER: {"monitor": None, "best_model_score": None, "best_model_path": "",
-                                            "current_score": None, "dirpath": None}},
-        "optimizer_states": [],
-        "lr_schedulers": [],
-        # clone(): torch.save writes a view's whole storage; a copy writes just the tensor.
-        "state_dict": collections.OrderedDict((k, t.detach().to("cpu").clone()) for k, t in state_dict.items()),
-        "hparams_name": "kwargs",
-        # DeepSpeech.__init__'s arguments, which Lightning's load_from_checkpoint passes back to it.
-        "hyper_parameters": {"labels": labels, "model_cfg": content["model"], "precision": precision,
-                             "optim_cfg": content["optim"], "spect_cfg": content["data"].state["_content"]["spect"]},
-    }
-    buffer = io.BytesIO()
-    torch.save(checkpoint, buffer, pickle_module=_writer_pickle_module(), pickle_protocol=2)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make the checkpoint private, unlike torch.save's
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buffer.getbuffer())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

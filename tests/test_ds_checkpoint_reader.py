@@ -1,4 +1,4 @@
-"""deepspeech.pytorch V3 checkpoints: restricted loading, refusal of unsafe or foreign files, faithful saving.
+"""deepspeech.pytorch V3 checkpoints: restricted loading, refusal of unsafe or foreign files.
 
 The two fixtures were written by tests/fixtures/make_v3_ckpt_fixtures.py with the real omegaconf 2.0.6 and
 hydra 1.0.6 (not installed here); their .expected.json sidecars hold what the loader must produce.
@@ -18,14 +18,15 @@ from pathlib import Path
 import pytest
 import torch
 
-import families.deepspeech2.checkpoint as ds
-from families.deepspeech2.checkpoint import (
+import families.deepspeech2.checkpoint_reader as ds
+import families.deepspeech2.checkpoint_writer as writer
+from families.deepspeech2.checkpoint_reader import (
     CheckpointError,
     check_deepspeech_state_dict,
     expected_state_dict_shapes,
     load_deepspeech_checkpoint,
-    save_deepspeech_checkpoint,
 )
+from families.deepspeech2.checkpoint_writer import save_deepspeech_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -103,7 +104,7 @@ class Blocker:
         if name.split(".")[0] in BLOCKED:
             raise ImportError("tried to import " + name)
 sys.meta_path.insert(0, Blocker())
-from families.deepspeech2.checkpoint import load_deepspeech_checkpoint
+from families.deepspeech2.checkpoint_reader import load_deepspeech_checkpoint
 for name in {NAMES!r}:
     load_deepspeech_checkpoint("tests/fixtures/" + name + ".ckpt")
 print("LOADED", sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED))
@@ -226,7 +227,7 @@ def test_not_a_deepspeech_checkpoint(tmp_path: Path, payload, message: str) -> N
 def _save_unchecked(monkeypatch, path: Path, state_dict: dict, **overrides) -> None:
     """Write a checkpoint the real way but skip save's own architecture check, to get a wrong one on disk."""
     base = load_deepspeech_checkpoint(fixture(NAMES[0]))
-    monkeypatch.setattr(ds, "check_deepspeech_state_dict", lambda *a, **k: None)
+    monkeypatch.setattr(writer, "check_state_dict_against_model", lambda *a, **k: None)
     args = dict(labels=base.labels, model=base.model, spect=base.spect, optim=base.optim)
     args.update(overrides)
     save_deepspeech_checkpoint(path, state_dict, **args)
@@ -287,85 +288,11 @@ def test_expected_shapes_of_the_full_size_v3_model() -> None:
     assert len(shapes) == 14 + 5 * 8 + 4 * 5 + 5 + 1  # conv, rnn weights, rnn batch norms, fc norm, fc
 
 
-# ------------------------------------------------------------------------------------------------ saving
-
-@pytest.mark.parametrize("name", NAMES)
-def test_save_load_round_trip(tmp_path: Path, name: str) -> None:
-    src = load_deepspeech_checkpoint(fixture(name))
-    path = tmp_path / "sub" / "out.ckpt"
-    modules_before = dict(sys.modules)
-    save_deepspeech_checkpoint(path, src.state_dict, src.labels, src.model, src.spect, src.optim,
-                               epoch=src.meta["epoch"], global_step=src.meta["global_step"],
-                               precision=src.meta["precision"])
-    assert sys.modules == modules_before  # nothing planted, nothing imported
-    assert sorted(p.name for p in path.parent.iterdir()) == ["out.ckpt"]  # no temp file left behind
-    back = load_deepspeech_checkpoint(path)
-    assert (back.labels, back.model, back.spect, back.optim) == (src.labels, src.model, src.spect, src.optim)
-    assert list(back.state_dict) == list(src.state_dict)
-    for key, tensor in src.state_dict.items():
-        assert torch.equal(back.state_dict[key], tensor), key
-        assert back.state_dict[key].dtype == tensor.dtype
-    for key in ("epoch", "global_step", "precision", "pytorch-lightning_version", "hparams_name", "config_classes"):
-        assert back.meta[key] == src.meta[key], key
-    assert set(back.meta["train_config"]) == set(src.meta["train_config"])
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_saved_pickle_names_the_same_globals_as_the_real_one(tmp_path: Path, name: str) -> None:
-    src = load_deepspeech_checkpoint(fixture(name))
-    path = tmp_path / "out.ckpt"
-    save_deepspeech_checkpoint(path, src.state_dict, src.labels, src.model, src.spect, src.optim,
-                               precision=src.meta["precision"])
-
-    def without_storages(found: set[tuple[str, str]]) -> set[tuple[str, str]]:
-        return {g for g in found if "Storage" not in g[1]}  # storage class names vary with torch versions
-
-    assert without_storages(pickle_globals(path)) == without_storages(pickle_globals(fixture(name)))
-
-
-def test_save_with_enum_pickled_by_name_still_loads(tmp_path: Path, monkeypatch) -> None:
-    """Newer Pythons may pickle an enum member as getattr(EnumClass, name) instead of EnumClass(value)."""
-    def by_name(self, protocol):
-        name = next(k for k, v in ds._ENUM_FIELDS[self.enum_cls].items() if v is self.value)
-        return getattr, (self.enum_cls, name)
-
-    monkeypatch.setattr(ds._EmitEnum, "__reduce_ex__", by_name)
-    src = load_deepspeech_checkpoint(fixture(NAMES[1]))
-    path = tmp_path / "byname.ckpt"
-    save_deepspeech_checkpoint(path, src.state_dict, src.labels, src.model, src.spect, src.optim)
-    assert ("__builtin__", "getattr") in pickle_globals(path)
-    back = load_deepspeech_checkpoint(path)
-    assert back.model == src.model and back.spect == src.spect
-
-
-def test_save_defaults_optim_to_v3_adam_and_writes_unidirectional_default_lookahead(tmp_path: Path) -> None:
-    src = load_deepspeech_checkpoint(fixture(NAMES[1]))
-    path = tmp_path / "out.ckpt"
-    save_deepspeech_checkpoint(path, src.state_dict, src.labels, src.model, src.spect)
-    back = load_deepspeech_checkpoint(path)
-    assert back.optim == {"learning_rate": 1.5e-4, "learning_anneal": 0.99, "weight_decay": 1e-5, "eps": 1e-8,
-                          "betas": [0.9, 0.999]}
-    assert back.meta["config_classes"]["optim_cfg"].endswith(".AdamConfig")
-
-
-def test_save_refuses_a_mismatched_state_dict_and_writes_nothing(tmp_path: Path) -> None:
-    src = load_deepspeech_checkpoint(fixture(NAMES[0]))
-    state_dict = dict(src.state_dict)
-    del state_dict["conv.seq_module.0.weight"]
-    path = tmp_path / "out.ckpt"
-    with pytest.raises(CheckpointError, match="missing keys: conv.seq_module.0.weight"):
-        save_deepspeech_checkpoint(path, state_dict, src.labels, src.model, src.spect)
-    with pytest.raises(CheckpointError, match="rnn_type"):
-        save_deepspeech_checkpoint(path, src.state_dict, src.labels, {**src.model, "rnn_type": "transformer"},
-                                   src.spect)
-    with pytest.raises(CheckpointError, match="lookahead_context"):
-        save_deepspeech_checkpoint(path, src.state_dict, src.labels, {**src.model, "lookahead_context": 5}, src.spect)
-    assert list(tmp_path.iterdir()) == []
-
+# ------------------------------------------------------------------------------------------------ other writers
 
 def test_lightning_1_0_attribute_dict_hparams_load(tmp_path: Path, monkeypatch) -> None:
     """Lightning 1.0 stored model.hparams itself, an AttributeDict (a dict subclass: NEWOBJ + SETITEMS)."""
-    attribute_dict = ds._emit_class("pytorch_lightning.utilities.parsing", "AttributeDict", dict)
+    attribute_dict = writer._emit_class("pytorch_lightning.utilities.parsing", "AttributeDict", dict)
     real_save = torch.save
 
     def save_with_attribute_dict(obj, f, **kwargs):

@@ -15,7 +15,6 @@ import argparse
 import json
 import logging
 import math
-import random
 import shutil
 import time
 from pathlib import Path
@@ -26,14 +25,23 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from families.wav2vec2.recipe import ModelDirError, check_model_dir, frames_for, output_length_rule
-from export.train_deepspeech2 import cpu_has_native_bf16
-from core.ctc import greedy_decode_batch
-from core.metrics import corpus_scores
 from core.audio import load_audio
 from core.corpora import read_librispeech
 from families.wav2vec2.features import wav2vec2_waveform
 from core.text import to_labels
+from core.training import (
+    ctc_targets,
+    ctc_validation,
+    hold_out,
+    length_sorted_batches,
+    pad_last_axis,
+    seed_everything,
+    train_epochs,
+    use_bf16,
+    validation_count,
+    write_record,
+)
+from families.wav2vec2.recipe import ModelDirError, check_model_dir, frames_for, output_length_rule
 
 log = logging.getLogger("train")
 
@@ -49,7 +57,6 @@ CONV_STRIDE = (5, 2, 2, 2, 2, 2, 2)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("family", choices=["wav2vec2"], help="model family to train")
     p.add_argument("--librispeech", type=Path, required=True,
                    help="LibriSpeech split folder to train on (the demo corpus's train-demo)")
     p.add_argument("--out", type=Path, required=True,
@@ -117,36 +124,18 @@ def save_processor(out: Path) -> None:
     Wav2Vec2Processor(feature_extractor=fe, tokenizer=tok).save_pretrained(str(out))
 
 
-def _collate(items: list[tuple[np.ndarray, list[int], str]]) -> tuple[torch.Tensor, list[int], torch.Tensor,
-                                                                        torch.Tensor, list[str]]:
-    """Zero-padded waveforms (as the runners pad them), true lengths, concatenated targets."""
-    n = max(w.shape[0] for w, _, _ in items)
-    x = torch.zeros(len(items), n)
-    for i, (w, _, _) in enumerate(items):
-        x[i, : w.shape[0]] = torch.from_numpy(w)
-    targets = torch.tensor([t for _, ts, _ in items for t in ts], dtype=torch.int64)
-    target_lengths = torch.tensor([len(ts) for _, ts, _ in items], dtype=torch.int64)
-    return x, [w.shape[0] for w, _, _ in items], targets, target_lengths, [text for _, _, text in items]
+Item = tuple[np.ndarray, list[int], str]  # (normalised waveform, label ids, normalised text)
 
 
-def _batches(items: list[Any], batch_size: int, rng: random.Random) -> list[list[Any]]:
-    """Length-sorted batches in shuffled order: little padding, yet a different order every epoch."""
-    ordered = sorted(items, key=lambda it: it[0].shape[0])
-    batches = [ordered[i: i + batch_size] for i in range(0, len(ordered), batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
-def evaluate(model: torch.nn.Module, items: list[Any]) -> dict[str, Any]:
+def evaluate(model: torch.nn.Module, items: list[Item]) -> dict[str, float]:
     """Greedy CTC over each utterance alone (batch 1, no padding: how the pipeline scores the model)."""
-    model.eval()
-    refs, hyps = [], []
-    with torch.inference_mode():
-        for wave, _, text in items:
-            logits = model(torch.from_numpy(wave)[None]).logits
-            hyps += greedy_decode_batch(logits.float().numpy(), None, VOCAB, BLANK, WORD_DELIMITER, SPECIAL_TOKENS)
-            refs.append(text)
-    return corpus_scores(refs, hyps, convention="hf")
+    def outputs():
+        with torch.inference_mode():
+            for wave, _, text in items:
+                yield model(torch.from_numpy(wave)[None]).logits.float().numpy(), None, [text]
+
+    return ctc_validation(outputs(), VOCAB, BLANK, "hf", word_delimiter=WORD_DELIMITER,
+                          special_tokens=SPECIAL_TOKENS)
 
 
 def train(args: argparse.Namespace, out: Path) -> dict[str, Any]:
@@ -154,28 +143,22 @@ def train(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from transformers import Wav2Vec2ForCTC
 
     t_total = time.perf_counter()
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)  # transformers draws its SpecAugment masks from numpy's global RNG
-    rng = random.Random(args.seed)
+    rng = seed_everything(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
     utts = read_librispeech(args.librispeech)
     if args.limit:
         utts = utts[: args.limit]
-    items = []
+    items: list[Item] = []
     for u in tqdm(utts, desc="audio", unit="utt"):
         text, ids = encode_transcript(u.transcript)
         if ids:
             items.append((wav2vec2_waveform(load_audio(u.audio), FEATURE_CFG), ids, text))
-    order = list(range(len(items)))
-    rng.shuffle(order)
-    n_val = max(1, round(len(items) * args.val_fraction)) if len(items) > 2 and args.val_fraction > 0 else 0
-    val = [items[i] for i in order[:n_val]]
-    train_items = [items[i] for i in order[n_val:]]
+    train_items, val = hold_out(items, validation_count(len(items), args.val_fraction), rng)
 
     cfg = build_config(args)
     model = Wav2Vec2ForCTC(cfg)
-    # Plain matmul attention trains ~10% faster than SDPA on CPU at these sizes; the choice is not saved
+    # Plain matmul attention trains faster than SDPA on CPU at these sizes; the choice is not saved
     # in config.json (loading picks the default) and both compute the same function.
     model.set_attn_implementation("eager")
     rule = output_length_rule(cfg)
@@ -192,48 +175,23 @@ def train(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
     ctc = torch.nn.CTCLoss(blank=BLANK, reduction="mean", zero_infinity=True)
-    use_bf16 = args.bf16 == "on" or (args.bf16 == "auto" and cpu_has_native_bf16())
-    history: list[dict[str, Any]] = []
-    best: tuple[float, float, dict[str, torch.Tensor], int] | None = None
-    step = 0
-    t_start = time.perf_counter()
-    for epoch in range(1, args.epochs + 1):
-        model.train()
-        t0 = time.perf_counter()
-        losses = []
-        for batch in tqdm(_batches(train_items, args.batch_size, rng), desc=f"epoch {epoch}/{args.epochs}",
-                          unit="batch", leave=False):
-            x, n_samples, targets, target_lengths, _ = _collate(batch)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-                logits = model(x).logits
-            log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)
-            out_lens = torch.tensor([frames_for(rule, n) for n in n_samples], dtype=torch.int64)
-            loss = ctc(log_probs, targets, out_lens, target_lengths)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_norm)
-            opt.step()
-            sched.step()
-            step += 1
-            losses.append(loss.item())
-        row: dict[str, Any] = {"epoch": epoch, "train_loss": float(np.mean(losses)),
-                               "seconds": round(time.perf_counter() - t0, 1)}
-        if val:
-            scores = evaluate(model, val)
-            row.update(val_wer=scores["wer"], val_cer=scores["cer"])
-            # Lowest CER, then WER: from scratch, WER stays near 1 for a while when CER already moves.
-            key = (scores["cer"], scores["wer"])
-            if best is None or key <= best[:2]:
-                best = (*key, {k: v.detach().clone() for k, v in model.state_dict().items()}, epoch)
-        history.append(row)
-        log.info("epoch %d: loss %.3f%s (%.0f s)", epoch, row["train_loss"],
-                 f", val WER {row['val_wer']:.3f} CER {row['val_cer']:.3f}" if val else "", row["seconds"])
-    train_seconds = time.perf_counter() - t_start
-    chosen_epoch = args.epochs
-    if best is not None:
-        model.load_state_dict(best[2])
-        chosen_epoch = best[3]
-    model.eval()
+    bf16 = use_bf16(args.bf16)
+
+    def loss(batch: list[Item]) -> torch.Tensor:
+        x = pad_last_axis([w for w, _, _ in batch])  # zero-padded, as the runners pad
+        targets, target_lengths = ctc_targets([ids for _, ids, _ in batch])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x).logits
+        log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)
+        out_lens = torch.tensor([frames_for(rule, w.shape[0]) for w, _, _ in batch], dtype=torch.int64)
+        return ctc(log_probs, targets, out_lens, target_lengths)
+
+    # Lowest CER, then WER: from scratch, WER stays near 1 for a while when CER already moves.
+    result = train_epochs(model, opt, sched, epochs=args.epochs, max_norm=args.max_norm,
+                          batches=lambda: length_sorted_batches(train_items, args.batch_size, rng,
+                                                                lambda it: it[0].shape[0]),
+                          loss=loss, validate=(lambda: evaluate(model, val)) if val else None,
+                          select=lambda scores: (scores["val_cer"], scores["val_wer"]))
     model.save_pretrained(str(out))
     save_processor(out)
     summary = {
@@ -253,21 +211,21 @@ def train(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         "train_hours": round(hours, 3),
         "val_utterances": len(val),
         "epochs": args.epochs,
-        "chosen_epoch": chosen_epoch,
+        "chosen_epoch": result.chosen_epoch,
         "selected_by": "lowest validation CER, then WER",
-        "history": history,
-        "train_seconds": round(train_seconds, 1),
+        "history": result.history,
+        "train_seconds": round(result.seconds, 1),
         "total_seconds": round(time.perf_counter() - t_total, 1),
         "threads": torch.get_num_threads(),
-        "autocast": "bfloat16" if use_bf16 else "off",
+        "autocast": "bfloat16" if bf16 else "off",
         "lr": args.lr,
         "warmup": args.warmup,
         "weight_decay": args.weight_decay,
         "max_norm": args.max_norm,
         "batch_size": args.batch_size,
-        "steps": step,
+        "steps": result.steps,
     }
-    (out / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_record(out / "train.json", summary)
     return summary
 
 

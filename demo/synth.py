@@ -776,7 +776,7 @@ def synthesize_corpus(
 
     plans = _plan(params)
     info: dict[str, Any] = {
-        "generator": "preprocess.synth",
+        "generator": "demo.synth",
         "params": params,
         "espeak_ng_version": version,
         "sample_rate": SAMPLE_RATE,
@@ -847,7 +847,7 @@ Requires the Debian package espeak-ng."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register the ``synth`` options on ``parser`` (used by ``python -m preprocess synth``)."""
+    """Register the ``synth`` options on ``parser`` (used by ``python -m demo synth``)."""
     if parser.description is None:
         parser.description = DESCRIPTION
     if parser.epilog is None:
@@ -902,9 +902,9 @@ def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     # Re-import under the package name so that spawned workers (platforms without fork)
-    # unpickle preprocess.synth.* rather than re-running this file as __main__.
-    from preprocess import synth as _synth
+    # unpickle demo.synth.* rather than re-running this file as __main__.
+    from demo import synth as _synth
 
-    _parser = argparse.ArgumentParser(prog="python -m preprocess.synth")
+    _parser = argparse.ArgumentParser(prog="python -m demo.synth")
     _synth.add_arguments(_parser)
     sys.exit(_synth.main(_parser.parse_args()))

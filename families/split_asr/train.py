@@ -1,6 +1,6 @@
 """Train the embedded demo split ASR model, or its activation autoencoder, with a fixed seed.
 
-Model (`python -m export train split_asr --librispeech SPLIT --out model.pth`): the split-model-inference
+Model (`python -m demo train split_asr --librispeech SPLIT --out model.pth`): the split-model-inference
 network at small width (families/split_asr/model.py, batch_first quirk included), trained as the original
 trains it: torchaudio MelSpectrogram() features (no log), CTC with blank 28, AdamW and a linear one-cycle
 learning rate; optional SpecAugment masking (the original's is frequency 30 / time 100; off by default
@@ -21,8 +21,8 @@ Both write the original's format (torch.save of a plain state_dict), atomically,
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import math
 import random
 import time
 from pathlib import Path
@@ -33,17 +33,26 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from core.audio import load_audio
+from core.corpora import read_librispeech
+from families.registry import extract
+from core.text import to_labels
+from core.training import (
+    ctc_targets,
+    ctc_validation,
+    hold_out,
+    length_sorted_batches,
+    pad_last_axis,
+    seed_everything,
+    train_epochs,
+    validation_count,
+    write_record,
+)
 from families.split_asr import labels as L
 from families.split_asr.autoencoder import AutoEncoderDecoder, AutoencoderConfig
 from families.split_asr.checkpoint import CheckpointError, load_autoencoder, load_model, save_state_dict
 from families.split_asr.features import feature_config
 from families.split_asr.model import SplitASRConfig, SpeechRecognitionModel, output_frames, parameter_count
-from core.ctc import greedy_decode_batch
-from core.metrics import corpus_scores
-from core.audio import load_audio
-from core.corpora import read_librispeech
-from families.registry import extract
-from core.text import to_labels
 
 log = logging.getLogger("train")
 
@@ -51,7 +60,6 @@ Item = tuple[np.ndarray, list[int], str]  # (mel (n_feats, T), label ids, normal
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("family", choices=["split_asr"], help="model family to train")
     p.add_argument("--librispeech", type=Path, required=True,
                    help="LibriSpeech split folder to train on (the demo corpus's train-demo)")
     p.add_argument("--out", type=Path, required=True, help="model.pth (or autoencoder.pth with --autoencoder) to write")
@@ -98,12 +106,8 @@ def load_items(split_dir: Path, n_feats: int, limit: int | None) -> list[Item]:
 
 def collate(items: list[Item]) -> tuple[torch.Tensor, list[int], torch.Tensor, torch.Tensor]:
     """Zero-padded (B, 1, n_feats, T) spectrograms (as preprocess pads), frames, concatenated targets."""
-    t_max = max(m.shape[1] for m, _, _ in items)
-    spec = torch.zeros(len(items), 1, items[0][0].shape[0], t_max)
-    for i, (m, _, _) in enumerate(items):
-        spec[i, 0, :, : m.shape[1]] = torch.from_numpy(m)
-    targets = torch.tensor([t for _, ids, _ in items for t in ids], dtype=torch.int64)
-    target_lengths = torch.tensor([len(ids) for _, ids, _ in items], dtype=torch.int64)
+    spec = pad_last_axis([m for m, _, _ in items]).unsqueeze(1)
+    targets, target_lengths = ctc_targets([ids for _, ids, _ in items])
     return spec, [m.shape[1] for m, _, _ in items], targets, target_lengths
 
 
@@ -122,30 +126,21 @@ def spec_augment(spec: torch.Tensor, freq: int, time_: int, gen: torch.Generator
 
 
 def batches(items: list[Item], batch_size: int, rng: random.Random) -> list[list[Item]]:
-    """Length-sorted batches in shuffled order: little padding, a different order every epoch."""
-    ordered = sorted(items, key=lambda it: it[0].shape[1])
-    out = [ordered[i: i + batch_size] for i in range(0, len(ordered), batch_size)]
-    rng.shuffle(out)
-    return out
+    return length_sorted_batches(items, batch_size, rng, lambda it: it[0].shape[1])
 
 
 def split_validation(items: list[Item], fraction: float, rng: random.Random) -> tuple[list[Item], list[Item]]:
-    order = list(range(len(items)))
-    rng.shuffle(order)
-    n_val = max(1, round(len(items) * fraction)) if len(items) > 2 and fraction > 0 else 0
-    return [items[i] for i in order[n_val:]], [items[i] for i in order[:n_val]]
+    return hold_out(items, validation_count(len(items), fraction), rng)
 
 
-def evaluate(model: SpeechRecognitionModel, items: list[Item]) -> dict[str, Any]:
+def evaluate(model: SpeechRecognitionModel, items: list[Item]) -> dict[str, float]:
     """Greedy CTC per utterance at batch 1 (how the pipeline scores it), corpus-level hf convention."""
-    model.eval()
-    hyps, refs = [], []
-    with torch.inference_mode():
-        for mel, _, text in items:
-            logits = model(torch.from_numpy(mel)[None, None])
-            hyps += greedy_decode_batch(logits.numpy(), None, L.LABELS, L.BLANK_INDEX)
-            refs.append(text)
-    return corpus_scores(refs, hyps, convention="hf")
+    def outputs():
+        with torch.inference_mode():
+            for mel, _, text in items:
+                yield model(torch.from_numpy(mel)[None, None]).numpy(), None, [text]
+
+    return ctc_validation(outputs(), L.LABELS, L.BLANK_INDEX, "hf")
 
 
 def _one_cycle(opt: torch.optim.Optimizer, lr: float, steps: int, epochs: int) -> torch.optim.lr_scheduler.OneCycleLR:
@@ -154,8 +149,7 @@ def _one_cycle(opt: torch.optim.Optimizer, lr: float, steps: int, epochs: int) -
 
 
 def train_model(args: argparse.Namespace) -> tuple[SpeechRecognitionModel, dict[str, Any]]:
-    torch.manual_seed(args.seed)
-    rng = random.Random(args.seed)
+    rng = seed_everything(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     train_items, val = split_validation(load_items(args.librispeech, args.n_feats, args.limit), args.val_fraction, rng)
     cfg = SplitASRConfig(n_cnn_layers=args.n_cnn, n_rnn_layers=args.n_rnn, rnn_dim=args.rnn_dim, n_class=L.N_CLASS,
@@ -164,50 +158,27 @@ def train_model(args: argparse.Namespace) -> tuple[SpeechRecognitionModel, dict[
     log.info("split ASR %s: %d parameters; %d train / %d val utterances", cfg.to_dict(), parameter_count(model),
              len(train_items), len(val))
     opt = torch.optim.AdamW(model.parameters(), args.lr)
-    n_batches = len(batches(train_items, args.batch_size, random.Random(0)))
-    sched = _one_cycle(opt, args.lr, n_batches, args.epochs)
+    sched = _one_cycle(opt, args.lr, math.ceil(len(train_items) / args.batch_size), args.epochs)
     ctc = torch.nn.CTCLoss(blank=L.BLANK_INDEX, zero_infinity=True)
-    history: list[dict[str, Any]] = []
-    best: tuple[float, float, dict[str, torch.Tensor], int] | None = None
-    for epoch in range(1, args.epochs + 1):
-        model.train()
-        t0 = time.perf_counter()
-        losses = []
-        for batch in tqdm(batches(train_items, args.batch_size, rng), desc=f"epoch {epoch}/{args.epochs}",
-                          unit="batch", leave=False):
-            spec, frames, targets, target_lengths = collate(batch)
-            spec = spec_augment(spec, args.freq_mask, args.time_mask, gen)
-            log_probs = F.log_softmax(model(spec), dim=-1).transpose(0, 1)
-            out_lens = torch.tensor([output_frames(n) for n in frames], dtype=torch.int64)
-            loss = ctc(log_probs, targets, out_lens, target_lengths)
-            opt.zero_grad()
-            loss.backward()
-            if args.max_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_norm)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-        row: dict[str, Any] = {"epoch": epoch, "train_loss": float(np.mean(losses)),
-                               "seconds": round(time.perf_counter() - t0, 1)}
-        if val:
-            scores = evaluate(model, val)
-            row.update(val_wer=scores["wer"], val_cer=scores["cer"])
-            key = (scores["cer"], scores["wer"])
-            if best is None or key <= best[:2]:
-                best = (*key, {k: v.detach().clone() for k, v in model.state_dict().items()}, epoch)
-        history.append(row)
-        log.info("epoch %d: loss %.3f%s", epoch, row["train_loss"],
-                 f", val WER {row['val_wer']:.3f} CER {row['val_cer']:.3f}" if val else "")
-    chosen = args.epochs
-    if best is not None:
-        model.load_state_dict(best[2])
-        chosen = best[3]
+
+    def loss(batch: list[Item]) -> torch.Tensor:
+        spec, frames, targets, target_lengths = collate(batch)
+        spec = spec_augment(spec, args.freq_mask, args.time_mask, gen)
+        log_probs = F.log_softmax(model(spec), dim=-1).transpose(0, 1)
+        out_lens = torch.tensor([output_frames(n) for n in frames], dtype=torch.int64)
+        return ctc(log_probs, targets, out_lens, target_lengths)
+
+    result = train_epochs(model, opt, sched, epochs=args.epochs, max_norm=args.max_norm,
+                          batches=lambda: batches(train_items, args.batch_size, rng), loss=loss,
+                          validate=(lambda: evaluate(model, val)) if val else None,
+                          select=lambda scores: (scores["val_cer"], scores["val_wer"]))
     summary = {"family": "split_asr", "config": cfg.to_dict(), "feature": feature_config(args.n_feats),
                "parameters": parameter_count(model), "train_utterances": len(train_items),
-               "val_utterances": len(val), "chosen_epoch": chosen, "selected_by": "lowest validation CER at batch 1",
-               "history": history, "ctc_input_lengths": "emitted frames ceil(T/2) (the original: T // 2)",
+               "val_utterances": len(val), "chosen_epoch": result.chosen_epoch,
+               "selected_by": "lowest validation CER at batch 1", "history": result.history,
+               "ctc_input_lengths": "emitted frames ceil(T/2) (the original: T // 2)",
                "spec_augment": {"freq_mask": args.freq_mask, "time_mask": args.time_mask}}
-    return model.eval(), summary
+    return model, summary
 
 
 def _head_batches(model: SpeechRecognitionModel, items: list[Item], batch_size: int,
@@ -226,8 +197,7 @@ def train_autoencoder(args: argparse.Namespace) -> tuple[AutoEncoderDecoder, dic
     if args.checkpoint is None:
         raise ValueError("--autoencoder needs --checkpoint (the trained model.pth whose Head it compresses)")
     model, cfg = load_model(args.checkpoint)
-    torch.manual_seed(args.seed)
-    rng = random.Random(args.seed)
+    rng = seed_everything(args.seed)
     train_items, val = split_validation(load_items(args.librispeech, cfg.n_feats, args.limit), args.val_fraction, rng)
     ae = AutoEncoderDecoder(AutoencoderConfig(input_size=cfg.rnn_dim, hidden_size=args.ae_hidden,
                                               bottleneck=args.ae_bottleneck))
@@ -238,38 +208,24 @@ def train_autoencoder(args: argparse.Namespace) -> tuple[AutoEncoderDecoder, dic
     val_feats = torch.cat(_head_batches(model, val, args.batch_size, rng)) if val else None
     opt = torch.optim.AdamW(ae.parameters(), args.lr)
     sched = _one_cycle(opt, args.lr, len(train_feats), args.epochs)
-    history: list[dict[str, Any]] = []
-    best: tuple[float, dict[str, torch.Tensor], int] | None = None
-    for epoch in range(1, args.epochs + 1):
-        ae.train()
-        losses = []
-        for i in rng.sample(range(len(train_feats)), len(train_feats)):
-            loss = F.mse_loss(ae(train_feats[i]), train_feats[i])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-        row: dict[str, Any] = {"epoch": epoch, "train_mse": float(np.mean(losses))}
-        if val_feats is not None:
-            ae.eval()
-            with torch.inference_mode():
-                mse = float(F.mse_loss(ae(val_feats), val_feats))
-            row.update(val_mse=mse, val_relative_mse=mse / max(float(val_feats.pow(2).mean()), 1e-12))
-            if best is None or mse <= best[0]:
-                best = (mse, {k: v.detach().clone() for k, v in ae.state_dict().items()}, epoch)
-        history.append(row)
-        log.info("epoch %d: train MSE %.4g%s", epoch, row["train_mse"],
-                 f", val MSE {row['val_mse']:.4g}" if "val_mse" in row else "")
-    chosen = args.epochs
-    if best is not None:
-        ae.load_state_dict(best[1])
-        chosen = best[2]
+
+    def validate() -> dict[str, float]:
+        with torch.inference_mode():
+            mse = float(F.mse_loss(ae(val_feats), val_feats))
+        return {"val_mse": mse, "val_relative_mse": mse / max(float(val_feats.pow(2).mean()), 1e-12)}
+
+    n = len(train_feats)
+    result = train_epochs(ae, opt, sched, epochs=args.epochs, loss_name="train_mse",
+                          batches=lambda: [train_feats[i] for i in rng.sample(range(n), n)],
+                          loss=lambda x: F.mse_loss(ae(x), x),
+                          validate=validate if val_feats is not None else None,
+                          select=lambda scores: (scores["val_mse"],))
     summary = {"family": "split_asr", "part": "autoencoder", "config": ae.cfg.to_dict(),
                "checkpoint": str(args.checkpoint), "model_config": cfg.to_dict(),
-               "train_utterances": len(train_items), "val_utterances": len(val), "chosen_epoch": chosen,
-               "selected_by": "lowest validation MSE", "loss": "MSE over the Head's valid frames", "history": history}
-    return ae.eval(), summary
+               "train_utterances": len(train_items), "val_utterances": len(val), "chosen_epoch": result.chosen_epoch,
+               "selected_by": "lowest validation MSE", "loss": "MSE over the Head's valid frames",
+               "history": result.history}
+    return ae, summary
 
 
 def _usable(path: Path, autoencoder: bool) -> bool:
@@ -299,8 +255,6 @@ def main(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     save_state_dict(module, out)
     summary_path = out.with_name(out.stem + ".train.json")
-    tmp = summary_path.with_name(summary_path.name + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    tmp.replace(summary_path)
+    write_record(summary_path, summary)
     log.info("saved %s (epoch %d of %d) and %s", out, summary["chosen_epoch"], args.epochs, summary_path.name)
     return 0

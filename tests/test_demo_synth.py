@@ -1,4 +1,4 @@
-"""Tests for preprocess.synth: layout, formats, determinism, resumption and refusal paths."""
+"""Tests for demo.synth: layout, formats, determinism, resumption and refusal paths."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from preprocess import synth
+from demo import synth
 
 HAVE_ESPEAK = shutil.which("espeak-ng") is not None
 needs_espeak = pytest.mark.skipif(not HAVE_ESPEAK, reason="espeak-ng is not installed")
@@ -258,7 +258,7 @@ def test_cli_main_on_existing_corpus(corpus, capsys):
 
 
 def test_module_help():
-    proc = subprocess.run([sys.executable, "-m", "preprocess.synth", "--help"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "demo.synth", "--help"], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1], env={**os.environ, "PYTHONPATH": ""})
     assert proc.returncode == 0, proc.stderr
     assert "--an4-train" in proc.stdout and "espeak-ng" in proc.stdout and "an4test_clstk" in proc.stdout
