@@ -57,14 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--name", required=True, help="file stem prefix, e.g. deepspeech2_an4")
     r.add_argument("--title", default=None, help="table title (default: from --name)")
 
-    v = sub.add_parser("variants", help="the per-variant table (accuracy, size, seq/s at batch 1 and 8) + plot",
+    v = sub.add_parser("variants", help="the per-variant table (accuracy, size, seq/s per batch size) + plot",
                        description="One row per system: WER, CER, S/D/I, ΔWER against the first row (the "
-                                   "reference), identical transcripts, model size, seq/s at batch 1 and 8; and a "
-                                   "plot of WER against throughput.")
+                                   "reference), identical transcripts, model size, and seq/s at each batch size its runs "
+                                   "were made with (read from their run.json); and a plot of WER against throughput.")
     v.add_argument("--dataset", type=Path, required=True)
     v.add_argument("--card", type=Path, required=True, help="the fp32 model's card (labels, decoding)")
-    v.add_argument("--row", action="append", required=True, metavar="LABEL=RUN_BS1[,RUN_BS8]",
-                   help="a system: its batch-1 run (scored) and optionally its batch-8 run (repeatable; first = reference)")
+    v.add_argument("--row", action="append", required=True, metavar="LABEL=RUN[,RUN...]",
+                   help="a system: its runs at one or more batch sizes; the smallest batch's run is scored "
+                        "(repeatable; first = reference)")
     v.add_argument("--out", type=out_dir, default=Path("results"), help="folder for the tables (default: results)")
     v.add_argument("--name", required=True, help="file stem prefix, e.g. deepspeech2_an4 (writes <name>_variants.*)")
     v.add_argument("--title", default=None)
@@ -137,15 +138,17 @@ def main(argv: list[str] | None = None) -> int:
 def _variants(args: argparse.Namespace, card: ModelCard, dataset) -> int:
     from postprocess.plots import wer_vs_throughput_plot
     from postprocess.tables import CONVENTION_NOTES, context_of, machine_note, write_table
-    from postprocess.variants_table import graph_notes, parse_row, variant_rows
+    from postprocess.variants_table import batch_sizes_of, graph_notes, parse_row, variant_rows
 
     rows_in = [parse_row(r) for r in args.row]
     rows = variant_rows(dataset, card, rows_in)
-    ctx = context_of(rows_in[0][1], dataset, card)
+    ctx = context_of(rows_in[0][1][0], dataset, card)
+    batches = ", ".join(map(str, batch_sizes_of(rows)))
     title = f"Variants: {args.title or args.name}"
     notes = [CONVENTION_NOTES.get(card.metrics, ""),
-             "ΔWER and same transcripts are against the first row. Accuracy columns come from the batch-1 run; "
-             "seq/s = utterances / summed model-execution time (warm-up excluded), at batch 1 and 8.",
+             "ΔWER and same transcripts are against the first row. Accuracy columns come from each row's run at "
+             f"its smallest batch size; seq/s = utterances / summed model-execution time (warm-up excluded), at "
+             f"batch {batches}.",
              "size MB: the file the runtime loaded (ONNX file; checkpoint or weights for PyTorch).",
              *graph_notes(rows_in, card), machine_note(ctx)]
     written = write_table(args.out, f"{args.name}_variants", title, rows, notes, ctx)

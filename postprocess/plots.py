@@ -45,15 +45,18 @@ def save_figure(fig: Any, path: Path) -> Path:
 
 
 def wer_vs_throughput_plot(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
-    """WER against seq/s at batch 1 (and 8 where measured), one point per system."""
+    """WER against seq/s at each batch size of the rows' "seq/s bs<N>" columns, one marker per batch size."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    keys = [k for k in (rows[0] if rows else {}) if k.startswith("seq/s bs")]
+    markers = dict(zip(keys, "os^DvP*X"))
     for r in rows:
-        for key, marker in (("seq/s bs1", "o"), ("seq/s bs8", "s")):
+        for key in keys:
             if r.get(key):
-                ax.scatter(r[key], r["WER %"], marker=marker, s=40)
-                ax.annotate(f"{r['system']} ({key[-3:]})", (r[key], r["WER %"]), fontsize=7,
+                ax.scatter(r[key], r["WER %"], marker=markers.get(key, "o"), s=40)
+                ax.annotate(f"{r['system']} ({key[len('seq/s '):]})", (r[key], r["WER %"]), fontsize=7,
                             xytext=(4, 3), textcoords="offset points")
-    ax.set_xlabel("sequences / s (o: batch 1, s: batch 8)")
+    legend = ", ".join(f"{m}: batch {k[len('seq/s bs'):]}" for k, m in markers.items())
+    ax.set_xlabel(f"sequences / s ({legend})")
     ax.set_ylabel("WER %")
     ax.set_xscale("log")
     ax.grid(True, alpha=0.3)

@@ -92,14 +92,21 @@ def test_variants_table(tmp_path: Path, tiny_export: Path, dataset: Path) -> Non
                              str(runs[label, bs]), "--batch-size", str(bs), "--threads", "1", "--no-progress"]) == 0
     assert post_main(["variants", "--dataset", str(dataset), "--card", str(card_path_for(tiny_export)),
                       "--row", f"ORT fp32={runs['fp32', 1]},{runs['fp32', 8]}",
-                      "--row", f"ORT int8={runs['int8', 1]},{runs['int8', 8]}",
+                      # Given batch 8 first: the columns and the scored run come from run.json, not the order.
+                      "--row", f"ORT int8={runs['int8', 8]},{runs['int8', 1]}",
                       "--out", str(tmp_path / "results"), "--name", "tiny"]) == 0
     table = json.loads((tmp_path / "results" / "tiny_variants.json").read_text())
     fp32, int8 = table["rows"]
+    assert [k for k in fp32 if k.startswith("seq/s")] == ["seq/s bs1", "seq/s bs8"]
     assert fp32["ΔWER (points)"] == 0 and fp32["precision"] == "fp32" and int8["precision"] == "int8-dynamic"
     assert int8["size MB"] < fp32["size MB"]
     assert all(r["seq/s bs1"] > 0 and r["seq/s bs8"] > 0 for r in (fp32, int8))
     assert (tmp_path / "results" / "tiny_variants.png").stat().st_size > 0
+    assert "at batch 1, 8." in (tmp_path / "results" / "tiny_variants.md").read_text()
+    # Two runs at one batch size leave the row's speed ambiguous: refused, naming both.
+    assert post_main(["variants", "--dataset", str(dataset), "--card", str(card_path_for(tiny_export)),
+                      "--row", f"ORT fp32={runs['fp32', 1]},{runs['int8', 1]}",
+                      "--out", str(tmp_path / "results2"), "--name", "tiny"]) == 2
 
 
 def test_spread_takes_utterances_across_the_dataset(tmp_path: Path, tiny_corpus: Path, tiny_export: Path) -> None:

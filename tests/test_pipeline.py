@@ -1,0 +1,199 @@
+"""The run matrix driver (pipeline/): options as run_all.sh documents them, and the commands a plan expands to."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.plan import DemoModel, Export, GuideFlow, GuideRun, Plan, SplitPoint, SplitSection, Variants
+from pipeline.matrix import Collected
+from pipeline.options import HELP, OptionError, parse
+from pipeline.run_all import load_plan, walk
+from pipeline.steps import Runner
+
+REPO = Path(__file__).resolve().parents[1]
+PLANNED = ("deepspeech2", "wav2vec2", "split_asr")
+
+
+def _opts(tmp_path: Path, *argv: str, env: dict[str, str] | None = None):
+    opts = parse(["--work", str(tmp_path / "w"), "--results", str(tmp_path / "r"), "--threads", "3", *argv],
+                  env=env or {})
+    assert opts is not None
+    return opts
+
+
+def _tiny_plan(**kw) -> Plan:
+    fields = dict(family="fam", report="fam_an4", title="Fam on AN4 {test_name}", corpus="an4",
+                  model=DemoModel(option="deepspeech_ckpt", path="models/fam.ckpt"),
+                  export=Export(command="fam", model_flag="--checkpoint"), test_set="data/fam_test",
+                  batch_sizes=(1, 2), ray=False)
+    fields.update(kw)
+    return Plan(**fields)
+
+
+def _walk(plan: Plan, opts) -> tuple[list[str], Collected]:
+    runner = Runner(dry_run=True, python="PY")
+    collected = Collected()
+    walk(runner, plan, opts, collected)
+    return [" ".join(c) for c in runner.commands], collected
+
+
+def test_a_tiny_plan_expands_to_the_stage_commands(tmp_path: Path) -> None:
+    opts = _opts(tmp_path, "--deepspeech-ckpt", "my.ckpt", "--an4-root", "/an4")
+    w, r = tmp_path / "w", tmp_path / "r"
+    commands, collected = _walk(_tiny_plan(), opts)
+    card, data, runs = f"{w}/export/fam/model.card.json", f"{w}/data/fam_test", f"{w}/runs/fam"
+
+    def run(backend: str, bs: int) -> str:
+        model = f"--card {card} --checkpoint my.ckpt" if backend == "torch" else f"--model {w}/export/fam/model.onnx"
+        return (f"PY -m runners --backend {backend} {model} --dataset {data} --out {runs}/{backend}_bs{bs} "
+                f"--batch-size {bs} --threads 3 --no-progress")
+
+    assert commands == [
+        f"PY -m export fam --checkpoint my.ckpt --out {w}/export/fam --threads 3",
+        f"PY -m preprocess --an4-root /an4 --split test --card {card} --out {data}",
+        run("torch", 1), run("onnxruntime", 1), run("torch", 2), run("onnxruntime", 2),
+        f"PY -m postprocess report --dataset {data} --card {card} "
+        f"--reference PyTorch fp32 (reference, bs 1)={runs}/torch_bs1 "
+        f"--candidate ONNX Runtime fp32 (bs 1)={runs}/onnxruntime_bs1 "
+        f"--candidate ONNX Runtime fp32 (padded bs 2)={runs}/onnxruntime_bs2 "
+        f"--candidate PyTorch (padded bs 2)={runs}/torch_bs2 "
+        f"--throughput {runs}/torch_bs1 {runs}/onnxruntime_bs1 {runs}/torch_bs2 {runs}/onnxruntime_bs2 "
+        f"--out {r} --name fam_an4 --title Fam on AN4 test",
+    ]
+    assert collected.names == ["fam_an4"] and collected.trainings == []
+
+
+def test_demo_model_ray_and_batch_sizes_from_the_options(tmp_path: Path) -> None:
+    """Without a checkpoint the demo model is trained (and its record kept); --ray reaches preprocess and the
+    runners of a plan that allows it; a plan's batch-size option replaces its batch sizes."""
+    opts = _opts(tmp_path, "--ray-address", "head:6379", "--batch-sizes", "4 2", "--quick")
+    work = Path(str(tmp_path / "w") + "-quick")
+    plan = _tiny_plan(ray=True, batch_sizes_option="batch_sizes",
+                      model=DemoModel(option="deepspeech_ckpt", path="models/fam.ckpt", train_record="models/fam.json",
+                                      train_args=("--epochs", "9"), quick_train_args=("--epochs", "1")))
+    commands, collected = _walk(plan, opts)
+    assert commands[0] == (f"PY -m demo train fam --an4-root {work}/corpus/an4 --out {work}/models/fam.ckpt "
+                           "--threads 3 --epochs 1")
+    assert commands[1] == f"cp {work}/models/fam.json {tmp_path}/r/fam_demo_training.json"
+    assert collected.trainings == [tmp_path / "r" / "fam_demo_training.json"]
+    runs = [c for c in commands if " -m runners " in c or " -m preprocess " in c]
+    assert runs and all(c.split(" -m ")[1].split()[1:4] == ["--ray", "--ray-address", "head:6379"] for c in runs)
+    assert [c.split("--batch-size ")[1].split()[0] for c in commands if " -m runners " in c] == ["4", "4", "2", "2"]
+    assert "--reference PyTorch fp32 (reference, bs 4)=" in commands[-1]
+
+
+def test_variants_guide_and_calibration(tmp_path: Path) -> None:
+    opts = _opts(tmp_path, "--deepspeech-ckpt", "m.ckpt", "--an4-manifest", "test.json", "--soc-version", "S9")
+    plan = _tiny_plan(
+        guide=GuideFlow(script="scripts/g.sh", dataset="data/g", extra=("--batch-size", "8"),
+                        runs=(GuideRun(run="ort_g", label="ORT guide"),
+                              GuideRun(run="tool_g", label="tool on {soc}", backend="tool", if_available=True))),
+        variants=Variants(kinds=("fp16", "int8-static"), batch_sizes=(1, 4), openvino=("int8-static",),
+                          calibration="data/calib"))
+    commands, _ = _walk(plan, opts)
+    w, runs = tmp_path / "w", tmp_path / "w" / "runs" / "fam"
+    guide = [c for c in commands if c.startswith("bash scripts/g.sh")]
+    assert guide == [f"bash scripts/g.sh --checkpoint m.ckpt --manifest test.json --batch-size 8 --soc-version S9 "
+                     f"--work {w} --threads 3 --run {runs}/ort_g",
+                     f"bash scripts/g.sh --checkpoint m.ckpt --manifest test.json --batch-size 8 --soc-version S9 "
+                     f"--work {w} --threads 3 --backend tool --if-available --run {runs}/tool_g"]
+    report = next(c for c in commands if " report " in c)
+    # The optional tool's row appears only when its run dir was written.
+    assert f"--modelzoo ORT guide={runs}/ort_g --modelzoo-dataset {w}/data/g" in report and "tool on" not in report
+    # A manifest has no training split: int8-static calibrates on the test set, nothing else is preprocessed.
+    variants = [c for c in commands if " -m export variant " in c]
+    assert [c.split("--dataset ")[1].split()[0] for c in variants] == [f"{w}/data/fam_test"] * 2
+    assert sum(" -m preprocess " in c for c in commands) == 1
+    table = commands[-1]
+    assert table.startswith("PY -m postprocess variants ")
+    assert [part.split("=")[0] for part in table.split(" --row ")[1:]] == [
+        "PyTorch fp32 (reference)", "ONNX Runtime fp32", "ONNX Runtime fp16", "ONNX Runtime int8 static (QDQ)",
+        "OpenVINO int8 static (QDQ)"]
+    assert f"ONNX Runtime fp16={runs}/onnxruntime.fp16_bs1,{runs}/onnxruntime.fp16_bs4 " in table
+
+
+def test_split_section_skips_what_is_up_to_date(tmp_path: Path) -> None:
+    opts = _opts(tmp_path, "--split-asr-ckpt", str(tmp_path / "m.pth"), "--split-asr-autoencoder",
+                 str(tmp_path / "ae.pth"), "--librispeech", "/ls/test-clean")
+    (tmp_path / "m.pth").write_bytes(b"x")
+    (tmp_path / "ae.pth").write_bytes(b"x")
+    plan = _tiny_plan(corpus="librispeech", model=DemoModel(option="split_asr_ckpt", path="m"),
+                      split=SplitSection(autoencoder=DemoModel(option="split_asr_autoencoder", path="a"),
+                                         points=(SplitPoint("a", "layer_a"), SplitPoint("own")),
+                                         codec_option="split_codec", bandwidths="1mbit", quick_bandwidths="1mbit",
+                                         limit=5, quick_limit=1))
+    done = tmp_path / "w" / "split" / "fam" / "a" / "tail.onnx"
+    done.parent.mkdir(parents=True)
+    done.write_bytes(b"newer than the checkpoints")
+    commands, collected = _walk(plan, opts)
+    exports = [c for c in commands if " -m split export " in c]
+    assert len(exports) == 1 and "--autoencoder" in exports[0] and "--after" not in exports[0]
+    serve = next(i for i, c in enumerate(commands) if " -m split serve " in c)
+    edges = [i for i, c in enumerate(commands) if " -m split edge " in c]
+    report = next(i for i, c in enumerate(commands) if " report " in c)
+    assert len(edges) == 4 and serve < min(edges) and max(edges) < report
+    assert "--codec ae-q4-ans" in commands[edges[-1]]
+    assert "Split Head -> gRPC -> Tail, fp32 boundary=" in commands[report]
+    assert collected.tables[:2] == ["fam_timing_fp32", "fam_timing_ae-q4-ans"]
+    assert "--title Fam on AN4 test-clean" in commands[report]
+
+
+def test_options_follow_run_all_sh(tmp_path: Path) -> None:
+    env = {"WORK_DIR": "/scratch/w", "BATCH_SIZES": "2 3", "THREADS": "5", "FAMILIES": "wav2vec2", "STREAMING": "1",
+           "AN4_ROOT": ""}
+    opts = parse(["--quick", "--batch-sizes", "7"], env=env)
+    assert opts is not None
+    assert opts.work == Path("/scratch/w-quick") and opts.results == Path("/scratch/w-quick/results")
+    assert opts.batch_sizes == (7,) and opts.w2v_batch_sizes == (1, 4, 8, 16, 32, 64) and opts.threads == 5
+    assert opts.families == ("wav2vec2",) and opts.streaming and opts.an4_root == "" and opts.ray_args() == []
+    assert parse([], env={}).results == Path("results")
+    with pytest.raises(OptionError, match="--batch-sizes"):
+        parse(["--batch-sizes", "1 x"], env={})
+    with pytest.raises(OptionError, match="unknown option --bogus"):
+        parse(["--bogus"], env={})
+
+
+def test_cli_help_dry_run_and_bad_input(tmp_path: Path) -> None:
+    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pipeline", *argv], cwd=REPO, capture_output=True, text=True,
+                              timeout=120)
+
+    helped = cli("run-all", "--help")
+    assert helped.returncode == 0 and helped.stdout == HELP
+    for flag in ("--an4-root", "--families", "--quick", "--streaming", "--ray-address", "--dry-run", "SPLIT_CODEC"):
+        assert flag in HELP
+    bad = cli("run-all", "--families", "nope", "--dry-run")
+    assert bad.returncode == 2 and "'nope' has no run plan" in bad.stderr
+    assert cli("run-all", "--threads", "0").returncode == 2
+    work = tmp_path / "work"
+    dry = cli("run-all", "--dry-run", "--quick", "--work", str(work), "--families", "deepspeech2 split_asr")
+    assert dry.returncode == 0, dry.stderr
+    assert not Path(str(work) + "-quick").exists()  # a dry run writes nothing
+    lines = dry.stdout.splitlines()
+    assert any(" -m demo synth " in line for line in lines)
+    assert lines[-1].split(" -m ")[1].startswith("postprocess readme")
+    assert "--names deepspeech2_an4 split_asr_librispeech split_asr_timing_fp32" in lines[-1]
+
+
+@pytest.mark.parametrize("family", PLANNED)
+def test_family_plans_load(family: str) -> None:
+    plan = load_plan(family)
+    assert plan.family == family
+    if plan.variants:
+        # The plan builds the fused variant exactly when the family declares onnxruntime's fusions for it.
+        from families.registry import get_family
+
+        declares = "fused" in get_family(family).variant_defaults
+        assert ("fused" in plan.variants.kinds) == declares
+
+
+def test_the_driver_names_no_family() -> None:
+    """Family facts live in the plans; the driver's code (help text aside) is generic."""
+    for path in (REPO / "pipeline").glob("*.py"):
+        if path.name == "options.py":  # the CLI: flag names and help text
+            continue
+        text = path.read_text()
+        assert not [f for f in PLANNED if f in text], path
