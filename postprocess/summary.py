@@ -46,8 +46,8 @@ def write_results_readme(results: Path, names: list[str], trainings: list[Path])
                 parts += ["", f"![{stem.replace('_', ' ')}]({png.name})", ""]
     bench = results / "bench.json"
     if bench.is_file():
-        parts += ["## Benchmark", "", "`bash scripts/bench.sh` (contenders timed side by side in one run; see the "
-                  "main README's Benchmark section): `bench.json`.", ""]
+        parts += ["## Benchmark", "", "`bash scripts/bench.sh` (contenders timed side by side in one run; see "
+                  "docs/benchmark.md): `bench.json`.", ""]
         if (results / "bench_pipeline.png").is_file():
             parts += ["![pipeline time per stage](bench_pipeline.png)", ""]
     out = results / "README.md"
