@@ -234,6 +234,22 @@ def test_ray_preprocess_writes_the_same_dataset_dir(ray_local, tiny_corpus, tiny
     assert kept and {p: p.stat().st_mtime_ns for p in kept} == kept
 
 
+def test_ray_preprocess_modelzoo_layout_is_the_same(ray_local, tiny_corpus, tiny_export, tmp_path):
+    """The Ascend guide's sorted-and-padded layout (DeepSpeech2's guide profile) over Ray: the same files, in the
+    same order and numbering, as the single-process build."""
+    from core.card import card_path_for
+    from preprocess.__main__ import main
+
+    args = ["--card", str(card_path_for(tiny_export)), "--an4-root", str(tiny_corpus / "an4"), "--no-progress",
+            "--modelzoo"]
+    single, ray_dir = tmp_path / "single", tmp_path / "ray"
+    assert main(args + ["--out", str(single)]) == 0
+    assert main(args + ["--out", str(ray_dir), "--ray"]) == 0
+    files = dir_files(single)
+    assert any(name.startswith("sizes/") for name in files)  # the guide's layout, not the default one
+    assert dir_files(ray_dir) == files
+
+
 def test_ray_preprocess_unreachable_cluster(tiny_corpus, tiny_export, tmp_path, caplog):
     pytest.importorskip("ray", reason="ray[data] is not installed (requirements.txt pins it)")
     from core.card import card_path_for
