@@ -48,6 +48,7 @@ from core.training import (
     validation_count,
     write_record,
 )
+from families.split_asr import ae_task
 from families.split_asr import labels as L
 from families.split_asr.autoencoder import AutoEncoderDecoder, AutoencoderConfig
 from families.split_asr.checkpoint import CheckpointError, load_autoencoder, load_model, save_state_dict
@@ -72,9 +73,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--rnn-dim", type=int, default=96)
     g.add_argument("--n-feats", type=int, default=128, help="mel bands")
     g.add_argument("--dropout", type=float, default=0.1)
-    a = p.add_argument_group("autoencoder size (the original: 512 -> 128 -> 32)")
+    a = p.add_argument_group("autoencoder (the original: 512 -> 128 -> 32, fitted with MSE)")
     a.add_argument("--ae-hidden", type=int, default=32)
     a.add_argument("--ae-bottleneck", type=int, default=8)
+    a.add_argument("--ae-loss", choices=("mse", "task"), default="mse",
+                   help="mse: the original's (reproduce the Head's activations); task: also match what the frozen "
+                        "Tail makes of them, through the low-bit codec's quantiser (families/split_asr/ae_task.py)")
+    a.add_argument("--ae-code-bits", type=int, default=4,
+                   help="with --ae-loss task: bits per code element the codec sends (0 = train without quantising)")
+    a.add_argument("--ae-task-weight", type=float, default=1.0,
+                   help="with --ae-loss task: weight of the Tail's KL divergence against the relative MSE")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--batch-size", type=int, default=8)
@@ -204,6 +212,8 @@ def train_autoencoder(args: argparse.Namespace) -> tuple[AutoEncoderDecoder, dic
     log.info("autoencoder %s on the Head of %s; %d train / %d val utterances", ae.cfg.to_dict(), args.checkpoint,
              len(train_items), len(val))
     # The Head is frozen, so its activations are computed once (the original recomputes them per batch).
+    if args.ae_loss == "task":
+        return _train_autoencoder_task(args, model, cfg, ae, train_items, val, rng)
     train_feats = _head_batches(model, train_items, args.batch_size, rng)
     val_feats = torch.cat(_head_batches(model, val, args.batch_size, rng)) if val else None
     opt = torch.optim.AdamW(ae.parameters(), args.lr)
@@ -225,6 +235,32 @@ def train_autoencoder(args: argparse.Namespace) -> tuple[AutoEncoderDecoder, dic
                "train_utterances": len(train_items), "val_utterances": len(val), "chosen_epoch": result.chosen_epoch,
                "selected_by": "lowest validation MSE", "loss": "MSE over the Head's valid frames",
                "history": result.history}
+    return ae, summary
+
+
+def _train_autoencoder_task(args: argparse.Namespace, model: SpeechRecognitionModel, cfg: SplitASRConfig,
+                            ae: AutoEncoderDecoder, train_items: list[Item], val: list[Item],
+                            rng: random.Random) -> tuple[AutoEncoderDecoder, dict[str, Any]]:
+    """--ae-loss task (families/split_asr/ae_task.py): the frozen model's Tail judges the reconstruction."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    spec_batches = []
+    for batch in batches(train_items, args.batch_size, rng):
+        spec, frames, _, _ = collate(batch)
+        spec_batches.append((spec, frames))
+    train_batches = ae_task.task_batches(model, spec_batches)
+    opt = torch.optim.AdamW(ae.parameters(), args.lr)
+    sched = _one_cycle(opt, args.lr, len(train_batches), args.epochs)
+    result = train_epochs(ae, opt, sched, epochs=args.epochs, loss_name="train_loss", max_norm=args.max_norm,
+                          batches=ae_task.shuffled(train_batches, rng),
+                          loss=lambda b: ae_task.task_loss(model, ae, b, args.ae_code_bits, args.ae_task_weight),
+                          validate=(lambda: ae_task.chain_validation(model, ae, val, args.ae_code_bits)) if val else None,
+                          select=lambda scores: (scores["val_cer"], scores["val_wer"]))
+    summary = {"family": "split_asr", "part": "autoencoder", "config": ae.cfg.to_dict(),
+               "checkpoint": str(args.checkpoint), "model_config": cfg.to_dict(),
+               "train_utterances": len(train_items), "val_utterances": len(val), "chosen_epoch": result.chosen_epoch,
+               **ae_task.describe(args.ae_code_bits, args.ae_task_weight), "history": result.history}
     return ae, summary
 
 
