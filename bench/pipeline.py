@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from core.card import ModelCard, load_model_and_card
-from preprocess.build import BuildOptions, build_dataset
-from core.dataset_dir import DatasetDir
 from core.corpora import CORPUS_READERS, Utterance
+from core.dataset_dir import DatasetDir
 from families.registry import get_family
+from postprocess.score import score_run
+from preprocess.build import BuildOptions, build_dataset
+from runners.base import RunOptions, run_dataset
 
 
 def utterances_for(card: ModelCard, data: Path, limit: int) -> tuple[list[Utterance], dict[str, Any]]:
@@ -57,8 +59,6 @@ def preprocessing_rtf(onnx_path: Path, data: Path, limit: int = 200) -> dict[str
 
 def pipeline_share(onnx_path: Path, data: Path, threads: int, limit: int = 200) -> dict[str, Any]:
     """Wall time of preprocess + onnxruntime run + scoring, and the share that is not model execution."""
-    from postprocess.score import score_run
-    from runners.base import RunOptions, run_dataset
     from runners.onnxruntime_backend import OnnxRuntimeBackend
 
     _, card = load_model_and_card(onnx_path)

@@ -25,10 +25,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from bench.peer import OptimumPeer
 from core.cli_types import non_negative_int, positive_int, thread_count
 from core.family import BenchModel, Family, resolve
+from core.machine import machine_info, machine_label
 from core.model_card import ModelCard
 from families.registry import family_module, family_names, get_family
+from runners.openvino_backend import OpenVinoBackend
 
 log = logging.getLogger("bench")
 
@@ -155,8 +158,6 @@ def _fused_variant(family: str, onnx_path: Path, card: ModelCard) -> Path | None
 
 def _openvino_runner(loaded: Any, onnx_path: Path, threads: int) -> Callable[[dict[str, np.ndarray]], Any] | None:
     try:
-        from runners.openvino_backend import OpenVinoBackend
-
         backend = OpenVinoBackend(onnx_path, _bare_card(loaded, onnx_path), threads=threads)
     except Exception as exc:  # not installed, or cannot compile this graph: reported, not fatal
         log.warning("no OpenVINO contender for %s: %s", onnx_path.name, exc)
@@ -349,8 +350,6 @@ def main(args: argparse.Namespace) -> int:
         with contextlib.ExitStack() as stack:
             peer = None
             if args.peer_python:
-                from bench.peer import OptimumPeer
-
                 peer = stack.enter_context(OptimumPeer(args.peer_python))
             for index, (label, family, source, length) in enumerate(models):
                 loaded = family_module(family).load(source)
@@ -378,7 +377,6 @@ def main(args: argparse.Namespace) -> int:
                    pipeline_share(Path(model), Path(data), args.threads, args.pipeline_utterances)):
             stages.append({"model": Path(model).parent.name, **st})
     _print(rows, peaks, stages, bandwidth["triad"])
-    from core.machine import machine_info, machine_label
 
     machine = machine_info()
     print(f"memory bandwidth (STREAM triad, {bandwidth['array_mib']} MiB arrays, {bandwidth['threads']} threads): "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -76,6 +77,16 @@ def load_audio(path: Path, *, sample_rate: int = SAMPLE_RATE, raw_rate: int | No
     if audio.size < MIN_SAMPLES:
         raise AudioError(f"{path}: {audio.size} samples is too short (need at least {MIN_SAMPLES})")
     return audio
+
+
+def decode_audio(path: Path, **options: Any) -> np.ndarray:
+    """load_audio, with libsndfile's decode errors (soundfile.LibsndfileError, a RuntimeError raised by a
+    truncated FLAC whose header still reads) turned into an AudioError naming the file."""
+    try:
+        return load_audio(path, **options)
+    except RuntimeError as exc:
+        raise AudioError(f"{path}: cannot be decoded ({exc}); expected a complete audio file "
+                         "(truncated or corrupt?)") from None
 
 
 def num_samples(path: Path, *, sample_rate: int = SAMPLE_RATE, raw_rate: int | None = None) -> int:

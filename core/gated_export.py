@@ -16,6 +16,7 @@ from core.onnx_export import export_onnx, save_atomic, set_metadata
 from core.onnx_optimize import optimize
 from core.parity import ParityError, run_parity
 from core.recipe import LoadedModel, check_finite_weights, sha256_file
+from core.torchscript import export_torchscript
 
 log = logging.getLogger("export")
 
@@ -84,8 +85,6 @@ def export_family(model: LoadedModel, out_dir: Path, *, name: str = "model", opt
             "versions": versions(),
         }
         if torchscript:
-            from core.torchscript import export_torchscript
-
             entries["torchscript"] = export_torchscript(model, out_dir / f"{name}.ts.pt")
         card = ModelCard.from_dict(entries, f"the {model.family} card")
         set_metadata(proto, card.metadata())

@@ -21,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 
+from core.card import load_model_and_card
 from core.model_card import ModelCard
 from core.streaming import NEXT_SUFFIX, StreamingSpec
 
@@ -74,8 +75,6 @@ class StreamRunner:
     @classmethod
     def from_onnx(cls, model_path: Path, card: ModelCard | None = None, *, threads: int = 0,
                   providers: list[str] | None = None) -> "StreamRunner":
-        from core.card import load_model_and_card
-
         if card is None:
             _, card = load_model_and_card(Path(model_path))
         return cls(spec_from_card(card), ort_step(Path(model_path), threads=threads, providers=providers))

@@ -35,7 +35,10 @@ import numpy as np
 import onnx
 import torch
 
+from core.card import card_path_for, write_card
 from core.model_card import ModelCard
+from core.onnx_export import quiet_known_stderr, save_atomic, set_metadata
+from core.recipe import sha256_file
 
 CHUNK_INPUTS = ("chunk", "chunk_lengths", "end")
 CHUNK_OUTPUTS = ("probs", "probs_lengths")
@@ -144,7 +147,6 @@ def export_streaming_onnx(model: torch.nn.Module, out_path: Path, opset: int = 1
     for s in spec.states:
         axes[s.name] = {s.batch_axis: "batch"}
         axes[s.name + NEXT_SUFFIX] = {s.batch_axis: "batch"}
-    from core.onnx_export import quiet_known_stderr
 
     tmp = out_path.with_name(out_path.name + ".tmp")
     with warnings.catch_warnings(), quiet_known_stderr():
@@ -171,10 +173,6 @@ def write_streaming_export(proto: onnx.ModelProto, card: ModelCard, out_dir: Pat
                            name: str = "model") -> tuple[Path, ModelCard]:
     """Write ``<name>.onnx`` and its card atomically: the card first, then the model renamed into place.
     Returns the model's path and its card as written (with the model's sha256)."""
-    from core.card import card_path_for, write_card
-    from core.onnx_export import save_atomic, set_metadata
-    from core.recipe import sha256_file
-
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / f"{name}.onnx"
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp_name:

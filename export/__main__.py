@@ -7,9 +7,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core.card import CardError, ModelCard, card_path_for, load_model_and_card, read_card
 from core.cli_types import out_dir, positive_int, thread_count
-from core.card import ModelCard, card_path_for
+from core.dataset_dir import DatasetDir, DatasetDirError
 from core.family import resolve
+from core.fsio import describe_os_error
+from export.atc import AtcError, AtcOptions, convert, input_shapes, simplify
 from families.registry import family_names, get_family
 
 log = logging.getLogger("export")
@@ -116,9 +119,6 @@ def _profiles(text: str) -> list[tuple[int, int]]:
 
 
 def cmd_atc(args: argparse.Namespace) -> int:
-    from export.atc import AtcError, AtcOptions, convert, input_shapes, simplify
-    from core.card import CardError, load_model_and_card
-
     opts = AtcOptions(soc_version=args.soc_version, batch=args.batch_size, length=args.length,
                       dynamic_batch=args.dynamic_batch or [], dynamic_dims=args.dynamic_dims or [],
                       input_format=args.input_format, log_level=args.log, precision_mode=args.precision_mode,
@@ -149,9 +149,7 @@ def cmd_variant(args: argparse.Namespace) -> int:
     streaming = streaming_variant_cli(args)  # a streaming card: int8-static calibrated with its caches
     if streaming is not None:
         return streaming
-    from core.card import CardError, load_model_and_card
     from export.variants import VariantError, VariantOptions, make_variant
-    from core.dataset_dir import DatasetDir, DatasetDirError
 
     opts = VariantOptions(kind=args.kind, op_types=args.op_types, exclude_nodes=args.exclude_nodes or [],
                           per_channel=args.per_channel, calibration=args.calibration,
@@ -192,7 +190,6 @@ def cmd_variant(args: argparse.Namespace) -> int:
 def _variant_up_to_date(target: Path, card: ModelCard, opts, dataset: Path) -> bool:
     from dataclasses import asdict
 
-    from core.card import read_card
     from core.recipe import sha256_file
 
     try:
@@ -288,8 +285,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except OSError as exc:  # a full disk or a read-only folder found mid-write
-        from core.fsio import describe_os_error
-
         log.error("%s", describe_os_error(exc))
         return 2
 

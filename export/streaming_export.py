@@ -19,14 +19,14 @@ import numpy as np
 import onnx
 import torch
 
-from core.card import CARD_VERSION, ModelCard, versions
-from families.registry import family_module, streaming_module
+from core.card import CARD_VERSION, ModelCard, card_path_for, versions
+from core.ctc import greedy_decode
 from core.parity import ParityError
-from core.recipe import LoadedModel
+from core.recipe import LoadedModel, sha256_file
+from core.stream_runner import StreamRunner, ort_step, rollout
 from core.streaming import (StreamingSpec, describe_io, export_streaming_onnx, json_safe, max_abs_diff, state_card,
                               sweep_lengths, torch_step, write_streaming_export)
-from core.ctc import greedy_decode
-from core.stream_runner import StreamRunner, ort_step, rollout
+from families.registry import family_module, streaming_module
 
 log = logging.getLogger("export")
 
@@ -126,8 +126,6 @@ def export_streaming_family(family: str, source: Path, chunk_frames: int, out_di
 
 def streaming_cli(args: Any, family: str, source: Path) -> int:
     """`python -m export FAMILY --streaming --chunk-frames N`: exit 0, 2 (bad input) or 3 (parity failed)."""
-    from core.card import card_path_for
-
     if not args.streaming:
         log.error("--chunk-frames is an option of --streaming exports; add --streaming")
         return 2
@@ -141,7 +139,6 @@ def streaming_cli(args: Any, family: str, source: Path) -> int:
         log.error("checkpoint not found: %s", source)
         return 2
     from core.gated_export import up_to_date
-    from core.recipe import sha256_file
 
     onnx_path = args.out / f"{args.name}.onnx"
     options = {"streaming": True, "chunk_frames": args.chunk_frames}

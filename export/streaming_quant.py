@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from core.card import ModelCard, load_model_and_card, versions
-from core.streaming import json_safe, write_streaming_export
-from core.metrics import corpus_scores
+from core.card import CardError, ModelCard, load_model_and_card, versions
 from core.dataset_dir import DatasetDir, Sample
-from core.stream_runner import StreamRunner, ort_step, spec_from_card
+from core.metrics import corpus_scores
+from core.stream_runner import StreamRunner, ort_step, rollout, spec_from_card
+from core.streaming import json_safe, write_streaming_export
 
 log = logging.getLogger("export")
 
@@ -87,8 +87,6 @@ def _spread(samples: list[Sample], n: int) -> list[Sample]:
 
 
 def _rollout(runner: StreamRunner, features: np.ndarray) -> np.ndarray:
-    from core.stream_runner import rollout
-
     return rollout(runner, features)[0]
 
 
@@ -171,8 +169,6 @@ def streaming_int8_report(fp32: StreamRunner, int8: StreamRunner, dataset: Datas
 
 def streaming_variant_cli(args: Any) -> int | None:
     """`python -m export variant` on a streaming card: int8-static with cached calibration; None otherwise."""
-    from core.card import CardError
-
     try:
         _, card = load_model_and_card(args.model, args.card)
     except CardError:

@@ -21,10 +21,11 @@ import numpy as np
 import onnx
 
 from core.card import ModelCard, card_path_for, versions, write_card
-from core.recipe import sha256_file
 from core.dataset_dir import DatasetDir, Sample
+from core.metrics import corpus_scores
 from core.onnx_graph import graph_report
 from core.ort_session import create_session
+from core.recipe import sha256_file
 from families.registry import get_family
 
 log = logging.getLogger("export")
@@ -158,8 +159,6 @@ def _valid_frames(card: ModelCard, outputs: dict[str, np.ndarray], sample: Sampl
 def lossy_parity(fp32: Path, variant: Path, card: ModelCard, dataset: DatasetDir,
                  opts: VariantOptions) -> dict[str, Any]:
     """Compare the variant with the fp32 graph on real inputs: argmax agreement and decoded text."""
-    from core.metrics import corpus_scores
-
     scores = card.scores_output
     names = card.output_names
     ref_sess = create_session(fp32, threads=opts.threads)

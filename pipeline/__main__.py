@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 from pipeline.options import HELP, OptionError, parse
+from pipeline.run_all import load_plan, print_tables, run_all
+from pipeline.steps import Runner, StepFailed
 
 USAGE = "usage: python -m pipeline run-all [options]   (python -m pipeline run-all --help)\n"
 
@@ -31,10 +33,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if opts is None:
         return 0
-    # The stages' imports come after the options, so --help needs nothing beyond the standard library.
-    from pipeline.run_all import load_plan, print_tables, run_all
-    from pipeline.steps import Runner, StepFailed
-
     # As run_all.sh always did: paths (the user's included) are relative to the repository root, where the
     # stage scripts (scripts/...) are.
     os.chdir(Path(__file__).resolve().parents[1])

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.cli_types import out_dir
+from core.fsio import OutDirError, describe_os_error
 
 if TYPE_CHECKING:
     from core.model_card import ModelCard
@@ -100,7 +101,6 @@ def main(argv: list[str] | None = None) -> int:
 
         log.info("wrote %s", write_results_readme(args.out, args.names, args.training))
         return 0
-    from core.fsio import OutDirError, describe_os_error
     from core.card import CardError, read_card
     from core.dataset_dir import DatasetDir, DatasetDirError
     from core.run_dir import RunError

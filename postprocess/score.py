@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 
 from core.card import ModelCard
+from core.dataset_dir import DatasetDir, atomic_write_bytes, read_bin
 from core.guide import describe_decode_rule, guide_profile
 from core.metrics import corpus_scores, jsonable, per_utterance
-from core.dataset_dir import DatasetDir, atomic_write_bytes, read_bin
-from core.run_dir import RunError, open_run
+from core.run_dir import RunError, decoding_fingerprint, open_run
 
 log = logging.getLogger("postprocess")
 
@@ -63,8 +63,6 @@ def decode_lengths(card: ModelCard, run_dir: Path, run: dict[str, Any], dataset:
 
 def check_run_matches(run_dir: Path, run: dict[str, Any], dataset: DatasetDir, card: ModelCard) -> None:
     """Refuse a run made from another dataset (content hash) or by a model the card does not describe."""
-    from core.run_dir import decoding_fingerprint
-
     made_from = run.get("config", {}).get("dataset_hash")
     have = dataset.header.get("config_hash")
     if made_from and have and made_from != have:

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from core.card import ModelCard, card_path_for, read_card
-from postprocess.score import score_run
 from core.dataset_dir import DatasetDir
 from core.run_dir import open_run
+from postprocess.score import score_run
+from postprocess.tables import CONVENTION_NOTES, context_of, machine_note, write_table
 
 
 def _card_of(run: dict[str, Any], fallback: ModelCard) -> ModelCard:
@@ -73,7 +74,6 @@ NOTES = [
 def write_streaming_table(out: Path, name: str, dataset: DatasetDir, card: ModelCard,
                           runs: list[tuple[str, Path]], title: str) -> list[Path]:
     from postprocess.plots import streaming_plot
-    from postprocess.tables import CONVENTION_NOTES, context_of, machine_note, write_table
 
     rows = streaming_rows(dataset, card, runs)
     ctx = context_of(runs[0][1], dataset, card)

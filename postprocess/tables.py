@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from core.metrics import jsonable
-from core.model_card import ModelCard
 from core.dataset_dir import DatasetDir, atomic_write_bytes
+from core.machine import machine_label
+from core.metrics import corpus_scores, jsonable
+from core.model_card import ModelCard
 from core.run_dir import open_run
 
 CONVENTION_NOTES = {
@@ -52,8 +53,6 @@ def precision_rows(reference: dict[str, Any], candidates: list[dict[str, Any]]) 
 
 def speaker_rows(run_dir: Path, dataset: DatasetDir, convention: str) -> list[dict[str, Any]]:
     """Per-speaker WER/CER of one scored run (as sclite's per-speaker report), worst first."""
-    from core.metrics import corpus_scores
-
     scores = json.loads((Path(run_dir) / "scores.json").read_text())
     hyps = scores["hypotheses"]
     by_speaker: dict[str, list[tuple[str, str]]] = {}
@@ -148,7 +147,6 @@ def context_of(run_dir: Path, dataset: DatasetDir, card: ModelCard) -> dict[str,
 def machine_note(ctx: dict[str, Any]) -> str:
     m = ctx["machine"]
     v = ctx.get("versions", {})
-    from core.machine import machine_label
 
     return (f"Machine: {machine_label(m)}, {m['memory_gb']} GB, {m['os']}; "
             f"torch {v.get('torch')}, onnxruntime {v.get('onnxruntime')}, python {v.get('python')}.")

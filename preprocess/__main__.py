@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.cli_types import out_dir, positive_int
+from core.corpora import DatasetError, read_an4_raw, read_ds_manifest, read_librispeech
+from core.fsio import OutDirError, describe_os_error
+from core.ray_cluster import ClusterError
 
 if TYPE_CHECKING:
     from core.model_card import ModelCard
@@ -110,15 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         print("python -m preprocess synth has moved: use python -m demo synth (same options)", file=sys.stderr)
         return 2
 
-    from core.fsio import OutDirError, describe_os_error
-    from core.card import CardError, read_card
-    from core.audio import AudioError
-    from preprocess.build import BuildOptions, build_dataset
-    from core.dataset_dir import DatasetDirError
-    from core.ray_cluster import ClusterError
-    from core.corpora import DatasetError, read_an4_raw, read_ds_manifest, read_librispeech
-
     args = build_parser().parse_args(argv)
+    from core.audio import AudioError
+    from core.card import CardError, read_card
+    from core.dataset_dir import DatasetDirError
+    from preprocess.build import BuildOptions, build_dataset
+
     try:
         card = read_card(args.card)
         if args.an4_root:

@@ -14,15 +14,16 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from tqdm import tqdm
 
-from core.fsio import DirLock
-from core.audio import SAMPLE_RATE, AudioError, load_audio, num_samples
+from core.audio import SAMPLE_RATE, decode_audio, num_samples
+from core.corpora import Utterance
 from core.dataset_dir import (FORMAT_VERSION, HEADER, MANIFEST, BinRef, DatasetDirError, Sample,
                                     atomic_write_bytes, atomic_write_json, read_manifest, write_bin)
-from core.corpora import Utterance
-from core.model_card import ModelCard
-from families.registry import extract, frames_for
+from core.fsio import DirLock
 from core.guide import guide_profile
+from core.model_card import ModelCard
 from core.text import log_dropped, to_labels
+from families.registry import extract, frames_for
+from preprocess.modelzoo_batched import build_batched
 
 log = logging.getLogger("preprocess")
 # fn(item) over items, results in any order: how the utterances still to do get written.
@@ -245,16 +246,6 @@ def _build_locked(utts: list[Utterance], out: Path, card: ModelCard, source: dic
     return out
 
 
-def decode_audio(path: Path, **options: Any) -> np.ndarray:
-    """load_audio, with libsndfile's decode errors (soundfile.LibsndfileError, a RuntimeError raised by a
-    truncated FLAC whose header still reads) turned into an AudioError naming the file."""
-    try:
-        return load_audio(path, **options)
-    except RuntimeError as exc:
-        raise AudioError(f"{path}: cannot be decoded ({exc}); expected a complete audio file "
-                         "(truncated or corrupt?)") from None
-
-
 def write_sample(item: tuple[str, Utterance, int], *, out: Path, card: ModelCard, plan: list[dict[str, Any]],
                  opts: BuildOptions, pad_to: int | None) -> tuple[Sample, Counter]:
     """One utterance's input files (atomic) and its manifest entry, plus the characters its labels dropped."""
@@ -313,8 +304,6 @@ def _header(card: ModelCard, source: dict[str, Any], opts: BuildOptions, hashes:
 
 def _build_batched(utts: list[Utterance], out: Path, card: ModelCard, source: dict[str, Any],
                    opts: BuildOptions, card_path: Path | None, force: bool, progress: bool) -> Path:
-    from preprocess.modelzoo_batched import build_batched
-
     hashes = _hashes(source, card, opts, utts)
     if _reuse_or_clear(out, hashes, force):
         return out

@@ -18,7 +18,6 @@ takes them in utterance-id order, so runs are reproducible.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import Counter
@@ -28,15 +27,14 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from core.audio import num_samples
-from preprocess.build import decode_audio  # build imports this module only inside a function: no cycle
+from core.audio import decode_audio, num_samples
+from core.corpora import Utterance
 from core.dataset_dir import (HEADER, MANIFEST, BinRef, Sample, atomic_write_bytes, atomic_write_json,
                                     read_manifest, write_bin)
-from core.corpora import Utterance
-from core.model_card import ModelCard
-from families.registry import extract
 from core.guide import guide_feature, guide_profile
+from core.model_card import ModelCard
 from core.text import log_dropped, to_labels
+from families.registry import extract
 
 log = logging.getLogger("preprocess")
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import TYPE_CHECKING
 from pathlib import Path
 
 from core.cli_types import non_negative_int, out_dir, positive_int, thread_count
+from core.dataset_dir import DatasetDir, DatasetDirError
+from core.fsio import DirLock, OutDirError, describe_os_error
+from core.model_card import ModelCard
+from core.run_dir import RunError
 from runners.backend_cli import BACKENDS, add_backend_choice, add_backend_options, ray_backends
-
-if TYPE_CHECKING:
-    from core.model_card import ModelCard
+from runners.base import RunOptions, run_dataset
+from runners.ray_runner import run_from_args
 
 log = logging.getLogger("runners")
 
@@ -61,9 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 def open_dataset_for(path: Path, card: ModelCard):
     """The dataset dir, refused if it was preprocessed with another feature config than the card's (or its
     guide profile's, for a --modelzoo dataset)."""
-    from core.dataset_dir import DatasetDir
     from core.guide import guide_feature
-    from core.run_dir import RunError
 
     dataset = DatasetDir.open(path)
     expected = guide_feature(card) if dataset.header.get("layout") == "modelzoo" else card.feature.params()
@@ -76,7 +76,6 @@ def open_dataset_for(path: Path, card: ModelCard):
 def check_batch_owner(card: dict, dataset, model: Path) -> None:
     """A guide dataset of batch files must hold the OM's batch: the OM owns it (core/guide.py)."""
     from core.guide import model_batch
-    from core.run_dir import RunError
 
     files = dataset.header.get("batch_size")
     fixed = model_batch(card)
@@ -118,11 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         return stream_main(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    from core.fsio import DirLock, OutDirError, describe_os_error
     from core.card import CardError, load_model_and_card, read_card
-    from core.dataset_dir import DatasetDir, DatasetDirError
-    from core.run_dir import RunError
-    from runners.base import RunOptions, run_dataset
 
     # One writer per run dir, whichever runner writes it (single process, Ray, streaming, Ascend tools).
     lock = DirLock(args.out, "run dir")
@@ -160,8 +155,6 @@ def main(argv: list[str] | None = None) -> int:
             _report(summary, args.out)
             return 0
         if args.ray:  # issue 13: dispatch to the Ray runner
-            from runners.ray_runner import run_from_args
-
             _report(run_from_args(args, card, dataset), args.out)
             return 0
         backend = entry.build(args, card)

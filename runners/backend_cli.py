@@ -15,8 +15,10 @@ from typing import Any, Callable
 from core.cli_types import non_negative_int, positive_int, thread_count
 from core.dataset_dir import DatasetDir
 from core.run_dir import RunError
+from runners.ais_bench import run_ais_bench
 from runners.backend_spec import backend_spec
 from runners.base import Backend
+from runners.msame import run_msame
 
 ArgGroup = argparse._ArgumentGroup  # argparse has no public name for what add_argument_group returns
 
@@ -93,15 +95,11 @@ def _build_torch_aie(args: argparse.Namespace, card: dict[str, Any]) -> Backend:
 
 
 def _run_msame(args: argparse.Namespace, card: dict[str, Any], dataset: DatasetDir) -> dict[str, Any]:
-    from runners.msame import run_msame
-
     return run_msame(args.model, card, dataset, args.out, outfmt=args.outfmt or "TXT", device=args.device,
                      force=args.force)
 
 
 def _run_ais_bench(args: argparse.Namespace, card: dict[str, Any], dataset: DatasetDir) -> dict[str, Any]:
-    from runners.ais_bench import run_ais_bench
-
     return run_ais_bench(args.model, card, dataset, args.out, outfmt=args.outfmt or "BIN", device=args.device,
                          warmup=args.warmup, python=args.ais_bench_python, force=args.force)
 

@@ -13,6 +13,7 @@ from core.model_card import ModelCard
 from core.run_dir import RunError
 
 from runners.base import Backend
+from runners.openvino_backend import OpenVinoBackend
 
 LOCAL_BACKENDS = ("onnxruntime", "openvino", "torch")
 
@@ -40,8 +41,6 @@ class BackendSpec:
 
             return OnnxRuntimeBackend(Path(str(self.model)), card, **self.options)
         if self.name == "openvino":
-            from runners.openvino_backend import OpenVinoBackend
-
             return OpenVinoBackend(Path(str(self.model)), card, **self.options)
         if self.name == "torch":
             from runners.torch_backend import TorchBackend

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.card import CardError, load_model_and_card
 from core.stream_runner import StreamError, StreamRunner, rollout
 
 log = logging.getLogger("runners.stream")
@@ -49,7 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    from core.card import CardError, load_model_and_card
 
     try:
         _, card = load_model_and_card(args.model, args.card)

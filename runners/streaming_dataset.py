@@ -16,12 +16,13 @@ from typing import Any, Callable
 import numpy as np
 from tqdm import tqdm
 
-from core.streaming import CHUNK_OUTPUTS
 from core.dataset_dir import DatasetDir, Sample, write_bin
 from core.model_card import ModelCard
 from core.run_dir import RunError, cached_run, finish_run
+from core.stream_runner import StreamError, StreamRunner, ort_step, spec_from_card
+from core.streaming import CHUNK_OUTPUTS, torch_step
+from families.registry import family_module, streaming_module
 from runners.backend_spec import card_checkpoint
-from core.stream_runner import StreamError, StreamRunner
 
 log = logging.getLogger("runners.stream")
 
@@ -165,8 +166,6 @@ def run_streaming_dataset(runner: StreamRunner, backend_name: str, backend_info:
 
 def streaming_backend(args: Any, card: ModelCard) -> tuple[StreamRunner, str, dict[str, Any]]:
     """The step function for `--backend onnxruntime` (the graph) or `--backend torch` (the checkpoint's module)."""
-    from core.stream_runner import ort_step, spec_from_card
-
     spec = spec_from_card(card)
     if args.backend == "onnxruntime":
         import onnxruntime as ort
@@ -176,9 +175,6 @@ def streaming_backend(args: Any, card: ModelCard) -> tuple[StreamRunner, str, di
                 {"onnxruntime": ort.__version__, "providers": providers, "intra_op_threads": args.threads})
     if args.backend == "torch":
         import torch
-
-        from families.registry import family_module, streaming_module
-        from core.streaming import torch_step
 
         checkpoint = args.checkpoint or card_checkpoint(card)
         if args.threads:

@@ -8,8 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from core.metrics import corpus_scores
 from core.model_card import metrics_convention_of
 from split.errors import run_cli
+from split.timing import write_tables
 
 log = logging.getLogger("split.codecs")
 
@@ -64,7 +66,6 @@ def _run(args: argparse.Namespace) -> int:
     from split.codecs.autoencoder import Autoencoder
     from split.edge import HeadModel, utterances_from_dataset
     from split.tail import TailModel
-    from split.timing import write_tables
     from split.wire import params_to_proto
 
     ae = Autoencoder.from_dir(args.autoencoder) if args.autoencoder else None
@@ -127,8 +128,6 @@ def _row(codec: str, ms: list[dict[str, Any]], refs: list[str], unsplit: list[st
         "rmse": float(np.sqrt(np.mean([m["rmse"] ** 2 for m in ms]))),
     }
     if unsplit:
-        from core.metrics import corpus_scores
-
         convention = metrics_convention_of(head.card)
         wer_ref = corpus_scores(refs, unsplit, convention=convention)["wer"]
         wer = corpus_scores(refs, hyps, convention=convention)["wer"]

@@ -15,6 +15,7 @@ from typing import Any
 
 import onnx
 
+from core.card import CardError, card_path_for, graph_io, read_card, write_card
 from core.model_card import ModelCard
 from split.onnx_cut import Cut, CutError, compare_chain, cut, module_boundary, random_feeds, save
 
@@ -44,8 +45,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def boundary_specs(part: onnx.ModelProto, names: list[str], role: str) -> list[dict[str, Any]]:
-    from core.card import graph_io
-
     ins, outs = graph_io(part)
     found = {d["name"]: d for d in (*ins, *outs)}
     return [{**found[n], "role": role} for n in names]
@@ -79,7 +78,6 @@ def _real_inputs(proto: onnx.ModelProto) -> list[str]:
 
 def write_parts(out: Path, result: Cut, cards: tuple[ModelCard, ModelCard] | None, report: dict[str, Any]) -> None:
     """Cards (or cut.json) first, then the graphs, each atomically."""
-    from core.card import card_path_for, write_card
     from core.recipe import sha256_file
 
     out.mkdir(parents=True, exist_ok=True)
@@ -130,7 +128,6 @@ def main(args: argparse.Namespace) -> int:
     if not parity["passed"]:
         log.error("head -> tail does not reproduce %s:\n  %s", args.model, "\n  ".join(parity["failures"]))
         return 3
-    from core.card import CardError, card_path_for, read_card
 
     cards = None
     if card_path_for(args.model).is_file():

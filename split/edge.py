@@ -22,11 +22,12 @@ from typing import Any, Iterator
 import grpc
 import numpy as np
 
+from core.card import CardError
+from core.dataset_dir import DatasetDir
 from split.codecs import Codec
 from split.errors import SplitError
 from split.proto import split_pb2 as pb
 from split.session import load_session
-from core.card import CardError
 from split.tail import lengths_input_name, read_optional_card
 from split.wire import HEALTH_METHOD, INFER_METHOD, build_request, tensor_from_proto
 
@@ -128,8 +129,6 @@ class Utterance:
 
 
 def utterances_from_dataset(dataset_dir: Path, input_name: str, limit: int | None = None) -> Iterator[Utterance]:
-    from core.dataset_dir import DatasetDir
-
     ds = DatasetDir.open(Path(dataset_dir))
     for sample in ds.samples[:limit]:
         name = input_name if input_name in sample.inputs else next(iter(sample.inputs))

@@ -9,8 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from core.card import CardError, read_card
+from core.dataset_dir import DatasetDir, atomic_write_bytes, write_bin
+from core.metrics import corpus_scores
 from core.model_card import ModelCard, metrics_convention_of
+from core.run_dir import finish_run
 from split.errors import run_cli
+from split.planner import parse_bandwidth
+from split.timing import summarize, write_tables
 
 log = logging.getLogger("split.edge")
 
@@ -68,12 +73,9 @@ def main(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from core.dataset_dir import atomic_write_bytes, write_bin
     from split.codecs import get_codec
     from split.edge import STAGES, EdgeClient, HeadModel, outputs_of, run_one, utterances_from_dataset, \
         utterances_from_files
-    from split.planner import parse_bandwidth
-    from split.timing import summarize, write_tables
 
     if not args.head.is_file():
         raise FileNotFoundError(f"--head: file not found: {args.head}")
@@ -129,8 +131,6 @@ def _run(args: argparse.Namespace) -> int:
             "requests_per_s": len(rows) / wall, "paced_bps": pace}
     refs = [r["reference"] for r in rows]
     if all(refs) and any(r["transcript"] for r in rows):
-        from core.metrics import corpus_scores
-
         convention = metrics_convention_of(head.card)
         scores = corpus_scores(refs, [r["transcript"] for r in rows], convention=convention)
         meta["wer"], meta["cer"] = scores["wer"], scores["cer"]
@@ -169,9 +169,6 @@ def _run_card(args: argparse.Namespace) -> ModelCard | None:
 
 def _finish_run_dir(args: argparse.Namespace, card: ModelCard, rows: list[dict], meta: dict, wall_s: float) -> None:
     """run.json (runners' format, written last) for the outputs the server returned; per-sample latency is e2e."""
-    from core.dataset_dir import DatasetDir
-    from core.run_dir import finish_run
-
     missing = [s.name for s in card.outputs if any(s.name not in r.get("output_shapes", {}) for r in rows)]
     if missing:
         raise ValueError(f"--tail-card {args.tail_card}: the server returned no output {missing} for some utterances")

@@ -15,14 +15,16 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-import torch
 
 from core.family import Family, resolve
 from core.model_card import ModelCard
 from families.registry import family_names, get_family
+
+if TYPE_CHECKING:  # torch is imported where it runs, so that `python -m split --help` does not load it
+    import torch
 
 log = logging.getLogger("split")
 
@@ -49,6 +51,8 @@ def check_composition(chain: list[Path], reference: Callable[[torch.Tensor], tor
                       threads: int = 0) -> dict[str, Any]:
     """Run the ONNX graphs in `chain` one after the other (each one's outputs feed the next one's inputs,
     in order) and compare the last output with `reference` on each row's valid frames."""
+    import torch
+
     from core.ort_session import create_session
 
     sessions = [create_session(p, threads=threads) for p in chain]

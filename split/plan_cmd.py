@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from split.errors import run_cli
+from split.planner import load_profile, parse_bandwidth, parse_duration_ms, plan
 
 log = logging.getLogger("split.plan")
 
@@ -52,7 +53,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from split.planner import load_profile, parse_bandwidth, parse_duration_ms, plan
     from split.timing import write_tables
 
     profile = load_profile(args.profile)

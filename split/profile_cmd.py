@@ -5,6 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from core.dataset_dir import atomic_write_json
 from core.model_card import metrics_convention_of
 from split.errors import run_cli
 
@@ -45,7 +46,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from core.dataset_dir import atomic_write_json
     from split.codecs import get_codec
     from split.codecs.autoencoder import Autoencoder
     from split.edge import HeadModel, utterances_from_dataset

@@ -17,9 +17,13 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from core.machine import machine_info
+from core.metrics import corpus_scores
 from split.codecs import Codec
-from split.edge import HeadModel, Utterance
+from split.edge import EdgeClient, HeadModel, Utterance
 from split.planner import PROFILE_VERSION
+from split.proto import split_pb2 as pb
+from split.server import ServerConfig, build_server
 from split.tail import TailModel
 from split.wire import build_request
 
@@ -44,15 +48,12 @@ def timed(fn: Callable[[], Any], repeats: int = 1) -> tuple[Any, float]:
 def _wer(refs: list[str], hyps: list[str], convention: str) -> float | None:
     if not hyps or not all(refs):
         return None
-    from core.metrics import corpus_scores
 
     return 100 * corpus_scores(refs, hyps, convention=convention)["wer"]
 
 
 def reply_size(transcript: str) -> int:
     """Serialised size of an InferReply carrying `transcript` and a full set of stage times."""
-    from split.proto import split_pb2 as pb
-
     times = pb.ServerTimes(parse_ms=1.1, decode_ms=1.1, cloud_ms=1.1, postprocess_ms=1.1, added_delay_ms=1.1,
                            handler_ms=1.1)
     return pb.InferReply(version=1, request_id="x" * 24, transcripts=[transcript], times=times).ByteSize()
@@ -114,8 +115,6 @@ def profile_point(point: SplitPoint, utts: list[Utterance], codecs: Iterable[Cod
 def make_profile(points: list[SplitPoint], utts: list[Utterance], codecs_for: Callable[[SplitPoint], list[Codec]],
                  full_model: Path | None = None, convention: str = "deepspeech", repeats: int = 3) -> dict[str, Any]:
     """The profile of every point (plus cloud-only / edge-only when `full_model` is given)."""
-    from core.machine import machine_info
-
     if not utts:
         raise ValueError("profiling needs at least one utterance")
     all_points = list(points)
@@ -137,9 +136,6 @@ def make_profile(points: list[SplitPoint], utts: list[Utterance], codecs_for: Ca
 
 def rpc_overhead_ms(tail: Path, calls: int = 30) -> float:
     """Median wall time of a Health call to an in-process server on loopback (after 3 warm-up calls)."""
-    from split.edge import EdgeClient
-    from split.server import ServerConfig, build_server
-
     server, port, _ = build_server(ServerConfig(tail=tail, port=0, workers=1))
     server.start()
     try:

@@ -27,7 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from core.dataset_dir import atomic_write_json
+from core.machine import machine_info
+from split.__main__ import main as split_main
 from split.errors import run_cli
+from split.planner import format_bandwidth, parse_bandwidth, parse_duration_ms
+from split.timing import write_tables
 
 log = logging.getLogger("split")
 
@@ -76,7 +81,6 @@ def export_resnet(work: Path, *, width: int, classes: int, seed: int, weights: P
     import torch
 
     from families.resnet.model import resnet50
-    from core.dataset_dir import atomic_write_json
 
     config = {"width": width, "classes": classes, "seed": seed, "image_size": IMAGE_SIZE, "opset": OPSET,
               "weights": str(weights) if weights else None,
@@ -109,8 +113,6 @@ def export_resnet(work: Path, *, width: int, classes: int, seed: int, weights: P
 
 def cut_points(model: Path, work: Path) -> dict[int, Path]:
     """Each seed point that is a real cut, cut by `python -m split cut` into work/point<k>/ (kept when done)."""
-    from split.__main__ import main as split_main
-
     dirs = {}
     for point, (module, _) in SEED_POINTS.items():
         if module is None:
@@ -189,8 +191,6 @@ def partition_table(model: Path, cuts: dict[int, Path], images: np.ndarray, code
 
 def _run(args: argparse.Namespace) -> int:
     from split.codecs import get_codec
-    from split.planner import format_bandwidth, parse_bandwidth, parse_duration_ms
-    from split.timing import write_tables
 
     if args.images < 1 or args.width < 1 or args.classes < 1 or args.repeats < 1:
         raise ValueError("--images, --width, --classes and --repeats must be positive")
@@ -203,7 +203,6 @@ def _run(args: argparse.Namespace) -> int:
     images = synthetic_images(args.images, args.seed)
     rows = partition_table(model, cuts, images, codec, bandwidth_bps=bandwidth, rtt_ms=rtt, repeats=args.repeats,
                            threads=args.threads, progress=not args.no_progress)
-    from core.machine import machine_info
 
     meta = {"model": "ResNet-50 (torchvision architecture)", "width": args.width, "classes": args.classes,
             "weights": str(args.weights) if args.weights else f"random (seed {args.seed})", "images": args.images,

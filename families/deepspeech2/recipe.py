@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.recipe import LoadedModel, TensorSpec, sha256_file
 from families.deepspeech2 import FAMILY as _FAMILY
 from families.deepspeech2.architecture import CONV_CHANNELS, CONV_LAYERS, DEFAULT_LOOKAHEAD, SPECT_DEFAULTS
+from families.deepspeech2.checkpoint_reader import check_deepspeech_state_dict, load_deepspeech_checkpoint
 from families.deepspeech2.features import FEATURE_KIND
 from families.deepspeech2.guide import GUIDE
 
@@ -295,9 +298,7 @@ def feature_config(cfg: DeepSpeechConfig) -> dict[str, Any]:
 
 
 def tensor_specs(cfg: DeepSpeechConfig, static_frames: int | None = None,
-                 static_batch: int | None = None) -> tuple[list["TensorSpec"], list["TensorSpec"]]:
-    from core.recipe import TensorSpec
-
+                 static_batch: int | None = None) -> tuple[list[TensorSpec], list[TensorSpec]]:
     batch: int | str = static_batch if static_batch else "batch"
     time: int | str = static_frames if static_frames else "time"
     frames: int | str = "frames"
@@ -330,13 +331,8 @@ def make_example_inputs(cfg: DeepSpeechConfig, lengths: list[int], frames: int |
     return {"spect": spect, "lengths": torch.tensor(lengths, dtype=torch.int32)}
 
 
-def load(checkpoint: str | "Path", static_frames: int | None = None, static_batch: int | None = None) -> "LoadedModel":
+def load(checkpoint: str | Path, static_frames: int | None = None, static_batch: int | None = None) -> LoadedModel:
     """Load a deepspeech.pytorch V3.0 checkpoint into an eval-mode reference model."""
-    from pathlib import Path
-
-    from families.deepspeech2.checkpoint_reader import check_deepspeech_state_dict, load_deepspeech_checkpoint
-    from core.recipe import LoadedModel, sha256_file
-
     path = Path(checkpoint)
     ckpt = load_deepspeech_checkpoint(path)
     cfg = DeepSpeechConfig.from_parts(ckpt.labels, ckpt.model, ckpt.spect)

@@ -13,10 +13,11 @@ records padded-batch-vs-batch-1 differences without failing on them (padding_inv
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import torch
 
+from core.recipe import LoadedModel, SplitRecipe, TensorSpec, sha256_file
 from families.split_asr import FAMILY as _FAMILY
 from families.split_asr import labels as L
 from families.split_asr.autoencoder import AutoEncoderDecoder, DecoderPart, EncoderPart
@@ -24,9 +25,6 @@ from families.split_asr.checkpoint import load_autoencoder, load_model
 from families.split_asr.features import FRAMES_PER_SECOND, feature_config
 from families.split_asr.model import (Head, SplitASRConfig, SpeechRecognitionModel, Tail, gru_batch_first,
                                       output_frames, output_length_rule, parameter_count)
-
-if TYPE_CHECKING:
-    from core.recipe import LoadedModel, SplitRecipe
 
 OPSET = 17
 # Spectrogram frames the parity gate sweeps (80 frames per second: 0.5 s to 5 s).
@@ -94,15 +92,11 @@ def _common_facts(cfg: SplitASRConfig, model: torch.nn.Module) -> dict[str, Any]
 
 
 def _source(path: Path, what: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    from core.recipe import sha256_file
-
     return {"path": str(Path(path).resolve()), "sha256": sha256_file(Path(path)), "format": what,
             "inferred_config": cfg}
 
 
-def whole_model(model: SpeechRecognitionModel, cfg: SplitASRConfig, source: dict[str, Any]) -> "LoadedModel":
-    from core.recipe import LoadedModel, TensorSpec
-
+def whole_model(model: SpeechRecognitionModel, cfg: SplitASRConfig, source: dict[str, Any]) -> LoadedModel:
     inputs = [TensorSpec("spec", "float32", ("batch", 1, cfg.n_feats, "time"), "features", time_axis=3)]
     outputs = [TensorSpec("logits", "float32", ("batch", "frames", cfg.n_class), "logits", time_axis=1)]
     facts = {**_common_facts(cfg, model), "feature": feature_config(cfg.n_feats),
@@ -121,9 +115,7 @@ def boundary_spec(cfg: SplitASRConfig) -> dict[str, Any]:
                         "frames_per_second": FRAMES_PER_SECOND / 2}}
 
 
-def head_model(model: SpeechRecognitionModel, cfg: SplitASRConfig, source: dict[str, Any]) -> "LoadedModel":
-    from core.recipe import LoadedModel, TensorSpec
-
+def head_model(model: SpeechRecognitionModel, cfg: SplitASRConfig, source: dict[str, Any]) -> LoadedModel:
     inputs = [TensorSpec("spec", "float32", ("batch", 1, cfg.n_feats, "time"), "features", time_axis=3)]
     outputs = [TensorSpec(BOUNDARY, "float32", ("batch", "frames", cfg.rnn_dim), "features", time_axis=1)]
     facts = {**_common_facts(cfg, model), "feature": feature_config(cfg.n_feats),
@@ -145,9 +137,7 @@ def boundary_feature(cfg: SplitASRConfig, producer: str) -> dict[str, Any]:
     return {"kind": "split_activations", "producer": producer, "tensor": BOUNDARY, "width": cfg.rnn_dim}
 
 
-def tail_model(model: SpeechRecognitionModel, cfg: SplitASRConfig, source: dict[str, Any]) -> "LoadedModel":
-    from core.recipe import LoadedModel, TensorSpec
-
+def tail_model(model: SpeechRecognitionModel, cfg: SplitASRConfig, source: dict[str, Any]) -> LoadedModel:
     inputs = [TensorSpec(BOUNDARY, "float32", ("batch", "frames", cfg.rnn_dim), "features", time_axis=1)]
     outputs = [TensorSpec("logits", "float32", ("batch", "frames", cfg.n_class), "logits", time_axis=1)]
     facts = {**_common_facts(cfg, model), "feature": boundary_feature(cfg, "head.onnx"),
@@ -162,10 +152,8 @@ def tail_model(model: SpeechRecognitionModel, cfg: SplitASRConfig, source: dict[
 
 
 def autoencoder_models(ae: AutoEncoderDecoder, cfg: SplitASRConfig, source: dict[str, Any]
-                       ) -> tuple["LoadedModel", "LoadedModel"]:
+                       ) -> tuple[LoadedModel, LoadedModel]:
     """(encoder, decoder): features (batch, frames, rnn_dim) <-> code (batch, frames, bottleneck)."""
-    from core.recipe import LoadedModel, TensorSpec
-
     a = ae.cfg
     feat = TensorSpec(BOUNDARY, "float32", ("batch", "frames", a.input_size), "features", time_axis=1)
     code = TensorSpec(CODE, "float32", ("batch", "frames", a.bottleneck), "features", time_axis=1)
@@ -194,7 +182,7 @@ def load_checkpoint(checkpoint: str | Path, **overrides: int | None) -> tuple[Sp
     return model, cfg, _source(Path(checkpoint), "split-model-inference model.pth (plain state_dict)", cfg.to_dict())
 
 
-def load(checkpoint: str | Path, **overrides: int | None) -> "LoadedModel":
+def load(checkpoint: str | Path, **overrides: int | None) -> LoadedModel:
     """The export stage's entry point: model.pth -> the whole model's LoadedModel."""
     model, cfg, source = load_checkpoint(checkpoint, **overrides)
     return whole_model(model, cfg, source)
@@ -206,11 +194,9 @@ def load_autoencoder_checkpoint(path: str | Path, cfg: SplitASRConfig) -> tuple[
 
 
 def split_recipe(checkpoint: str | Path, *, autoencoder: str | Path | None = None,
-                 **overrides: int | None) -> "SplitRecipe":
+                 **overrides: int | None) -> SplitRecipe:
     """The split stage's Head/Tail cut after fully_connected (and, with autoencoder.pth, its encoder and
     decoder halves between them), with the chains that must reproduce the whole model."""
-    from core.recipe import SplitRecipe
-
     model, cfg, source = load_checkpoint(checkpoint, **overrides)
     parts = {"head": head_model(model, cfg, source), "tail": tail_model(model, cfg, source)}
     chains: dict[str, tuple[list[str], Callable[..., torch.Tensor]]] = {"head+tail": (["head", "tail"], model)}
