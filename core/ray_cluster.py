@@ -115,3 +115,10 @@ def worker_error_line(exc: BaseException, marker: type[BaseException]) -> str:
         return found[-1].strip()
     lines = str(exc).strip().splitlines()
     return f"the Ray run failed: {type(exc).__name__}: {lines[-1] if lines else ''}"
+
+
+def add_ray_arguments(p: Any, ray_help: str) -> None:
+    """`--ray` (with the stage's own wording of what it spreads) and `--ray-address`, the same in every stage."""
+    p.add_argument("--ray", action="store_true", help=ray_help)
+    p.add_argument("--ray-address", help="join this Ray cluster (HOST:PORT of `ray start --head`, or auto); "
+                                         "default: start a local Ray instance on this machine's cores")

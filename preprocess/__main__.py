@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from core.cli_types import out_dir, positive_int
 from core.corpora import DatasetError, read_an4_raw, read_ds_manifest, read_librispeech
 from core.fsio import OutDirError, describe_os_error
-from core.ray_cluster import ClusterError
+from core.ray_cluster import ClusterError, add_ray_arguments
 
 if TYPE_CHECKING:
     from core.model_card import ModelCard
@@ -72,11 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(a dir whose sources changed since is rebuilt without it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     # Issue 13: the same build spread over a Ray cluster (preprocess/ray_build.py, docs/ray.md).
-    p.add_argument("--ray", action="store_true",
-                   help="write the utterances' feature files as Ray tasks; --out must be on storage every node "
-                        "sees; the same dataset dir as without --ray")
-    p.add_argument("--ray-address", help="join this Ray cluster (HOST:PORT of `ray start --head`, or auto); "
-                                         "default: start a local Ray instance on this machine's cores")
+    add_ray_arguments(p, "write the utterances' feature files as Ray tasks; --out must be on storage every node "
+                         "sees; the same dataset dir as without --ray")
     return p
 
 

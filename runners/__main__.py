@@ -10,6 +10,7 @@ from core.cli_types import non_negative_int, out_dir, positive_int, thread_count
 from core.dataset_dir import DatasetDir, DatasetDirError
 from core.fsio import DirLock, OutDirError, describe_os_error
 from core.model_card import ModelCard
+from core.ray_cluster import add_ray_arguments
 from core.run_dir import RunError
 from runners.backend_cli import BACKENDS, add_backend_choice, add_backend_options, ray_backends
 from runners.base import RunOptions, run_dataset
@@ -49,11 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "--batch-size streams run side by side, one state row each (runners/streaming_dataset.py)")
     p.add_argument("--show-partials", action="store_true", help="--streaming: print transcripts as chunks arrive")
     # Issue 13: the same run spread over a Ray cluster (runners/ray_runner.py, docs/ray.md).
-    p.add_argument("--ray", action="store_true",
-                   help="spread the batches over Ray workers (onnxruntime, openvino, torch); the run dir and dataset "
-                        "dir must be on storage every node sees; same outputs as without --ray")
-    p.add_argument("--ray-address", help="join this Ray cluster (HOST:PORT of `ray start --head`, or auto); "
-                                         "default: start a local Ray instance on this machine's cores")
+    add_ray_arguments(p, "spread the batches over Ray workers (onnxruntime, openvino, torch); the run dir and dataset "
+                         "dir must be on storage every node sees; same outputs as without --ray")
     p.add_argument("--workers", type=positive_int, help="--ray: number of model sessions (actors); default: the cluster's "
                                                "CPUs divided by --threads")
     add_backend_options(p)
