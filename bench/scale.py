@@ -105,8 +105,7 @@ def main(args: argparse.Namespace) -> int:
     from core.card import CardError, load_model_and_card
     from core.dataset_dir import DatasetDirError, atomic_write_bytes, atomic_write_json
     from core.run_dir import RunError
-    from runners.__main__ import open_dataset_for
-    from runners.base import RunOptions, run_dataset
+    from runners.base import RunOptions, open_dataset_for, run_dataset
     from runners.onnxruntime_backend import OnnxRuntimeBackend
     from runners.ray_runner import BackendSpec, RayOptions, run_dataset_ray
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from core.card import CardError
+from core.card_records import CardError
 
 LAYOUTS = ("sorted_padded", "batch_files")
 # Cards written before the profile spelled its decode rule as data named it.

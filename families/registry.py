@@ -66,7 +66,3 @@ def frames_for(num_samples: int, cfg: dict[str, Any]) -> int:
     """Feature frames of a clip of `num_samples` samples under a card's feature config."""
     return feature_kind(cfg["kind"]).frames(num_samples, cfg)
 
-
-def variant_defaults(name: str) -> dict[str, Any]:
-    """The family's variant defaults (op types to quantise, expected onnxruntime fusions), or {}."""
-    return dict(get_family(name).variant_defaults)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from core.cli_types import out_dir
 from core.fsio import OutDirError, describe_os_error
+from core.guide import guide_profile
 
 if TYPE_CHECKING:
     from core.model_card import ModelCard
@@ -160,7 +161,6 @@ def _variants(args: argparse.Namespace, card: ModelCard, dataset) -> int:
 
 def _report(args: argparse.Namespace, card: ModelCard, dataset) -> int:
     from postprocess.plots import throughput_plot
-    from core.guide import guide_profile
     from postprocess.score import final_frame_emissions, lengths_by_uid, output_diff, score_run
     from postprocess.tables import (CONVENTION_NOTES, context_of, machine_note, precision_rows, speaker_rows,
                                     throughput_rows, write_table)

@@ -16,7 +16,7 @@ from core.model_card import ModelCard
 from core.dataset_dir import DatasetDir
 from core.onnx_graph import graph_report
 from core.run_dir import open_run
-from families.registry import variant_defaults
+from families.registry import get_family
 
 Row = tuple[str, list[Path]]
 
@@ -107,7 +107,7 @@ def graph_notes(rows: list[Row], card: ModelCard) -> list[str]:
             continue
         seen.add(path)
         own = read_card(card_path_for(Path(path)))
-        expected = variant_defaults(card.family).get("expected_fusions", {})
+        expected = get_family(card.family).variant_defaults.get("expected_fusions", {})
         g = own.graph or graph_report(Path(path), expected)
         missing = "; ".join(f"{op} ({why})" for op, why in g["expected_fusions_missing"].items()) or "none"
         notes.append(f"Graph of {Path(path).name}: {g['nodes']} nodes, {g['nodes_after_ort']} after onnxruntime's "

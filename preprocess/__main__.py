@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from core.cli_types import out_dir, positive_int
 from core.corpora import DatasetError, read_an4_raw, read_ds_manifest, read_librispeech
 from core.fsio import OutDirError, describe_os_error
+from core.guide import guide_batch_size, guide_profile
 from core.ray_cluster import ClusterError, add_ray_arguments
 
 if TYPE_CHECKING:
@@ -89,8 +90,6 @@ def _batch_size(args: argparse.Namespace, card: dict) -> int:
     """Clips per batch file. The model file owns the batch on the Ascend path: the --om card's compiled batch
     (or the --card's own fixed batch), with a disagreeing --batch-size refused (core/guide.py)."""
     from core.card import CARD_SUFFIX, CardError, card_path_for, read_card
-    from core.guide import guide_batch_size, guide_profile
-
     if not args.modelzoo or guide_profile(card)["layout"] != "batch_files":
         if args.om or (args.modelzoo and args.batch_size):
             raise CardError("--om and --batch-size apply to a guide layout of batch files (--modelzoo with a card "

@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 
 from core.cli_types import non_negative_int, out_dir, positive_int, thread_count
-from core.dataset_dir import DatasetDir, DatasetDirError
+from core.dataset_dir import DatasetDirError
 from core.fsio import DirLock, OutDirError, describe_os_error
-from core.model_card import ModelCard
+from core.guide import model_batch
 from core.ray_cluster import add_ray_arguments
 from core.run_dir import RunError
 from runners.backend_cli import BACKENDS, add_backend_choice, add_backend_options, ray_backends
-from runners.base import RunOptions, run_dataset
+from runners.base import RunOptions, open_dataset_for, run_dataset
 from runners.ray_runner import run_from_args
 
 log = logging.getLogger("runners")
@@ -58,23 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def open_dataset_for(path: Path, card: ModelCard):
-    """The dataset dir, refused if it was preprocessed with another feature config than the card's (or its
-    guide profile's, for a --modelzoo dataset)."""
-    from core.guide import guide_feature
-
-    dataset = DatasetDir.open(path)
-    expected = guide_feature(card) if dataset.header.get("layout") == "modelzoo" else card.feature.params()
-    if dataset.header.get("feature") != expected:
-        raise RunError(f"{path} was made with another feature config than {card.onnx}'s card; "
-                       "preprocess it again with this card")
-    return dataset
-
-
 def check_batch_owner(card: dict, dataset, model: Path) -> None:
     """A guide dataset of batch files must hold the OM's batch: the OM owns it (core/guide.py)."""
-    from core.guide import model_batch
-
     files = dataset.header.get("batch_size")
     fixed = model_batch(card)
     if files is not None and fixed is not None and int(files) != fixed:

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from core.cli_types import non_negative_int, positive_int, thread_count
 from core.dataset_dir import DatasetDir
+from core.guide import guide_profile, has_guide
 from core.run_dir import RunError
 from runners.ais_bench import run_ais_bench
 from runners.backend_spec import backend_spec
@@ -83,7 +84,6 @@ def _build_local(args: argparse.Namespace, card: dict[str, Any]) -> Backend:
 
 
 def _build_torch_aie(args: argparse.Namespace, card: dict[str, Any]) -> Backend:
-    from core.guide import guide_profile, has_guide
     from runners.torch_aie_backend import TorchAieBackend
 
     length = args.length or (guide_profile(card).get("pad_to") if has_guide(card) else None)

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from core.dataset_dir import DatasetDir, Sample, write_bin
 from core.fsio import DirLock, sha256_file
+from core.guide import guide_feature
 from core.model_card import ModelCard
 from core.run_dir import RUN_JSON, RunError, cached_run, finish_run
 
@@ -43,6 +44,17 @@ class RunOptions:
     progress: bool = True
     force: bool = False
     max_batch_frames: int | None = None  # None: DEFAULT_BATCH_AUDIO_S of this dataset's audio
+
+
+def open_dataset_for(path: Path, card: ModelCard) -> DatasetDir:
+    """The dataset dir, refused if it was preprocessed with another feature config than the card's (or its
+    guide profile's, for a --modelzoo dataset)."""
+    dataset = DatasetDir.open(path)
+    expected = guide_feature(card) if dataset.header.get("layout") == "modelzoo" else card.feature.params()
+    if dataset.header.get("feature") != expected:
+        raise RunError(f"{path} was made with another feature config than {card.onnx}'s card; "
+                       "preprocess it again with this card")
+    return dataset
 
 
 def default_batch_frames(dataset: DatasetDir) -> int:
