@@ -7,6 +7,7 @@ Every random draw happens in the order the trainers have always made it, so a se
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import math
 import random
@@ -22,6 +23,7 @@ from tqdm import tqdm
 from core.ctc import greedy_decode_batch
 from core.fsio import atomic_write_json
 from core.metrics import corpus_scores
+from core.numerics import TRAIN_THREADS, numerics_record
 
 log = logging.getLogger("train")
 
@@ -160,6 +162,21 @@ def train_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     return result
 
 
+def add_numerics_arguments(parser: argparse.ArgumentParser, bf16: bool) -> None:
+    """--threads and (where the trainer can autocast) --bf16, with the defaults that make the demo model the same
+    on every CPU (core/numerics.py)."""
+    parser.add_argument("--threads", type=int, default=TRAIN_THREADS,
+                        help=f"torch threads (default {TRAIN_THREADS} on any machine: the thread count changes "
+                             "how gradients are summed, so another count trains a slightly different model)")
+    if bf16:
+        parser.add_argument("--bf16", choices=["auto", "on", "off"], default="off",
+                            help="bfloat16 autocast for the forward pass (weights stay fp32): faster on CPUs with "
+                                 "native bf16 (avx512_bf16/amx), but the model then depends on the CPU; auto = on "
+                                 "where the CPU has it (default off: float32, with the AVX2 caps of core/numerics.py)")
+
+
 def write_record(path: Path, record: dict[str, Any]) -> None:
-    """The training record (<model>.train.json), written atomically beside the model."""
+    """The training record (<model>.train.json), written atomically beside the model, with the numerics it was
+    trained under (whether the same seed gives the same model on another CPU)."""
+    record = {**record, "cpu_numerics": numerics_record(record.get("autocast", "off"), record.get("threads", 0))}
     atomic_write_json(path, record)

@@ -17,9 +17,18 @@ from types import ModuleType
 
 import families
 from core.fsio import describe_os_error
+from core.numerics import pin_cpu_numerics
 from demo import synth
 
 log = logging.getLogger("demo")
+
+
+def wants_bf16(options: list[str]) -> bool:
+    """Whether the trainer's options ask for bfloat16 autocast, which needs the CPU's native bf16 kernels and so
+    runs without the AVX2 caps (core/numerics.py), read before the trainer (and torch) is imported."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--bf16", default="off")
+    return pre.parse_known_args(options)[0].bf16 != "off"
 
 
 def trainable_families() -> list[str]:
@@ -66,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "synth":
         return synth.main(args)
+    if not wants_bf16(args.options) and not pin_cpu_numerics():  # before the trainer's module imports torch
+        log.warning("torch is already loaded in this process, so the CPU numerics cannot be capped; the model may "
+                    "differ on another CPU (the training record says so)")
     try:
         return train_module(args.family).main(train_parser(args.family).parse_args(args.options))
     except OSError as exc:  # a full disk or a read-only folder found mid-write

@@ -20,6 +20,9 @@ def synth(runner: Runner, opts: Options, out: Path) -> None:
 
 def train(runner: Runner, opts: Options, family: str, corpus: list[str], out: Path, options: tuple[str, ...],
           flags: tuple[str, ...] = (), checkpoint: str | None = None) -> None:
-    """The family's demo trainer (fixed seed; it skips a model already trained with the same options)."""
+    """The family's demo trainer (fixed seed; it skips a model already trained with the same options).
+
+    Not given --threads: the trainer's fixed default is part of what makes the model the same on every machine
+    (core/numerics.py)."""
     runner.run(runner.py("demo", "train", family, *flags, *(["--checkpoint", checkpoint] if checkpoint else []),
-                         *corpus, "--out", str(out), "--threads", str(opts.threads), *options))
+                         *corpus, "--out", str(out), *options))

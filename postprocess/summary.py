@@ -8,6 +8,15 @@ from typing import Any
 from core.dataset_dir import atomic_write_bytes
 
 
+def _numerics(train: dict[str, Any]) -> str:
+    numerics = train.get("cpu_numerics")
+    if numerics is None:  # a record from before the trainers capped their numerics
+        return f"autocast {train.get('autocast', 'off')}"
+    if numerics.get("portable"):
+        return "float32 with the instruction-set caps that make it the same model on another CPU (docs/demo.md)"
+    return f"{numerics.get('precision', 'float32')}, not capped: another CPU may train another model"
+
+
 def training_section(train: dict[str, Any]) -> str:
     """One paragraph per demo model, from its training record (whatever family wrote it)."""
     family = train.get("family", "model")
@@ -18,7 +27,7 @@ def training_section(train: dict[str, Any]) -> str:
     text = (f"**{family}** ({shape}; {train.get('parameters', 0):,} parameters): trained from scratch by "
             f"`python -m demo train {family}` with seed {train.get('seed')} on {train.get('train_utterances')} "
             f"synthetic training utterances for {train.get('epochs')} epochs ({train.get('train_seconds', train.get('total_seconds', 0)):.0f} s on "
-            f"{train.get('threads')} threads, autocast {train.get('autocast', 'off')}). The epoch kept "
+            f"{train.get('threads')} threads, {_numerics(train)}). The epoch kept "
             f"({train.get('chosen_epoch')}) has the lowest WER on {train.get('val_utterances')} held-out training "
             "utterances")
     if "val_wer" in chosen:

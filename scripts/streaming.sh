@@ -78,7 +78,7 @@ if [ -z "$STREAM_CKPT" ]; then
     STREAM_CKPT="$WORK_DIR/models/deepspeech2_uni_demo.ckpt"
     step "demo unidirectional DeepSpeech2 with Lookahead $LOOKAHEAD (fixed seed; cached) -> $STREAM_CKPT"
     $PY -m demo train deepspeech2 --an4-root "$AN4_ROOT" --out "$STREAM_CKPT" --unidirectional \
-        --lookahead-context "$LOOKAHEAD" --threads "$THREADS" "${train_opts[@]}"
+        --lookahead-context "$LOOKAHEAD" "${train_opts[@]}"
 fi
 
 EXPORT="$WORK_DIR/export/deepspeech2_uni"

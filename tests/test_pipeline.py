@@ -75,8 +75,8 @@ def test_demo_model_ray_and_batch_sizes_from_the_options(tmp_path: Path) -> None
                       model=DemoModel(option="deepspeech_ckpt", path="models/fam.ckpt", train_record="models/fam.json",
                                       train_args=("--epochs", "9"), quick_train_args=("--epochs", "1")))
     commands, collected = _walk(plan, opts)
-    assert commands[0] == (f"PY -m demo train fam --an4-root {work}/corpus/an4 --out {work}/models/fam.ckpt "
-                           "--threads 3 --epochs 1")
+    # the trainer keeps its own fixed thread count (core/numerics.py), whatever --threads says
+    assert commands[0] == f"PY -m demo train fam --an4-root {work}/corpus/an4 --out {work}/models/fam.ckpt --epochs 1"
     assert commands[1] == f"cp {work}/models/fam.json {tmp_path}/r/fam_demo_training.json"
     assert collected.trainings == [tmp_path / "r" / "fam_demo_training.json"]
     runs = [c for c in commands if " -m runners " in c or " -m preprocess " in c]

@@ -18,3 +18,14 @@ def test_readme_gathers_reports_and_own_tables(tmp_path: Path) -> None:
     assert text.index("PRECISION TABLE") < text.index("CODEC TABLE")
     assert "](split_asr_codecs.png)" in text and "missing_table" not in text
     assert "42 s on" in text  # the split trainer records total_seconds
+
+
+def test_training_paragraph_says_whether_the_model_is_cpu_portable() -> None:
+    from postprocess.summary import training_section
+
+    base = {"family": "fam", "history": [], "threads": 2}
+    portable = {**base, "cpu_numerics": {"portable": True, "precision": "float32", "env": {}}}
+    native = {**base, "cpu_numerics": {"portable": False, "precision": "bfloat16 autocast", "env": {}}}
+    assert "same model on another CPU" in training_section(portable)
+    assert "bfloat16 autocast, not capped: another CPU may train another model" in training_section(native)
+    assert "autocast bfloat16" in training_section({**base, "autocast": "bfloat16"})  # an older record

@@ -22,6 +22,7 @@ from core.corpora import read_an4_raw
 from families.registry import extract
 from core.text import to_labels
 from core.training import (
+    add_numerics_arguments,
     ctc_targets,
     ctc_validation,
     hold_out,
@@ -54,11 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--val-fraction", type=float, default=0.05, help="training utterances held out to pick the epoch")
     p.add_argument("--limit", type=int, help="use only the first N training utterances (tests)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     p.add_argument("--spec-augment", type=int, default=0, help="1: mask a few time/freq bands per utterance")
-    p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
-                   help="bfloat16 autocast for the forward pass; auto = on when the CPU has native bf16 "
-                        "(avx512_bf16/amx), where it trains faster (weights stay fp32)")
+    add_numerics_arguments(p, bf16=True)
     p.add_argument("--force", action="store_true", help="retrain even if --out exists")
 
 
@@ -108,8 +106,7 @@ def evaluate(model: torch.nn.Module, items: list[Item], labels: list[str], batch
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
     rng = seed_everything(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     cfg = DeepSpeechConfig(rnn_type=args.rnn_type, hidden_size=args.hidden_size, hidden_layers=args.hidden_layers,
                            bidirectional=not args.unidirectional,
                            lookahead_context=args.lookahead_context if args.unidirectional else None)

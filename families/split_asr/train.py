@@ -38,6 +38,7 @@ from core.corpora import read_librispeech
 from families.registry import extract
 from core.text import to_labels
 from core.training import (
+    add_numerics_arguments,
     ctc_targets,
     ctc_validation,
     hold_out,
@@ -93,7 +94,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--seed", type=int, default=7, help="the original seeds torch with 7")
     t.add_argument("--val-fraction", type=float, default=0.05, help="training utterances held out to pick the epoch")
     t.add_argument("--limit", type=int, help="use only the first N training utterances (tests)")
-    t.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    add_numerics_arguments(t, bf16=False)
     t.add_argument("--force", action="store_true", help="retrain even if --out already holds a usable file")
 
 
@@ -277,8 +278,7 @@ def main(args: argparse.Namespace) -> int:
     if out.is_file() and _usable(out, args.autoencoder) and not args.force:
         log.info("%s already holds a usable file; not retraining (--force to retrain)", out)
         return 0
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     try:
         module, summary = train_autoencoder(args) if args.autoencoder else train_model(args)

@@ -30,6 +30,7 @@ from core.corpora import read_librispeech
 from families.wav2vec2.features import wav2vec2_waveform
 from core.text import to_labels
 from core.training import (
+    add_numerics_arguments,
     ctc_targets,
     ctc_validation,
     hold_out,
@@ -79,10 +80,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--val-fraction", type=float, default=0.05, help="training utterances held out to pick the epoch")
     p.add_argument("--limit", type=int, help="use only the first N training utterances (tests)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
-    p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
-                   help="bfloat16 autocast for the forward pass; auto = on when the CPU has native bf16 "
-                        "(avx512_bf16/amx) (weights stay fp32)")
+    add_numerics_arguments(p, bf16=True)
     p.add_argument("--force", action="store_true", help="retrain even if --out already holds a model")
 
 
@@ -144,8 +142,7 @@ def train(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
     t_total = time.perf_counter()
     rng = seed_everything(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     utts = read_librispeech(args.librispeech)
     if args.limit:
         utts = utts[: args.limit]
