@@ -90,6 +90,9 @@ class SplitSection:
     limit: int                        # utterances per point for the planner's profile and measured check
     quick_limit: int
     rtt: str = "20ms"
+    # A second sweep and measured check for an edge device this many times slower than the machine running
+    # the pipeline (emulated: the edge sleeps after each Head inference); None for none.
+    slow_edge_scale: float | None = None
     # The cloud-edge seed's ResNet-50 partition table (`split resnet-table`): its name ("" for none), the files
     # it is made from (rebuilt when one is newer), and its quick-run options.
     resnet_table: str = ""

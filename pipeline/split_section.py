@@ -127,6 +127,17 @@ def tables(runner: Runner, sr: SplitRun, collected: Collected) -> None:
                              sr.s.rtt, "--out", str(results), "--name", plan_name, "--measure", *sr.points(),
                              *autoencoder, "--full", str(fr.onnx), "--dataset", str(fr.data), *sr.limit()))
     collected.tables += [plan_name, f"{plan_name}_chosen", f"{plan_name}_measured", f"{plan_name}_check"]
+    if sr.s.slow_edge_scale:
+        scale = sr.s.slow_edge_scale
+        slow = f"{plan_name}_edge{scale:g}x"
+        if not fresh(results / f"{slow}_check.json", profile):
+            runner.step(f"split plan for an edge {scale:g}x slower (emulated), checked on a shaped link -> "
+                        f"{results / slow}*")
+            runner.run(runner.py("split", "plan", "--profile", str(profile), "--bandwidth", bandwidths, "--rtt",
+                                 sr.s.rtt, "--edge-scale", f"{scale:g}", "--out", str(results), "--name", slow,
+                                 "--measure", *sr.points(), *autoencoder, "--full", str(fr.onnx), "--dataset",
+                                 str(fr.data), *sr.limit()))
+        collected.tables += [slow, f"{slow}_chosen", f"{slow}_measured", f"{slow}_check"]
 
     if sr.s.resnet_table:
         if not fresh(results / f"{sr.s.resnet_table}.json", *map(Path, sr.s.resnet_sources)):

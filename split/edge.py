@@ -85,7 +85,14 @@ class EdgeClient:
 class HeadModel:
     """head.onnx: features in, boundary tensor out, with the boundary's valid frames per item."""
 
-    def __init__(self, onnx_path: Path, card_path: Path | None = None, threads: int = 1) -> None:
+    def __init__(self, onnx_path: Path, card_path: Path | None = None, threads: int = 1,
+                 slowdown: float = 1.0) -> None:
+        """`slowdown` > 1 emulates an edge device that many times slower than this machine: each inference is
+        followed by a sleep of (slowdown - 1) times its measured compute, so the planner's `--edge-scale` can be
+        checked against measured runs (the emulation stretches compute time only, not the codec's)."""
+        if slowdown < 1:
+            raise ValueError(f"edge slowdown {slowdown:g}: expected 1 or more (a device as fast as this one, or slower)")
+        self.slowdown = slowdown
         self.path = Path(onnx_path)
         self.card = read_optional_card(self.path, card_path)
         self.session = load_session(self.path, threads)
@@ -102,7 +109,10 @@ class HeadModel:
         if self.lengths_input is not None:
             n = length if length is not None else x.shape[-1]
             feeds[self.lengths_input] = np.full((x.shape[0],), n, dtype=np.int32)
+        t0 = time.perf_counter()
         boundary = self.session.run([self.output.name], feeds)[0]
+        if self.slowdown > 1:
+            time.sleep((self.slowdown - 1) * (time.perf_counter() - t0))
         return boundary, self.boundary_lengths(boundary, length)
 
     def boundary_lengths(self, boundary: np.ndarray, length: int | None) -> list[int] | None:

@@ -102,8 +102,11 @@ def open_link(mode: str, rate_bps: float) -> tuple[contextlib.AbstractContextMan
 
 def measure_plan(profile: dict[str, Any], files: dict[str, PointFiles], utts: list[Utterance],
                  bandwidths: list[float], rtt_ms: float, *, mode: str = "auto", codecs: list[str] | None = None,
-                 tolerance: float = 0.10) -> dict[str, Any]:
-    """Predicted vs measured per point and bandwidth, and the planner's choice vs the best measured point."""
+                 tolerance: float = 0.10, edge_scale: float = 1.0) -> dict[str, Any]:
+    """Predicted vs measured per point and bandwidth, and the planner's choice vs the best measured point.
+
+    `edge_scale` > 1: the planner predicts with edge latencies that many times the profile's, and the measured
+    runs emulate such an edge (HeadModel's slowdown), so the check covers a slower edge device too."""
     names = [p["name"] for p in profile["points"] if p["name"] in files]
     if not names:
         raise ValueError("none of the profile's points has files to measure with")
@@ -113,12 +116,12 @@ def measure_plan(profile: dict[str, Any], files: dict[str, PointFiles], utts: li
     with ctx as link, contextlib.ExitStack() as stack:
         targets = {n: stack.enter_context(_server(files[n].tail, files[n].autoencoder, rtt_ms, link))
                    for n in names if files[n].tail is not None}
-        heads = {n: HeadModel(files[n].head) for n in names if files[n].head is not None}
+        heads = {n: HeadModel(files[n].head, slowdown=edge_scale) for n in names if files[n].head is not None}
         for bw in bandwidths:
             if link is not None:
                 link.set_rate(bw)
             best_by_point: dict[str, Any] = {}
-            for c in candidates(profile, bw, rtt_ms, codecs=codecs):
+            for c in candidates(profile, bw, rtt_ms, codecs=codecs, edge_scale=edge_scale):
                 known = best_by_point.get(c.point)
                 if c.point in names and (known is None or c.predicted_ms < known.predicted_ms):
                     best_by_point[c.point] = c
@@ -151,5 +154,5 @@ def measure_plan(profile: dict[str, Any], files: dict[str, PointFiles], utts: li
                             "chosen_measured_ms": chosen["measured_ms"], "best_measured": best["point"],
                             "best_measured_ms": best["measured_ms"], "chosen_over_best": ratio,
                             "within_tolerance": bool(ratio <= 1 + tolerance)})
-    return {"link": used, "rtt_ms": rtt_ms, "tolerance": tolerance, "utterances": len(utts), "rows": rows,
-            "summary": summary}
+    return {"link": used, "rtt_ms": rtt_ms, "tolerance": tolerance, "utterances": len(utts),
+            "edge_scale": edge_scale, "rows": rows, "summary": summary}

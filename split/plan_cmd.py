@@ -28,7 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated rates (default %(default)s)")
     p.add_argument("--rtt", default="20ms", help="round-trip time (default %(default)s)")
     p.add_argument("--codec", help="comma-separated codecs to consider (default: every codec in the profile)")
-    p.add_argument("--edge-scale", type=float, default=1.0, help="multiply edge latencies (a slower edge device)")
+    p.add_argument("--edge-scale", type=float, default=1.0,
+                   help="multiply edge latencies (a slower edge device); with --measure the edge runs are slowed "
+                        "as much (a sleep after each Head inference), so the check covers that device too")
     p.add_argument("--cloud-scale", type=float, default=1.0, help="multiply cloud latencies")
     p.add_argument("--max-wer", type=float, help="ignore candidates whose WER (percent) is above this")
     p.add_argument("--out", type=Path, help="folder for the sweep and choice tables")
@@ -64,8 +66,12 @@ def _run(args: argparse.Namespace) -> int:
         unknown = [c for c in codecs if c not in known]
         if unknown:
             raise ValueError(f"--codec {','.join(unknown)}: not in the profile (it has {', '.join(sorted(known))})")
-    if args.measure and (args.edge_scale != 1.0 or args.cloud_scale != 1.0):
-        raise ValueError("--measure compares with this machine's own latencies: leave --edge-scale/--cloud-scale at 1")
+    if args.edge_scale <= 0 or args.cloud_scale <= 0:
+        raise ValueError(f"--edge-scale {args.edge_scale:g} / --cloud-scale {args.cloud_scale:g}: expected positive "
+                         "factors")
+    if args.measure and (args.cloud_scale != 1.0 or args.edge_scale < 1):
+        raise ValueError("--measure runs Head and Tail on this machine: leave --cloud-scale at 1, and --edge-scale at 1 "
+                         "or more (a slower edge is emulated by sleeping; a faster one cannot be)")
     sweep, chosen = plan(profile, bandwidths, rtt, codecs=codecs, edge_scale=args.edge_scale,
                          cloud_scale=args.cloud_scale, max_wer=args.max_wer)
     for row in chosen:
@@ -110,7 +116,8 @@ def _measure(args: argparse.Namespace, profile: dict, bandwidths: list[float], r
 
     first = next(f.head for f in files.values() if f.head is not None)
     utts = list(utterances_from_dataset(args.dataset, HeadModel(first).input.name, args.limit))
-    result = measure_plan(profile, files, utts, bandwidths, rtt, mode=args.link, codecs=codecs)
+    result = measure_plan(profile, files, utts, bandwidths, rtt, mode=args.link, codecs=codecs,
+                          edge_scale=args.edge_scale)
     for row in result["summary"]:
         print(f"{row['bandwidth']:>9}: planner chose {row['chosen']} ({row['chosen_measured_ms']:.2f} ms measured), "
               f"best measured {row['best_measured']} ({row['best_measured_ms']:.2f} ms): "
@@ -121,6 +128,9 @@ def _measure(args: argparse.Namespace, profile: dict, bandwidths: list[float], r
     if args.out is not None:
         meta = {k: v for k, v in result.items() if k not in ("rows", "summary")}
         note = [f"link: {result['link']}; RTT added as a server-side sleep (tc netem is unavailable here)"]
+        if args.edge_scale != 1.0:
+            note.append(f"edge emulated {args.edge_scale:g}x slower than this machine: each Head inference is "
+                        "followed by a sleep of (scale - 1) x its measured compute")
         write_tables(args.out, f"{args.name}_measured", result["rows"], meta, title="Planner: predicted vs measured",
                      notes=note)
         write_tables(args.out, f"{args.name}_check", result["summary"], meta,

@@ -124,7 +124,7 @@ def test_split_section_skips_what_is_up_to_date(tmp_path: Path) -> None:
                       split=SplitSection(autoencoder=DemoModel(option="split_asr_autoencoder", path="a"),
                                          points=(SplitPoint("a", "layer_a"), SplitPoint("own")),
                                          codec_option="split_codec", bandwidths="1mbit", quick_bandwidths="1mbit",
-                                         limit=5, quick_limit=1))
+                                         limit=5, quick_limit=1, slow_edge_scale=10.0))
     done = tmp_path / "w" / "split" / "fam" / "a" / "tail.onnx"
     done.parent.mkdir(parents=True)
     done.write_bytes(b"newer than the checkpoints")
@@ -139,6 +139,11 @@ def test_split_section_skips_what_is_up_to_date(tmp_path: Path) -> None:
     assert "Split Head -> gRPC -> Tail, fp32 boundary=" in commands[report]
     assert collected.tables[:2] == ["fam_timing_fp32", "fam_timing_ae-q4-ans"]
     assert "--title Fam on AN4 test-clean" in commands[report]
+    plans = [c for c in commands if " -m split plan " in c]
+    assert len(plans) == 2 and "--edge-scale" not in plans[0]
+    assert "--edge-scale 10 " in plans[1] and "--name fam_plan_edge10x --measure" in plans[1]
+    assert collected.tables[-4:] == ["fam_plan_edge10x", "fam_plan_edge10x_chosen", "fam_plan_edge10x_measured",
+                                     "fam_plan_edge10x_check"]
 
 
 def test_options_follow_run_all_sh(tmp_path: Path) -> None:

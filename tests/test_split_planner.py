@@ -5,11 +5,12 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from split.planner import (FRAMING_DOWN_BYTES, FRAMING_UP_BYTES, candidates, check_profile, format_bandwidth,
                            parse_bandwidth, parse_duration_ms, plan)
-from tests.split_helpers import make_dataset, make_split_pair
+from tests.split_helpers import FEATS, make_dataset, make_split_pair
 
 
 def test_parse_units() -> None:
@@ -211,3 +212,50 @@ def test_pacing_fallback_counts_transfer_time(files: tuple[Path, Path]) -> None:
     row = result["rows"][0]
     assert result["link"] == "pacing" and "wire_up_bytes" not in row
     assert row["measured_ms"] >= 8e3 * row["request_bytes"] / 1e5
+
+
+def test_slower_edge_is_emulated_by_a_sleep_after_each_head_inference(files: tuple[Path, Path],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import split.edge as edge
+
+    pair, _ = files
+    slept: list[float] = []
+    monkeypatch.setattr(edge.time, "sleep", slept.append)
+    x = np.zeros((1, 1, FEATS, 40), np.float32)
+    edge.HeadModel(pair / "head.onnx").run(x, 40)
+    assert slept == []
+    edge.HeadModel(pair / "head.onnx", slowdown=4.0).run(x, 40)
+    assert len(slept) == 1 and slept[0] > 0
+    with pytest.raises(ValueError, match="slowdown 0.5"):
+        edge.HeadModel(pair / "head.onnx", slowdown=0.5)
+
+
+def test_measured_check_of_a_slower_edge(files: tuple[Path, Path]) -> None:
+    from split.edge import utterances_from_dataset
+    from split.plan_check import PointFiles, measure_plan
+
+    pair, ds = files
+    profile = {"version": 1, "rpc_overhead_ms": 1.0, "points": [
+        {"name": "mid", "edge_ms": 0.2, "cloud_ms": 0.2, "reply_bytes": 60,
+         "codecs": {"int8": {"bytes": 400, "encode_ms": 0.1, "decode_ms": 0.1}}},
+        {"name": "edge-only", "edge_ms": 0.3, "cloud_ms": 0.0, "codecs": {}, "local": True}]}
+    utts = list(utterances_from_dataset(ds, "spec", 2))
+    files_by_point = {"mid": PointFiles(pair / "head.onnx", pair / "tail.onnx"),
+                      "edge-only": PointFiles(pair / "model.onnx", None)}
+    result = measure_plan(profile, files_by_point, utts, [1e6], 0.0, mode="pacing", edge_scale=40.0)
+    assert result["edge_scale"] == 40.0
+    rows = {r["point"]: r for r in result["rows"]}
+    assert rows["edge-only"]["predicted_ms"] == pytest.approx(0.3 * 40)
+
+
+def test_plan_measure_refuses_scales_it_cannot_emulate(files: tuple[Path, Path], tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    from split.__main__ import main
+
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps(_profile()))
+    for scale in (["--cloud-scale", "2"], ["--edge-scale", "0.5"]):
+        assert main(["plan", "--profile", str(p), "--measure", *scale]) == 2
+        assert "--measure runs Head and Tail on this machine" in capsys.readouterr().err
+    assert main(["plan", "--profile", str(p), "--edge-scale", "0"]) == 2
+    assert "expected positive" in capsys.readouterr().err

@@ -29,6 +29,9 @@ PLAN = Plan(
         codec_option="split_codec",
         bandwidths="1mbit,10mbit,100mbit", quick_bandwidths="1mbit,100mbit",
         limit=40, quick_limit=4,
+        # Where this CPU is the edge, the whole model on it wins at every bandwidth; a ten times slower edge
+        # is where moving work to the cloud can pay, and the planner must see it.
+        slow_edge_scale=10.0,
         resnet_table="split_resnet50_partitions",
         resnet_sources=("split/resnet_table.py", "families/resnet/model.py"), quick_resnet_args=("--width", "8", "--images", "8", "--repeats", "1")),
     tables=("precision", "throughput"),
