@@ -179,7 +179,7 @@ def run_parity(model: LoadedModel, onnx_path: Path, *, atol: float | None = None
     report = {
         "passed": not failures,
         "reference": "pytorch eager (fp32, eval mode)",
-        "candidate": f"onnxruntime CPUExecutionProvider",
+        "candidate": "onnxruntime CPUExecutionProvider",
         "atol": atol,
         "rtol": rtol,
         "rel_floor": REL_FLOOR,
