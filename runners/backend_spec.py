@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from core.model_card import ModelCard
 from core.run_dir import RunError
@@ -15,7 +15,42 @@ from core.run_dir import RunError
 from runners.base import Backend
 from runners.openvino_backend import OpenVinoBackend
 
-LOCAL_BACKENDS = ("onnxruntime", "openvino", "torch")
+
+def _onnxruntime(path: Path, card: ModelCard, **options: Any) -> Backend:
+    from runners.onnxruntime_backend import OnnxRuntimeBackend  # deferred: pulls onnxruntime's session stack
+
+    return OnnxRuntimeBackend(path, card, **options)
+
+
+def _torch(path: Path, card: ModelCard, **options: Any) -> Backend:
+    from runners.torch_backend import TorchBackend  # deferred: torch and the family modules load in seconds
+
+    return TorchBackend(path, card, **options)
+
+
+def _onnxruntime_options(args: Any) -> dict[str, Any]:
+    return {"threads": args.threads, "inter_threads": args.inter_threads,
+            "providers": [p for p in args.providers.split(",") if p], "graph_level": args.graph_level,
+            "execution_mode": args.execution_mode, "profile": args.profile}
+
+
+@dataclass(frozen=True)
+class LocalBackend:
+    """An in-process backend: what builds it, whether it loads the .onnx (--model) or the original checkpoint,
+    and which of the command's arguments become its constructor's keyword arguments."""
+
+    factory: Callable[..., Backend]
+    loads_checkpoint: bool
+    options: Callable[[Any], dict[str, Any]]
+
+
+LOCAL: dict[str, LocalBackend] = {
+    "onnxruntime": LocalBackend(_onnxruntime, False, _onnxruntime_options),
+    "openvino": LocalBackend(OpenVinoBackend, False, lambda a: {"threads": a.threads, "precision": a.ov_precision,
+                                                                "hint": a.ov_hint}),
+    "torch": LocalBackend(_torch, True, lambda a: {"threads": a.threads}),
+}
+LOCAL_BACKENDS = tuple(LOCAL)
 
 
 @dataclass(frozen=True)
@@ -36,17 +71,11 @@ class BackendSpec:
         return str(self.model or self.checkpoint)
 
     def build(self, card: ModelCard) -> Backend:
-        if self.name == "onnxruntime":
-            from runners.onnxruntime_backend import OnnxRuntimeBackend
-
-            return OnnxRuntimeBackend(Path(str(self.model)), card, **self.options)
-        if self.name == "openvino":
-            return OpenVinoBackend(Path(str(self.model)), card, **self.options)
-        if self.name == "torch":
-            from runners.torch_backend import TorchBackend
-
-            return TorchBackend(Path(str(self.checkpoint)), card, **self.options)
-        raise RunError(f"no in-process backend named {self.name} (have {', '.join(LOCAL_BACKENDS)})")
+        entry = LOCAL.get(self.name)
+        if entry is None:
+            raise RunError(f"no in-process backend named {self.name} (have {', '.join(LOCAL_BACKENDS)})")
+        return entry.factory(Path(str(self.checkpoint if entry.loads_checkpoint else self.model)), card,
+                             **self.options)
 
 
 def card_checkpoint(card: ModelCard) -> Path:
@@ -57,19 +86,13 @@ def card_checkpoint(card: ModelCard) -> Path:
 
 
 def backend_spec(args: Any, card: ModelCard) -> BackendSpec:
-    """The onnxruntime / openvino / torch backend of `python -m runners` arguments (paths made absolute)."""
-    if args.backend == "torch":
-        checkpoint = args.checkpoint or card_checkpoint(card)
-        return BackendSpec("torch", checkpoint=str(Path(checkpoint).resolve()), options={"threads": args.threads})
-    if args.backend not in LOCAL_BACKENDS:
+    """The in-process backend of `python -m runners` arguments (paths made absolute)."""
+    entry = LOCAL.get(args.backend)
+    if entry is None:
         raise RunError(f"no in-process backend named {args.backend} (have {', '.join(LOCAL_BACKENDS)})")
+    if entry.loads_checkpoint:
+        checkpoint = args.checkpoint or card_checkpoint(card)
+        return BackendSpec(args.backend, checkpoint=str(Path(checkpoint).resolve()), options=entry.options(args))
     if not args.model:
         raise RunError(f"the {args.backend} backend needs --model")
-    model = str(Path(args.model).resolve())
-    if args.backend == "onnxruntime":
-        return BackendSpec("onnxruntime", model=model, options={
-            "threads": args.threads, "inter_threads": args.inter_threads,
-            "providers": [p for p in args.providers.split(",") if p], "graph_level": args.graph_level,
-            "execution_mode": args.execution_mode, "profile": args.profile})
-    return BackendSpec("openvino", model=model, options={"threads": args.threads, "precision": args.ov_precision,
-                                                         "hint": args.ov_hint})
+    return BackendSpec(args.backend, model=str(Path(args.model).resolve()), options=entry.options(args))
