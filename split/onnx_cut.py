@@ -84,14 +84,40 @@ def tensor_names(proto: onnx.ModelProto) -> list[str]:
     return [out for node in proto.graph.node for out in node.output if out]
 
 
+def module_path(node_name: str) -> str:
+    """The dotted module path of a node from its scope name: '/encoder/layers.0/attention/MatMul' and the
+    exporter's other form for list items, '/rescnn_layers/rescnn_layers.0/cnn1/Conv', both read as
+    'encoder.layers.0.attention' and 'rescnn_layers.0.cnn1'; '' for a node outside every module."""
+    parts: list[str] = []
+    for part in node_name.split("/")[1:-1]:
+        if parts and part.startswith(parts[-1] + "."):
+            parts[-1] = part  # 'rescnn_layers' then 'rescnn_layers.0': one list item, not two levels
+        else:
+            parts.append(part)
+    return ".".join(parts)
+
+
+def _in_module(path: str, layer: str) -> bool:
+    return path == layer or path.startswith(layer + ".")
+
+
 def module_boundary(proto: onnx.ModelProto, layer: str) -> list[str]:
-    """The tensors that module `layer` (e.g. 'fully_connected', 'rescnn_layers.0') hands to the rest."""
-    prefix = f"/{layer}/"
-    inside = [i for i, n in enumerate(proto.graph.node)
-              if (n.name.startswith(prefix) if "." not in layer else prefix in n.name)]
+    """The tensors that module `layer` (e.g. 'fully_connected', 'rescnn_layers.0', 'wav2vec2.encoder.layers.0')
+    hands to the rest.
+
+    A family whose export wraps the model in one module (wav2vec2's wrapper holds the HF model as `model`)
+    gives every node the same first scope; `layer` may then be named as in the wrapped model, without it.
+    """
+    paths = [module_path(n.name) for n in proto.graph.node]
+    tops = sorted({p.split(".")[0] for p in paths if p})
+    inside = [i for i, p in enumerate(paths) if _in_module(p, layer)]
+    wrapped = len(tops) == 1 and all(p for p in paths if p)
+    if not inside and wrapped:
+        inside = [i for i, p in enumerate(paths) if _in_module(p, f"{tops[0]}.{layer}")]
     if not inside:
-        scopes = sorted({n.name.split("/")[1] for n in proto.graph.node if n.name.count("/") > 1})
-        raise CutError(f"no node of module {layer!r} in the graph; top-level modules: {scopes}")
+        if wrapped:
+            tops = sorted({p.split(".")[1] for p in paths if p.count(".") >= 1})
+        raise CutError(f"no node of module {layer!r} in the graph; top-level modules: {tops}")
     in_set = set(inside)
     used_outside = {name for j, n in enumerate(proto.graph.node) if j not in in_set for name in n.input}
     used_outside |= {o.name for o in proto.graph.output}

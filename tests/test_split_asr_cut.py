@@ -128,3 +128,42 @@ def test_family_cut_needs_after(tiny_ckpt: Path, tmp_path: Path, caplog: pytest.
     assert main(["export", "--family", "deepspeech2", "--checkpoint", str(tiny_ckpt), "--after", "nothing",
                  "--out", str(tmp_path), "--threads", "1"]) == 2
     assert "top-level modules" in caplog.text and not (tmp_path / "head.onnx").exists()
+
+
+def test_module_path_reads_both_scope_forms_of_list_items() -> None:
+    from split.onnx_cut import module_path
+
+    assert module_path("/rescnn_layers/rescnn_layers.0/cnn1/Conv") == "rescnn_layers.0.cnn1"
+    assert module_path("/model/wav2vec2/encoder/layers.0/attention/MatMul") == "model.wav2vec2.encoder.layers.0.attention"
+    assert module_path("/Transpose") == "" and module_path("Conv_12") == ""
+
+
+@pytest.mark.parametrize("after", ["wav2vec2.feature_extractor", "wav2vec2.encoder.layers.0"])
+def test_wav2vec2_cut_after_a_layer_of_the_hf_model(after: str, tmp_path: Path) -> None:
+    """wav2vec2's export wraps the HF model; a layer is named as in the HF model, and the chain equals the whole
+    model's graph on padded batches too (the gate's sweep)."""
+    from core.card import load_model_and_card
+    from split.__main__ import main
+    from tests.test_wav2vec2 import make_tiny_model_dir
+
+    model_dir = make_tiny_model_dir(tmp_path / "model")
+    out = tmp_path / "cut"
+    assert main(["export", "--family", "wav2vec2", "--checkpoint", str(model_dir), "--after", after,
+                 "--out", str(out), "--threads", "1"]) == 0
+    head = load_model_and_card(out / "head.onnx")[1].to_dict()
+    assert head["split"]["cut"]["after"] == after and head["split_parity"]["passed"]
+    assert any(len(case) > 1 for case in head["split_parity"]["sweep"])
+    wave = np.random.default_rng(0).standard_normal((2, 4000)).astype(np.float32)
+    chained = run_chain(out / "head.onnx", out / "tail.onnx",
+                        {onnx.load(str(out / "head.onnx")).graph.input[0].name: wave}, threads=1)
+    assert chained[0].shape[:1] == (2,) and chained[0].shape[-1] == 32 and np.isfinite(chained[0]).all()
+
+
+def test_wav2vec2_unknown_layer_lists_the_hf_models_modules(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from split.__main__ import main
+    from tests.test_wav2vec2 import make_tiny_model_dir
+
+    model_dir = make_tiny_model_dir(tmp_path / "model")
+    assert main(["export", "--family", "wav2vec2", "--checkpoint", str(model_dir), "--after", "encoder",
+                 "--out", str(tmp_path / "cut"), "--threads", "1"]) == 2
+    assert "top-level modules: ['lm_head', 'wav2vec2']" in caplog.text and not (tmp_path / "cut" / "head.onnx").exists()
