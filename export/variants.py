@@ -26,6 +26,7 @@ from core.metrics import corpus_scores
 from core.onnx_graph import graph_report
 from core.ort_session import create_session
 from core.recipe import sha256_file
+from export.attention_fusion import fuse_attention
 from families.registry import get_family
 
 log = logging.getLogger("export")
@@ -99,10 +100,16 @@ def convert(src: Path, dst: Path, card: ModelCard, opts: VariantOptions, dataset
             raise VariantError(f"no onnxruntime transformer fusion is declared for family {card.family!r}")
         from onnxruntime.transformers.optimizer import optimize_model
 
-        optimised = optimize_model(str(src), model_type=fusion["model_type"], num_heads=0, hidden_size=0,
+        # Self-attention first, by this repo's pass (onnxruntime's does not match the exporter's SDPA form),
+        # then onnxruntime's fusions for the rest (SkipLayerNormalization, BiasGelu, ...).
+        model = onnx.load(str(src))
+        attention = fuse_attention(model)
+        onnx.save(model, str(dst))
+        optimised = optimize_model(str(dst), model_type=fusion["model_type"], num_heads=0, hidden_size=0,
                                    opt_level=0, use_gpu=False)
         optimised.save_model_to_file(str(dst))
         done.update({"op_types": "fp32", "model_type": fusion["model_type"], "runs_on": "onnxruntime only",
+                     "attention_blocks_fused": attention,
                      "fused": {k: v for k, v in optimised.get_fused_operator_statistics().items() if v}})
         return done
     if opts.kind == "fp16":

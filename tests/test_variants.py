@@ -142,4 +142,18 @@ def test_fused_variant_runs_the_transformer_fusions(tmp_path: Path, tiny_corpus:
     card = load_model_and_card(tmp_path / "export" / "model.fused.onnx")[1].to_dict()
     assert card["precision"] == "fp32-fused" and card["variant"]["runs_on"] == "onnxruntime only"
     assert card["variant"]["fused"].get("SkipLayerNormalization", 0) > 0
+    # Both self-attention blocks of the tiny model, by export/attention_fusion.py (onnxruntime's own pass
+    # leaves the exporter's SDPA form unfused).
+    assert card["variant"]["attention_blocks_fused"] == 2 and card["variant"]["fused"].get("Attention") == 2
     assert card["parity"]["argmax_agreement"] == 1.0
+
+
+def test_attention_fusion_leaves_other_graphs_alone(tiny_export: Path) -> None:
+    import onnx
+
+    from export.attention_fusion import fuse_attention
+
+    model = onnx.load(str(tiny_export))
+    before = [n.op_type for n in model.graph.node]
+    assert fuse_attention(model) == 0
+    assert [n.op_type for n in model.graph.node] == before
