@@ -13,7 +13,7 @@ def _numerics(train: dict[str, Any]) -> str:
     if numerics is None:  # a record from before the trainers capped their numerics
         return f"autocast {train.get('autocast', 'off')}"
     if numerics.get("portable"):
-        return "float32 with the instruction-set caps that make it the same model on another CPU (docs/demo.md)"
+        return "float32 with the instruction-set caps meant to give the same model on any x86-64 CPU (docs/demo.md)"
     return f"{numerics.get('precision', 'float32')}, not capped: another CPU may train another model"
 
 

@@ -26,6 +26,6 @@ def test_training_paragraph_says_whether_the_model_is_cpu_portable() -> None:
     base = {"family": "fam", "history": [], "threads": 2}
     portable = {**base, "cpu_numerics": {"portable": True, "precision": "float32", "env": {}}}
     native = {**base, "cpu_numerics": {"portable": False, "precision": "bfloat16 autocast", "env": {}}}
-    assert "same model on another CPU" in training_section(portable)
+    assert "meant to give the same model on any x86-64 CPU" in training_section(portable)
     assert "bfloat16 autocast, not capped: another CPU may train another model" in training_section(native)
     assert "autocast bfloat16" in training_section({**base, "autocast": "bfloat16"})  # an older record
