@@ -91,8 +91,10 @@ def _projection(g: _Graph, reshape: onnx.NodeProto | None) -> _Projection | None
     return None
 
 
-def _match(g: _Graph, softmax: onnx.NodeProto) -> tuple[onnx.NodeProto, onnx.NodeProto] | None:
-    """(the Attention node replacing the block, the node whose output it takes over), or None."""
+def _match(g: _Graph, softmax: onnx.NodeProto) -> tuple[onnx.NodeProto, onnx.NodeProto,
+                                                         list[onnx.TensorProto]] | None:
+    """(the Attention node replacing the block, the node whose output it takes over, its packed weight and
+    bias), or None."""
     qk = g.made_by(softmax.input[0], "MatMul")
     if qk is None:
         return None
@@ -132,11 +134,10 @@ def _match(g: _Graph, softmax: onnx.NodeProto) -> tuple[onnx.NodeProto, onnx.Nod
     name = softmax.name.rsplit("/", 1)[0] + "/Attention" if "/" in softmax.name else f"{softmax.name}_Attention"
     weight = np.concatenate([q.weight, k.weight, v.weight], axis=1).astype(np.float32)
     bias = np.concatenate([q.bias, k.bias, v.bias]).astype(np.float32)
-    g.graph.initializer.extend([numpy_helper.from_array(weight, f"{name}.qkv_weight"),
-                                numpy_helper.from_array(bias, f"{name}.qkv_bias")])
-    node = helper.make_node("Attention", [q.x, f"{name}.qkv_weight", f"{name}.qkv_bias"], [final[0].output[0]],
+    packed = [numpy_helper.from_array(weight, f"{name}.qkv_weight"), numpy_helper.from_array(bias, f"{name}.qkv_bias")]
+    node = helper.make_node("Attention", [q.x, *(t.name for t in packed)], [final[0].output[0]],
                             name=name, domain=MS_DOMAIN, num_heads=int(heads), scale=float(scale_q * scale_k))
-    return node, final[0]
+    return node, final[0], packed
 
 
 def _drop_dead_nodes(graph: onnx.GraphProto) -> None:
@@ -158,7 +159,8 @@ def fuse_attention(model: onnx.ModelProto) -> int:
     """Replace every matching self-attention block of `model` (in place); returns how many were fused."""
     g = _Graph(model.graph)
     replacements = [m for m in (_match(g, n) for n in list(model.graph.node) if n.op_type == "Softmax") if m]
-    for node, replaced in replacements:
+    for node, replaced, packed in replacements:
+        model.graph.initializer.extend(packed)
         index = list(model.graph.node).index(replaced)
         model.graph.node.remove(replaced)
         model.graph.node.insert(index, node)

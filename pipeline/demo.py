@@ -18,7 +18,7 @@ def synth(runner: Runner, opts: Options, out: Path) -> None:
     runner.run(runner.py("demo", "synth", "--out", str(out), *(QUICK_SYNTH_SIZES if opts.quick else ())))
 
 
-def train(runner: Runner, opts: Options, family: str, corpus: list[str], out: Path, options: tuple[str, ...],
+def train(runner: Runner, family: str, corpus: list[str], out: Path, options: tuple[str, ...],
           flags: tuple[str, ...] = (), checkpoint: str | None = None) -> None:
     """The family's demo trainer (fixed seed; it skips a model already trained with the same options).
 

@@ -94,7 +94,7 @@ def demo_model(runner: Runner, fr: FamilyRun, spec: DemoModel, collected: Collec
     options = spec.quick_train_args if opts.quick else (
         env_args(dict(os.environ if runner.env is None else runner.env), spec.train_args_env, spec.train_args)
         if spec.train_args_env else spec.train_args)
-    demo.train(runner, opts, fr.plan.family, corpora.train_source(fr.plan, opts), out, options,
+    demo.train(runner, fr.plan.family, corpora.train_source(fr.plan, opts), out, options,
                flags=spec.trainer_flags, checkpoint=checkpoint)
     if spec.train_record:
         record = opts.results / f"{fr.plan.family}_demo_training.json"

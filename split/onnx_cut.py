@@ -111,7 +111,7 @@ def module_boundary(proto: onnx.ModelProto, layer: str) -> list[str]:
     paths = [module_path(n.name) for n in proto.graph.node]
     tops = sorted({p.split(".")[0] for p in paths if p})
     inside = [i for i, p in enumerate(paths) if _in_module(p, layer)]
-    wrapped = len(tops) == 1 and all(p for p in paths if p)
+    wrapped = len(tops) == 1
     if not inside and wrapped:
         inside = [i for i, p in enumerate(paths) if _in_module(p, f"{tops[0]}.{layer}")]
     if not inside:

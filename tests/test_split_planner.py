@@ -172,20 +172,27 @@ def test_shaped_link_paces_large_transfers() -> None:
     assert link.namespace not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
 
 
-def test_measured_check_runs_every_point(files: tuple[Path, Path], tmp_path: Path) -> None:
-    """predicted vs measured over the shaped link (or pacing where namespaces are refused); numbers are
-    reported, never asserted."""
-    from split.edge import utterances_from_dataset
-    from split.plan_check import PointFiles, measure_plan
+def _mid_and_edge_only(pair: Path) -> tuple[dict, dict]:
+    """A profile of one split point and edge-only, and the files to measure them with."""
+    from split.plan_check import PointFiles
 
-    pair, ds = files
     profile = {"version": 1, "rpc_overhead_ms": 1.0, "points": [
         {"name": "mid", "edge_ms": 0.2, "cloud_ms": 0.2, "reply_bytes": 60,
          "codecs": {"int8": {"bytes": 400, "encode_ms": 0.1, "decode_ms": 0.1}}},
         {"name": "edge-only", "edge_ms": 0.3, "cloud_ms": 0.0, "codecs": {}, "local": True}]}
+    return profile, {"mid": PointFiles(pair / "head.onnx", pair / "tail.onnx"),
+                     "edge-only": PointFiles(pair / "model.onnx", None)}
+
+
+def test_measured_check_runs_every_point(files: tuple[Path, Path], tmp_path: Path) -> None:
+    """predicted vs measured over the shaped link (or pacing where namespaces are refused); numbers are
+    reported, never asserted."""
+    from split.edge import utterances_from_dataset
+    from split.plan_check import measure_plan
+
+    pair, ds = files
     utts = list(utterances_from_dataset(ds, "spec", 3))
-    files_by_point = {"mid": PointFiles(pair / "head.onnx", pair / "tail.onnx"),
-                      "edge-only": PointFiles(pair / "model.onnx", None)}
+    profile, files_by_point = _mid_and_edge_only(pair)
     result = measure_plan(profile, files_by_point, utts, [1e6], 2.0)
     assert result["link"] in ("netns", "pacing")
     assert [r["point"] for r in result["rows"]] == ["mid", "edge-only"]
@@ -232,16 +239,11 @@ def test_slower_edge_is_emulated_by_a_sleep_after_each_head_inference(files: tup
 
 def test_measured_check_of_a_slower_edge(files: tuple[Path, Path]) -> None:
     from split.edge import utterances_from_dataset
-    from split.plan_check import PointFiles, measure_plan
+    from split.plan_check import measure_plan
 
     pair, ds = files
-    profile = {"version": 1, "rpc_overhead_ms": 1.0, "points": [
-        {"name": "mid", "edge_ms": 0.2, "cloud_ms": 0.2, "reply_bytes": 60,
-         "codecs": {"int8": {"bytes": 400, "encode_ms": 0.1, "decode_ms": 0.1}}},
-        {"name": "edge-only", "edge_ms": 0.3, "cloud_ms": 0.0, "codecs": {}, "local": True}]}
     utts = list(utterances_from_dataset(ds, "spec", 2))
-    files_by_point = {"mid": PointFiles(pair / "head.onnx", pair / "tail.onnx"),
-                      "edge-only": PointFiles(pair / "model.onnx", None)}
+    profile, files_by_point = _mid_and_edge_only(pair)
     result = measure_plan(profile, files_by_point, utts, [1e6], 0.0, mode="pacing", edge_scale=40.0)
     assert result["edge_scale"] == 40.0
     rows = {r["point"]: r for r in result["rows"]}
