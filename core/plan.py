@@ -93,6 +93,9 @@ class SplitSection:
     # A second sweep and measured check for an edge device this many times slower than the machine running
     # the pipeline (emulated: the edge sleeps after each Head inference); None for none.
     slow_edge_scale: float | None = None
+    # The planner's accuracy budget: WER points above the unsplit model a choice may cost (None: the fastest
+    # candidate wins whatever its codec does to the WER).
+    max_delta_wer: float | None = None
     # The cloud-edge seed's ResNet-50 partition table (`split resnet-table`): its name ("" for none), the files
     # it is made from (rebuilt when one is newer), and its quick-run options.
     resnet_table: str = ""

@@ -6,6 +6,7 @@ what it is made from.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from core.plan import SplitSection
@@ -99,6 +100,16 @@ def edge_runs(runner: Runner, sr: SplitRun, collected: Collected) -> None:
                     runner.copy(out / f"timing.{ext}", Path(f"{table}.{ext}"))
 
 
+def _planned(check: Path, profile: Path, max_delta_wer: float | None) -> bool:
+    """The plan's check is newer than the profile and was made with this WER budget."""
+    if not fresh(check, profile):
+        return False
+    try:
+        return json.loads(check.read_text()).get("max_delta_wer") == max_delta_wer
+    except (OSError, ValueError):
+        return False
+
+
 def tables(runner: Runner, sr: SplitRun, collected: Collected) -> None:
     """Codecs (bits per element vs dWER), the planner's profile, sweep and measured check, the ResNet-50 table."""
     fr, opts = sr.fr, sr.fr.opts
@@ -121,20 +132,21 @@ def tables(runner: Runner, sr: SplitRun, collected: Collected) -> None:
                              "--dataset", str(fr.data), *sr.limit(), "--out", str(profile)))
     plan_name = f"{family}_plan"
     bandwidths = sr.s.quick_bandwidths if opts.quick else sr.s.bandwidths
-    if not fresh(results / f"{plan_name}_check.json", profile):
+    budget = [] if sr.s.max_delta_wer is None else ["--max-delta-wer", f"{sr.s.max_delta_wer:g}"]
+    if not _planned(results / f"{plan_name}_check.json", profile, sr.s.max_delta_wer):
         runner.step(f"split plan: sweep over {bandwidths}, choice checked on a shaped link -> {results / plan_name}*")
         runner.run(runner.py("split", "plan", "--profile", str(profile), "--bandwidth", bandwidths, "--rtt",
-                             sr.s.rtt, "--out", str(results), "--name", plan_name, "--measure", *sr.points(),
+                             sr.s.rtt, *budget, "--out", str(results), "--name", plan_name, "--measure", *sr.points(),
                              *autoencoder, "--full", str(fr.onnx), "--dataset", str(fr.data), *sr.limit()))
     collected.tables += [plan_name, f"{plan_name}_chosen", f"{plan_name}_measured", f"{plan_name}_check"]
     if sr.s.slow_edge_scale:
         scale = sr.s.slow_edge_scale
         slow = f"{plan_name}_edge{scale:g}x"
-        if not fresh(results / f"{slow}_check.json", profile):
+        if not _planned(results / f"{slow}_check.json", profile, sr.s.max_delta_wer):
             runner.step(f"split plan for an edge {scale:g}x slower (emulated), checked on a shaped link -> "
                         f"{results / slow}*")
             runner.run(runner.py("split", "plan", "--profile", str(profile), "--bandwidth", bandwidths, "--rtt",
-                                 sr.s.rtt, "--edge-scale", f"{scale:g}", "--out", str(results), "--name", slow,
+                                 sr.s.rtt, *budget, "--edge-scale", f"{scale:g}", "--out", str(results), "--name", slow,
                                  "--measure", *sr.points(), *autoencoder, "--full", str(fr.onnx), "--dataset",
                                  str(fr.data), *sr.limit()))
         collected.tables += [slow, f"{slow}_chosen", f"{slow}_measured", f"{slow}_check"]

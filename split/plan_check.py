@@ -24,7 +24,7 @@ import numpy as np
 from split.codecs import get_codec
 from split.edge import EdgeClient, HeadModel, Utterance, run_one
 from split.netshape import ShapedLink, ShapingUnavailable
-from split.planner import candidates, format_bandwidth
+from split.planner import candidates, format_bandwidth, within
 
 log = logging.getLogger("split.plan_check")
 REPO = Path(__file__).resolve().parents[1]
@@ -102,11 +102,13 @@ def open_link(mode: str, rate_bps: float) -> tuple[contextlib.AbstractContextMan
 
 def measure_plan(profile: dict[str, Any], files: dict[str, PointFiles], utts: list[Utterance],
                  bandwidths: list[float], rtt_ms: float, *, mode: str = "auto", codecs: list[str] | None = None,
-                 tolerance: float = 0.10, edge_scale: float = 1.0) -> dict[str, Any]:
+                 tolerance: float = 0.10, edge_scale: float = 1.0, wer_limit: float | None = None) -> dict[str, Any]:
     """Predicted vs measured per point and bandwidth, and the planner's choice vs the best measured point.
 
     `edge_scale` > 1: the planner predicts with edge latencies that many times the profile's, and the measured
-    runs emulate such an edge (HeadModel's slowdown), so the check covers a slower edge device too."""
+    runs emulate such an edge (HeadModel's slowdown), so the check covers a slower edge device too.
+    `wer_limit` (percent): each point runs its fastest predicted codec within it, as the planner chooses; a
+    point with none is left out at that bandwidth."""
     names = [p["name"] for p in profile["points"] if p["name"] in files]
     if not names:
         raise ValueError("none of the profile's points has files to measure with")
@@ -123,10 +125,13 @@ def measure_plan(profile: dict[str, Any], files: dict[str, PointFiles], utts: li
             best_by_point: dict[str, Any] = {}
             for c in candidates(profile, bw, rtt_ms, codecs=codecs, edge_scale=edge_scale):
                 known = best_by_point.get(c.point)
-                if c.point in names and (known is None or c.predicted_ms < known.predicted_ms):
+                if c.point in names and within(c, wer_limit) and (known is None or c.predicted_ms < known.predicted_ms):
                     best_by_point[c.point] = c
+            if not best_by_point:
+                raise ValueError(f"no measured point has a codec within the WER limit {wer_limit}% at "
+                                 f"{format_bandwidth(bw)}")
             bw_rows = []
-            for n in names:
+            for n in (n for n in names if n in best_by_point):
                 cand = best_by_point[n]
                 if files[n].tail is None:
                     got: dict[str, Any] = {"measured_ms": _local_median(heads[n], utts)}
@@ -136,7 +141,7 @@ def measure_plan(profile: dict[str, Any], files: dict[str, PointFiles], utts: li
                     client.close()
                 measured = got["measured_ms"]
                 bw_rows.append({"bandwidth": format_bandwidth(bw), "point": n, "codec": cand.codec,
-                                "predicted_ms": cand.predicted_ms, "measured_ms": measured,
+                                "wer": cand.wer, "predicted_ms": cand.predicted_ms, "measured_ms": measured,
                                 "error_pct": 100 * (cand.predicted_ms - measured) / measured,
                                 "predicted_wire_bytes": cand.wire_bytes,
                                 **{k: v for k, v in got.items() if k != "measured_ms"}})
@@ -155,4 +160,4 @@ def measure_plan(profile: dict[str, Any], files: dict[str, PointFiles], utts: li
                             "best_measured_ms": best["measured_ms"], "chosen_over_best": ratio,
                             "within_tolerance": bool(ratio <= 1 + tolerance)})
     return {"link": used, "rtt_ms": rtt_ms, "tolerance": tolerance, "utterances": len(utts),
-            "edge_scale": edge_scale, "rows": rows, "summary": summary}
+            "edge_scale": edge_scale, "wer_limit": wer_limit, "rows": rows, "summary": summary}

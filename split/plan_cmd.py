@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from split.errors import run_cli
-from split.planner import load_profile, parse_bandwidth, parse_duration_ms, plan
+from split.planner import load_profile, parse_bandwidth, parse_duration_ms, plan, reference_wer, wer_limit
 
 log = logging.getLogger("split.plan")
 
@@ -19,7 +19,10 @@ DESCRIPTION = """Predict end-to-end latency per split point and codec for each b
   python -m split plan --profile profile.json --bandwidth 1mbit,10mbit,100mbit --rtt 20ms [--codec q4-ans]
 
 Writes the sweep (every point x codec x bandwidth) and the choice per bandwidth as NAME.{md,csv,json}
-(and NAME_chosen.*) under --out, and prints the choices. --max-wer drops candidates above a WER (percent)."""
+(and NAME_chosen.*) under --out, and prints the choices. Without a WER limit the fastest candidate wins
+however much accuracy its codec costs; --max-delta-wer 1 keeps to candidates within one WER point of the
+unsplit model (edge-only in the profile), --max-wer to an absolute WER (percent). Excluded candidates stay
+in the sweep, marked."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "as much (a sleep after each Head inference), so the check covers that device too")
     p.add_argument("--cloud-scale", type=float, default=1.0, help="multiply cloud latencies")
     p.add_argument("--max-wer", type=float, help="ignore candidates whose WER (percent) is above this")
+    p.add_argument("--max-delta-wer", type=float, metavar="POINTS",
+                   help="ignore candidates more than POINTS WER points above the unsplit model's WER on the "
+                        "profiled utterances (with --max-wer, the lower limit applies)")
     p.add_argument("--out", type=Path, help="folder for the sweep and choice tables")
     p.add_argument("--name", default="split_plan", help="file stem (default %(default)s)")
     m = p.add_argument_group("measured check (--measure)")
@@ -72,8 +78,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.measure and (args.cloud_scale != 1.0 or args.edge_scale < 1):
         raise ValueError("--measure runs Head and Tail on this machine: leave --cloud-scale at 1, and --edge-scale at 1 "
                          "or more (a slower edge is emulated by sleeping; a faster one cannot be)")
+    if args.max_delta_wer is not None and args.max_delta_wer < 0:
+        raise ValueError(f"--max-delta-wer {args.max_delta_wer:g}: expected points >= 0")
+    limit = wer_limit(profile, args.max_wer, args.max_delta_wer)
     sweep, chosen = plan(profile, bandwidths, rtt, codecs=codecs, edge_scale=args.edge_scale,
-                         cloud_scale=args.cloud_scale, max_wer=args.max_wer)
+                         cloud_scale=args.cloud_scale, max_wer=limit)
+    if limit is not None:
+        print(f"WER limit {limit:.2f}% (unsplit model {reference_wer(profile) or float('nan'):.2f}%)")
     for row in chosen:
         wer = f", WER {row['wer']:.2f}%" if row.get("wer") is not None else ""
         print(f"{row['bandwidth']:>9}: split at {row['point']} with {row['codec']}: predicted "
@@ -81,20 +92,31 @@ def _run(args: argparse.Namespace) -> int:
               f"cloud {row['cloud_ms']:.2f}){wer}")
     if args.out is not None:
         meta = {"profile": str(args.profile), "rtt_ms": rtt, "edge_scale": args.edge_scale,
-                "cloud_scale": args.cloud_scale, "max_wer": args.max_wer, "machine": profile.get("machine")}
+                "cloud_scale": args.cloud_scale, "max_wer": args.max_wer, "max_delta_wer": args.max_delta_wer,
+                "wer_limit": limit, "unsplit_wer": reference_wer(profile), "machine": profile.get("machine")}
         notes = [f"RTT {rtt:g} ms; edge x{args.edge_scale:g}, cloud x{args.cloud_scale:g}",
+                 _limit_note(limit, args.max_delta_wer, reference_wer(profile)),
                  "predicted = edge + encode + 8*wire_bytes/bandwidth + RTT + rpc + decode + cloud "
                  "(wire: request + reply with framing)"]
         write_tables(args.out, args.name, sweep, meta, title="Split planner sweep", notes=notes)
         write_tables(args.out, f"{args.name}_chosen", chosen, meta, title="Split point chosen per bandwidth",
                      notes=notes)
     if args.measure:
-        _measure(args, profile, bandwidths, rtt, codecs)
+        _measure(args, profile, bandwidths, rtt, codecs, limit)
     return 0
 
 
+def _limit_note(limit: float | None, delta: float | None, ref: float | None) -> str:
+    if limit is None:
+        return "no WER limit: the fastest predicted candidate is chosen whatever its WER"
+    if delta is not None and ref is not None and abs(limit - (ref + delta)) < 1e-9:
+        return (f"WER limit {limit:.2f}%: the unsplit model's {ref:.2f}% + {delta:g} points; candidates above it "
+                "are marked excluded")
+    return f"WER limit {limit:.2f}%; candidates above it are marked excluded"
+
+
 def _measure(args: argparse.Namespace, profile: dict, bandwidths: list[float], rtt: float,
-             codecs: list[str] | None) -> None:
+             codecs: list[str] | None, limit: float | None) -> None:
     from split.edge import utterances_from_dataset
     from split.plan_check import PointFiles, measure_plan
     from split.profiler import parse_point
@@ -117,7 +139,7 @@ def _measure(args: argparse.Namespace, profile: dict, bandwidths: list[float], r
     first = next(f.head for f in files.values() if f.head is not None)
     utts = list(utterances_from_dataset(args.dataset, HeadModel(first).input.name, args.limit))
     result = measure_plan(profile, files, utts, bandwidths, rtt, mode=args.link, codecs=codecs,
-                          edge_scale=args.edge_scale)
+                          edge_scale=args.edge_scale, wer_limit=limit)
     for row in result["summary"]:
         print(f"{row['bandwidth']:>9}: planner chose {row['chosen']} ({row['chosen_measured_ms']:.2f} ms measured), "
               f"best measured {row['best_measured']} ({row['best_measured_ms']:.2f} ms): "
@@ -126,8 +148,10 @@ def _measure(args: argparse.Namespace, profile: dict, bandwidths: list[float], r
     print(f"link: {result['link']} ({how}); "
           f"RTT {rtt:g} ms slept by the server")
     if args.out is not None:
-        meta = {k: v for k, v in result.items() if k not in ("rows", "summary")}
-        note = [f"link: {result['link']}; RTT added as a server-side sleep (tc netem is unavailable here)"]
+        meta = {**{k: v for k, v in result.items() if k not in ("rows", "summary")},
+                "max_delta_wer": args.max_delta_wer}
+        note = [f"link: {result['link']}; RTT added as a server-side sleep (tc netem is unavailable here)",
+                _limit_note(limit, args.max_delta_wer, reference_wer(profile))]
         if args.edge_scale != 1.0:
             note.append(f"edge emulated {args.edge_scale:g}x slower than this machine: each Head inference is "
                         "followed by a sleep of (scale - 1) x its measured compute")

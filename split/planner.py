@@ -125,17 +125,47 @@ def candidates(profile: dict[str, Any], bandwidth_bps: float, rtt_ms: float, *, 
     return out
 
 
+def reference_wer(profile: dict[str, Any]) -> float | None:
+    """The unsplit model's WER on the profiled utterances: the edge-only point's, else the lowest unencoded
+    boundary's (every point's Tail(Head(x)) is the whole model up to float rounding)."""
+    local = [p.get("wer") for p in profile["points"] if p.get("local") and p.get("wer") is not None]
+    if local:
+        return float(local[0])
+    unencoded = [p["wer_unencoded"] for p in profile["points"] if p.get("wer_unencoded") is not None]
+    return float(min(unencoded)) if unencoded else None
+
+
+def wer_limit(profile: dict[str, Any], max_wer: float | None = None,
+              max_delta_wer: float | None = None) -> float | None:
+    """The WER (percent) a candidate may not exceed: `max_wer`, and/or the unsplit model's WER plus
+    `max_delta_wer` points, whichever is lower; None for no limit."""
+    limits = [] if max_wer is None else [float(max_wer)]
+    if max_delta_wer is not None:
+        ref = reference_wer(profile)
+        if ref is None:
+            raise ValueError("a WER budget needs WERs in the profile (profile with a Tail whose card has labels)")
+        limits.append(ref + float(max_delta_wer))
+    return min(limits) if limits else None
+
+
+def within(c: Candidate, limit: float | None) -> bool:
+    """A candidate without a WER (no labels) is never excluded: there is nothing to hold it to."""
+    return limit is None or c.wer is None or c.wer <= limit + 1e-9
+
+
 def plan(profile: dict[str, Any], bandwidths_bps: list[float], rtt_ms: float, *, codecs: Iterable[str] | None = None,
-         edge_scale: float = 1.0, cloud_scale: float = 1.0,
-         max_wer: float | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(sweep rows, chosen row per bandwidth). `max_wer` (percent) excludes less accurate candidates."""
+         edge_scale: float = 1.0, cloud_scale: float = 1.0, max_wer: float | None = None,
+         max_delta_wer: float | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(sweep rows, chosen row per bandwidth): the fastest predicted candidate within the WER limit
+    (`max_wer` percent, `max_delta_wer` points above the unsplit model; see `wer_limit`)."""
     sweep, chosen = [], []
     codecs = list(codecs) if codecs else None
+    limit = wer_limit(profile, max_wer, max_delta_wer)
     for bw in bandwidths_bps:
         cands = candidates(profile, bw, rtt_ms, codecs=codecs, edge_scale=edge_scale, cloud_scale=cloud_scale)
-        allowed = [c for c in cands if max_wer is None or c.wer is None or c.wer <= max_wer]
+        allowed = [c for c in cands if within(c, limit)]
         if not allowed:
-            raise ValueError(f"no split point / codec meets the WER limit {max_wer}% at {format_bandwidth(bw)}")
+            raise ValueError(f"no split point / codec meets the WER limit {limit:.2f}% at {format_bandwidth(bw)}")
         best = min(allowed, key=lambda c: c.predicted_ms)
         for c in cands:
             row = _row(bw, c)

@@ -124,7 +124,7 @@ def test_split_section_skips_what_is_up_to_date(tmp_path: Path) -> None:
                       split=SplitSection(autoencoder=DemoModel(option="split_asr_autoencoder", path="a"),
                                          points=(SplitPoint("a", "layer_a"), SplitPoint("own")),
                                          codec_option="split_codec", bandwidths="1mbit", quick_bandwidths="1mbit",
-                                         limit=5, quick_limit=1, slow_edge_scale=10.0))
+                                         limit=5, quick_limit=1, slow_edge_scale=10.0, max_delta_wer=1.0))
     done = tmp_path / "w" / "split" / "fam" / "a" / "tail.onnx"
     done.parent.mkdir(parents=True)
     done.write_bytes(b"newer than the checkpoints")
@@ -141,9 +141,27 @@ def test_split_section_skips_what_is_up_to_date(tmp_path: Path) -> None:
     assert "--title Fam on AN4 test-clean" in commands[report]
     plans = [c for c in commands if " -m split plan " in c]
     assert len(plans) == 2 and "--edge-scale" not in plans[0]
+    assert all(" --max-delta-wer 1 " in c for c in plans)
     assert "--edge-scale 10 " in plans[1] and "--name fam_plan_edge10x --measure" in plans[1]
     assert collected.tables[-4:] == ["fam_plan_edge10x", "fam_plan_edge10x_chosen", "fam_plan_edge10x_measured",
                                      "fam_plan_edge10x_check"]
+
+
+def test_split_plan_reruns_when_its_wer_budget_changes(tmp_path: Path) -> None:
+    import json
+    import os
+
+    from pipeline.split_section import _planned
+
+    profile, check = tmp_path / "profile.json", tmp_path / "plan_check.json"
+    profile.write_text("{}")
+    os.utime(profile, (1_000_000, 1_000_000))  # older than every check written below
+    check.write_text(json.dumps({"max_delta_wer": None, "rows": []}))
+    assert _planned(check, profile, None) and not _planned(check, profile, 1.0)
+    check.write_text(json.dumps({"max_delta_wer": 1.0, "rows": []}))
+    assert _planned(check, profile, 1.0)
+    check.write_text("not json")
+    assert not _planned(check, profile, 1.0)
 
 
 def test_options_follow_run_all_sh(tmp_path: Path) -> None:

@@ -78,6 +78,29 @@ def test_plan_options() -> None:
         plan(profile, [1e6], 20.0, max_wer=1.0)
 
 
+def test_wer_budget_is_relative_to_the_unsplit_model() -> None:
+    from split.planner import reference_wer, wer_limit
+
+    profile = _profile()
+    assert reference_wer(profile) == 10.0  # edge-only: the whole model
+    assert wer_limit(profile) is None
+    assert wer_limit(profile, max_delta_wer=1.0) == 11.0
+    assert wer_limit(profile, max_wer=10.5, max_delta_wer=1.0) == 10.5
+    # At 10 Mbit/s the 2-bit middle is fastest (see above) but costs 2 points: a one-point budget forbids it,
+    # and the sweep keeps it, marked excluded.
+    sweep, chosen = plan(profile, [1e7], 20.0, max_delta_wer=1.0)
+    assert chosen[0]["codec"] != "q2-ans"
+    assert [r["excluded"] for r in sweep if r["codec"] == "q2-ans"] == [True]
+    _, chosen = plan(profile, [1e7], 20.0, max_delta_wer=2.0)
+    assert chosen[0]["codec"] == "q2-ans"
+    # Without the edge-only point the reference is the best unencoded boundary.
+    no_local = {**profile, "points": [dict(p, wer_unencoded=9.5) for p in profile["points"] if not p.get("local")]}
+    assert reference_wer(no_local) == 9.5
+    with pytest.raises(ValueError, match="needs WERs"):
+        wer_limit({"version": 1, "points": [{"name": "a", "edge_ms": 1, "cloud_ms": 1, "codecs": {}}]},
+                  max_delta_wer=1.0)
+
+
 def test_profile_validation() -> None:
     with pytest.raises(ValueError, match="version"):
         check_profile({"version": 9, "points": []})
@@ -115,6 +138,14 @@ def test_profile_and_plan_cli(files: tuple[Path, Path], tmp_path: Path, capsys: 
     assert len(chosen) == 2 and all(r["chosen"] for r in chosen)
     # cloud-only x 3 codecs + mid x 6 codecs + edge-only
     assert (out / "split_plan.md").read_text().count("| 1mbit |") == 3 + 6 + 1
+    # A zero-point budget: only candidates as accurate as the whole model, and the tables say the limit.
+    assert main(["plan", "--profile", str(profile_path), "--bandwidth", "1mbit", "--max-delta-wer", "0",
+                 "--out", str(out), "--name", "budget"]) == 0
+    budget = json.loads((out / "budget_chosen.json").read_text())
+    ref = profile["points"][-1]["wer"]
+    assert budget["wer_limit"] == pytest.approx(ref) and budget["rows"][0]["wer"] <= ref + 1e-9
+    assert "WER limit" in (out / "budget.md").read_text()
+    assert "WER limit" in capsys.readouterr().out
 
 
 def test_plan_cli_bad_input_exits_2(files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -124,6 +155,8 @@ def test_plan_cli_bad_input_exits_2(files: tuple[Path, Path], tmp_path: Path, ca
     assert "profile not found" in capsys.readouterr().err
     p = tmp_path / "p.json"
     p.write_text(json.dumps(_profile()))
+    assert main(["plan", "--profile", str(p), "--max-delta-wer", "-1"]) == 2
+    assert "--max-delta-wer -1" in capsys.readouterr().err
     assert main(["plan", "--profile", str(p), "--bandwidth", "fast"]) == 2
     assert "bandwidth 'fast'" in capsys.readouterr().err
     assert main(["plan", "--profile", str(p), "--codec", "gzip9"]) == 2
@@ -202,6 +235,21 @@ def test_measured_check_runs_every_point(files: tuple[Path, Path], tmp_path: Pat
     assert len(result["summary"]) == 1 and result["summary"][0]["chosen"] == "edge-only"
     print(f"\nlink {result['link']}: " + "; ".join(f"{r['point']} predicted {r['predicted_ms']:.2f} ms, measured "
                                                  f"{r['measured_ms']:.2f} ms" for r in result["rows"]))
+
+
+def test_measured_check_keeps_to_the_wer_limit(files: tuple[Path, Path]) -> None:
+    """A point whose only codec is over the limit is not run; the others are, with their codec's WER."""
+    from split.edge import utterances_from_dataset
+    from split.plan_check import measure_plan
+
+    pair, ds = files
+    utts = list(utterances_from_dataset(ds, "spec", 2))
+    profile, files_by_point = _mid_and_edge_only(pair)
+    profile["points"][0]["codecs"]["int8"]["wer"] = 30.0
+    profile["points"][1]["wer"] = 20.0
+    result = measure_plan(profile, files_by_point, utts, [1e6], 0.0, mode="pacing", wer_limit=21.0)
+    assert [r["point"] for r in result["rows"]] == ["edge-only"] and result["wer_limit"] == 21.0
+    assert result["summary"][0]["chosen"] == "edge-only"
 
 
 def test_pacing_fallback_counts_transfer_time(files: tuple[Path, Path]) -> None:
