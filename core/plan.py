@@ -96,6 +96,10 @@ class SplitSection:
     # The planner's accuracy budget: WER points above the unsplit model a choice may cost (None: the fastest
     # candidate wins whatever its codec does to the WER).
     max_delta_wer: float | None = None
+    # Training utterances (spread over the calibration split) the KLT codec of the model's own cut is fitted
+    # on (`split fit-klt`, Fisher-weighted by its Tail); 0 for no KLT codec.
+    klt_utterances: int = 0
+    quick_klt_utterances: int = 4
     # The cloud-edge seed's ResNet-50 partition table (`split resnet-table`): its name ("" for none), the files
     # it is made from (rebuilt when one is newer), and its quick-run options.
     resnet_table: str = ""

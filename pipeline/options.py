@@ -29,7 +29,8 @@ Options (or environment variables):
   --wav2vec2-dir DIR      Hugging Face wav2vec2 CTC model directory (WAV2VEC2_DIR); default: train the demo model
   --split-asr-ckpt FILE   split-model-inference model.pth (SPLIT_ASR_CKPT); default: train the demo model
   --split-asr-autoencoder FILE  its autoencoder.pth (SPLIT_ASR_AE); default: train one on the demo train split
-  --split-codec NAME      the low-bit codec of the split precision/timing rows (SPLIT_CODEC, default ae-q4-ans)
+  --split-codec NAME      the low-bit codec of the split precision/timing rows (SPLIT_CODEC, default klt-ans;
+                          q4-ans where no training split is there to fit the KLT on)
   SPLIT_ASR_TRAIN_OPTS="--epochs 15 --limit 600"  options of the demo split ASR model's training
   --families "a b"        which families to run (FAMILIES, default "deepspeech2 wav2vec2 split_asr")
   --work DIR              caches and intermediate files (WORK_DIR, default: work/)
@@ -61,7 +62,7 @@ _VALUED = {
     "--wav2vec2-dir": ("WAV2VEC2_DIR", ""),
     "--split-asr-ckpt": ("SPLIT_ASR_CKPT", ""),
     "--split-asr-autoencoder": ("SPLIT_ASR_AE", ""),
-    "--split-codec": ("SPLIT_CODEC", "ae-q4-ans"),
+    "--split-codec": ("SPLIT_CODEC", "klt-ans"),
     "--families": ("FAMILIES", "deepspeech2 wav2vec2 split_asr"),
     "--work": ("WORK_DIR", "work"),
     "--results": ("RESULTS_DIR", ""),

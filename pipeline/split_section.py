@@ -10,8 +10,12 @@ import json
 from pathlib import Path
 
 from core.plan import SplitSection
-from pipeline.matrix import Collected, FamilyRun, demo_model
+from pipeline import corpora
+from pipeline.matrix import Collected, FamilyRun, demo_model, preprocess
 from pipeline.steps import Runner, free_port, fresh
+
+# Without a KLT fit the split rows fall back to the plain low-bit codec.
+FALLBACK_CODEC = "q4-ans"
 
 class SplitRun:
     def __init__(self, fr: FamilyRun, section: SplitSection) -> None:
@@ -23,6 +27,15 @@ class SplitRun:
                              "(the model's own Head/Tail)")
         self.own = self.dir / own[0].name
         self.autoencoder = ""
+        self.klt_fitted = False
+
+    @property
+    def klt(self) -> Path:
+        return self.own / "klt.json"
+
+    def learned(self) -> list[Path]:
+        """The learned codec files beside the own cut that outputs measured with them depend on."""
+        return [self.klt] if self.klt_fitted else []
 
     @property
     def head(self) -> Path:
@@ -33,7 +46,10 @@ class SplitRun:
         return self.own / "tail.onnx"
 
     def codecs(self) -> list[str]:
-        return ["fp32", getattr(self.fr.opts, self.s.codec_option)]
+        chosen = getattr(self.fr.opts, self.s.codec_option)
+        if chosen.startswith("klt") and not self.klt_fitted:
+            chosen = FALLBACK_CODEC
+        return ["fp32", chosen]
 
     def points(self) -> list[str]:
         return [a for p in self.s.points for a in ("--point", f"{p.name}={self.dir / p.name}")]
@@ -59,7 +75,29 @@ def prepare(runner: Runner, fr: FamilyRun, collected: Collected) -> SplitRun:
         else:
             cmd = ["--family", fr.plan.family, "--checkpoint", fr.model, "--after", point.after]
         runner.run(runner.py("split", "export", *cmd, "--out", str(out), "--threads", str(opts.threads)))
+    if sr.s.klt_utterances:
+        fit_klt(runner, sr)
     return sr
+
+
+def fit_klt(runner: Runner, sr: SplitRun) -> None:
+    """The KLT codec of the own cut, fitted on training utterances and weighted by the Tail's Fisher information."""
+    fr, opts = sr.fr, sr.fr.opts
+    source, _ = corpora.calibration_source(fr.plan, opts)
+    if source is None:
+        runner.step(f"no training split to fit the KLT codec on (give LIBRISPEECH_CALIB): the split rows use "
+                    f"{FALLBACK_CODEC} instead of klt-*")
+        return
+    data = opts.work / "data" / f"{fr.plan.report}_klt_fit"
+    count = sr.s.quick_klt_utterances if opts.quick else sr.s.klt_utterances
+    runner.step(f"training utterances for the KLT codec ({count}, spread over the split) -> {data}")
+    preprocess(runner, fr, source, data, "--spread", str(count))
+    sr.klt_fitted = True
+    if fresh(sr.klt, sr.head, Path(fr.model), data / "manifest.jsonl"):
+        return
+    runner.step(f"split fit-klt: the boundary's KLT, weighted by the Tail's Fisher information -> {sr.klt}")
+    runner.run(runner.py("split", "fit-klt", "--head", str(sr.head), "--dataset", str(data), "--checkpoint",
+                         fr.model, "--out", str(sr.klt), "--no-progress"))
 
 
 def edge_runs(runner: Runner, sr: SplitRun, collected: Collected) -> None:
@@ -71,9 +109,9 @@ def edge_runs(runner: Runner, sr: SplitRun, collected: Collected) -> None:
     todo = []
     for codec in sr.codecs():
         outputs = fr.runs / f"edge_{codec}_outputs"
-        if not fresh(outputs / "run.json", sr.tail, manifest):
+        if not fresh(outputs / "run.json", sr.tail, manifest, *sr.learned()):
             todo.append((codec, "outputs"))
-        if not fresh(opts.results / f"{family}_timing_{codec}.json", sr.tail, manifest):
+        if not fresh(opts.results / f"{family}_timing_{codec}.json", sr.tail, manifest, *sr.learned()):
             todo.append((codec, "timing"))
         fr.candidates.append(f"Split Head -> gRPC -> Tail, {codec} boundary={outputs}")
         collected.tables.append(f"{family}_timing_{codec}")
@@ -116,7 +154,7 @@ def tables(runner: Runner, sr: SplitRun, collected: Collected) -> None:
     family, results = fr.plan.family, opts.results
     manifest = fr.data / "manifest.jsonl"
     codecs = f"{family}_codecs"
-    if not fresh(results / f"{codecs}.json", sr.tail, manifest):
+    if not fresh(results / f"{codecs}.json", sr.tail, manifest, *sr.learned()):
         runner.step(f"split codecs: bits per element vs dWER -> {results / codecs}.*")
         runner.run(runner.py("split", "codecs", "--head", str(sr.head), "--tail", str(sr.tail), "--dataset",
                              str(fr.data), "--autoencoder", str(sr.own), "--out", str(results), "--name", codecs,
@@ -126,7 +164,7 @@ def tables(runner: Runner, sr: SplitRun, collected: Collected) -> None:
     autoencoder = ["--autoencoder", f"{sr.own.name}={sr.own}"]
     profile = opts.work / "split" / f"{family}_profile.json"
     tails = [sr.dir / p.name / "tail.onnx" for p in sr.s.points]
-    if not fresh(profile, *tails, manifest):
+    if not fresh(profile, *tails, manifest, *sr.learned()):
         runner.step(f"split profile: every point's edge/cloud latency and bytes per codec -> {profile}")
         runner.run(runner.py("split", "profile", *sr.points(), *autoencoder, "--full", str(fr.onnx),
                              "--dataset", str(fr.data), *sr.limit(), "--out", str(profile)))

@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "codecs": "split.codecs_cmd",
     "profile": "split.profile_cmd",
     "plan": "split.plan_cmd",
+    "fit-klt": "split.fit_klt_cmd",
     "resnet-table": "split.resnet_table",
 }
 

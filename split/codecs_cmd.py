@@ -35,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head", type=Path, help="head.onnx (its card beside it)")
     p.add_argument("--tail", type=Path, help="tail.onnx with a card holding labels (adds WER columns)")
     p.add_argument("--dataset", type=Path, help="dataset dir for the Head's input")
-    p.add_argument("--autoencoder", type=Path, help="folder with ae_encoder.onnx + ae_decoder.onnx")
+    p.add_argument("--autoencoder", type=Path, help="folder of the learned codec parts: ae_encoder.onnx + "
+                   "ae_decoder.onnx (ae* codecs), klt.json (klt-* codecs)")
     p.add_argument("--codecs", help="comma-separated codec names (default: all that can run)")
     p.add_argument("--limit", type=int, help="only the first N utterances")
     p.add_argument("--out", type=Path, help="folder for the tables and plot")
@@ -47,7 +48,8 @@ def _list() -> int:
     from split.codecs import CODECS
 
     for codec_name, spec in CODECS.items():
-        print(f"{codec_name:14s} {spec.description}{'  [needs --autoencoder]' if spec.needs_autoencoder else ''}")
+        need = f"  [needs the {spec.needs} in --autoencoder DIR]" if spec.needs else ""
+        print(f"{codec_name:14s} {spec.description}{need}")
     return 0
 
 
@@ -62,15 +64,14 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError("--head needs --dataset (the utterances to measure on)")
     from tqdm import tqdm
 
-    from split.codecs import CODECS, get_codec, measure
-    from split.codecs.autoencoder import Autoencoder
+    from split.codecs import Learned, codec_names, get_codec, measure
     from split.edge import HeadModel, utterances_from_dataset
     from split.tail import TailModel
     from split.wire import params_to_proto
 
-    ae = Autoencoder.from_dir(args.autoencoder) if args.autoencoder else None
-    names = args.codecs.split(",") if args.codecs else [n for n, s in CODECS.items() if ae or not s.needs_autoencoder]
-    codecs = [get_codec(n, ae) for n in names]
+    learned = Learned.from_dir(args.autoencoder)
+    names = args.codecs.split(",") if args.codecs else codec_names(learned)
+    codecs = [get_codec(n, learned) for n in names]
     head = HeadModel(args.head)
     tail = TailModel(args.tail) if args.tail else None
     if tail is not None and not tail.can_transcribe:

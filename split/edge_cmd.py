@@ -46,7 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--dataset", type=Path, help="a dataset dir made by `python -m preprocess` for the model")
     src.add_argument("--features", type=Path, nargs="+", help=".npy feature tensors (batch, ...) as the Head takes")
     p.add_argument("--codec", default="int8-zstd", help="codec name (see `python -m split codecs`)")
-    p.add_argument("--autoencoder", type=Path, help="folder with ae_encoder.onnx (for the ae* codecs)")
+    p.add_argument("--autoencoder", type=Path, help="folder of the learned codec parts (ae_encoder.onnx for the ae* "
+                   "codecs, klt.json for the klt-* codecs)")
     p.add_argument("--limit", type=int, help="only the first N utterances")
     p.add_argument("--warmup", type=int, default=1, help="utterances sent first and left out of the timings")
     p.add_argument("--return-output", action="store_true", help="also fetch the Tail's output tensors")

@@ -22,8 +22,8 @@ runs), one warm-up excluded.
       --full work/export/split_asr/model.onnx --dataset DS --codecs fp32,int8-zstd,q4-ans --out profile.json
 
 --point NAME=DIR takes DIR/head.onnx and DIR/tail.onnx (or NAME=HEAD.onnx,TAIL.onnx). --full adds the
-cloud-only (features sent) and edge-only (nothing sent) points. --autoencoder NAME=DIR adds the ae*
-codecs at that point (the autoencoder is trained for one boundary)."""
+cloud-only (features sent) and edge-only (nothing sent) points. --autoencoder NAME=DIR adds the learned
+codecs DIR holds at that point (ae* with ae_*.onnx, klt-* with klt.json; each is fitted to one boundary)."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codecs", default="fp32,fp16,int8,int8-zstd,int8-huffman,q4-ans,q2-ans",
                    help="comma-separated codecs to measure (default: %(default)s)")
     p.add_argument("--autoencoder", action="append", default=[], metavar="NAME=DIR",
-                   help="autoencoder pair for point NAME (adds ae, ae-int8-zstd, ae-q4-ans there)")
+                   help="learned codec folder of point NAME (ae_*.onnx: adds the ae* codecs there; klt.json: "
+                        "the klt-* codecs)")
     p.add_argument("--limit", type=int, help="only the first N utterances")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
     p.add_argument("--repeats", type=int, default=3, help="runs per utterance and stage, median kept (default 3)")
@@ -46,8 +47,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from split.codecs import get_codec
-    from split.codecs.autoencoder import Autoencoder
+    from split.codecs import CODECS, Learned, get_codec
     from split.edge import HeadModel, utterances_from_dataset
     from split.profiler import SplitPoint, make_profile, parse_point
     from split.tail import TailModel
@@ -61,12 +61,14 @@ def _run(args: argparse.Namespace) -> int:
         name, _, folder = spec.partition("=")
         if name not in {p.name for p in points}:
             raise ValueError(f"--autoencoder {spec!r}: no --point named {name!r}")
-        aes[name] = Autoencoder.from_dir(Path(folder))
+        aes[name] = Learned.from_dir(Path(folder))
     plain = [get_codec(c) for c in args.codecs.split(",")]
 
     def codecs_for(point: SplitPoint) -> list:
-        ae = aes.get(point.name)
-        return plain + ([get_codec(n, ae) for n in ("ae", "ae-int8-zstd", "ae-q4-ans")] if ae else [])
+        learned = aes.get(point.name)
+        if learned is None:
+            return plain
+        return plain + [get_codec(n, learned) for n, spec in CODECS.items() if spec.needs and learned.has(spec.needs)]
 
     first_head = points[0].head
     utts = list(utterances_from_dataset(args.dataset, first_head.input.name, args.limit))

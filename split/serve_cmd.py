@@ -12,7 +12,7 @@ DESCRIPTION = """Serve tail.onnx over gRPC (split.v1.SplitInference: Infer, Heal
   python -m split serve --tail DIR/tail.onnx --tls-cert server.crt --tls-key server.key
 
 The card beside tail.onnx (tail.card.json) gives the labels for transcripts; without labels the server
-can only return the output tensor. With --autoencoder DIR (holding ae_decoder.onnx) the ae* codecs are
+can only return the output tensor. With --autoencoder DIR (ae_decoder.onnx, klt.json) the ae* and klt-* codecs are
 served too. SIGTERM/SIGINT stop accepting calls and finish those in flight (up to --grace seconds).
 --added-delay-ms adds a sleep per request that emulates a link's round-trip time where tc netem is
 unavailable; it is reported separately in every reply's times."""
@@ -24,7 +24,8 @@ HELP = "cloud: serve tail.onnx over gRPC (Infer, Health), bounded and validated"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tail", type=Path, required=True, help="tail.onnx (its card beside it)")
     p.add_argument("--card", type=Path, help="the Tail's card, if not beside --tail")
-    p.add_argument("--autoencoder", type=Path, help="folder with ae_decoder.onnx (enables the ae* codecs)")
+    p.add_argument("--autoencoder", type=Path, help="folder of the learned codec parts: ae_decoder.onnx enables the "
+                   "ae* codecs, klt.json the klt-* codecs")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for all; default 127.0.0.1)")
     p.add_argument("--port", type=int, default=50051, help="port (0 = any free one; default 50051)")
     p.add_argument("--workers", type=int, default=4, help="worker threads running requests (default 4)")

@@ -25,8 +25,7 @@ from typing import Any
 
 import grpc
 
-from split.codecs import CODECS, CodecError, get_codec
-from split.codecs.autoencoder import Autoencoder
+from split.codecs import CodecError, Learned, codec_names, get_codec
 from split.proto import split_pb2 as pb
 from split.tail import TailModel
 from split.wire import PROTOCOL_VERSION, SERVICE, Limits, RequestError, parse_request, tensor_to_proto
@@ -66,9 +65,8 @@ class SplitService:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.tail = TailModel(config.tail, config.card, threads=config.threads)
-        ae = Autoencoder.from_dir(config.autoencoder_dir) if config.autoencoder_dir else None
-        self.codecs = {name: get_codec(name, ae) for name, spec in CODECS.items()
-                       if ae is not None or not spec.needs_autoencoder}
+        learned = Learned.from_dir(config.autoencoder_dir)
+        self.codecs = {name: get_codec(name, learned) for name in codec_names(learned)}
         self.served = 0
         self.refused = 0
         self._lock = threading.Lock()

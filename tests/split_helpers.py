@@ -103,7 +103,7 @@ def make_split_pair(out: Path, seed: int = 0, autoencoder: bool = True) -> Path:
     return out
 
 
-def make_dataset(out: Path, count: int = 4, seed: int = 0) -> Path:
+def make_dataset(out: Path, count: int = 4, seed: int = 0, feats: int = FEATS) -> Path:
     """A finished dataset dir with `spec` inputs of varying lengths, in the preprocess stage's format."""
     from core.dataset_dir import HEADER, MANIFEST, Sample, atomic_write_json, write_bin
 
@@ -113,7 +113,7 @@ def make_dataset(out: Path, count: int = 4, seed: int = 0) -> Path:
     for i in range(count):
         key = f"{i:06d}"
         length = int(rng.integers(16, 40))
-        ref = write_bin(out / "spec" / f"{key}.bin", rng.standard_normal((1, 1, FEATS, length)), "float32")
+        ref = write_bin(out / "spec" / f"{key}.bin", rng.standard_normal((1, 1, feats, length)), "float32")
         lines.append(Sample(key=key, uid=f"utt{i}", audio="", transcript_raw="HELLO", transcript="HELLO",
                             num_samples=length * 200, length=length, padded_length=length,
                             inputs={"spec": ref}).to_json())

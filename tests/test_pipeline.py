@@ -135,9 +135,10 @@ def test_split_section_skips_what_is_up_to_date(tmp_path: Path) -> None:
     edges = [i for i, c in enumerate(commands) if " -m split edge " in c]
     report = next(i for i, c in enumerate(commands) if " report " in c)
     assert len(edges) == 4 and serve < min(edges) and max(edges) < report
-    assert "--codec ae-q4-ans" in commands[edges[-1]]
+    # No KLT in this plan: the default klt-ans falls back to the plain low-bit codec.
+    assert "--codec q4-ans" in commands[edges[-1]] and not any(" fit-klt " in c for c in commands)
     assert "Split Head -> gRPC -> Tail, fp32 boundary=" in commands[report]
-    assert collected.tables[:2] == ["fam_timing_fp32", "fam_timing_ae-q4-ans"]
+    assert collected.tables[:2] == ["fam_timing_fp32", "fam_timing_q4-ans"]
     assert "--title Fam on AN4 test-clean" in commands[report]
     plans = [c for c in commands if " -m split plan " in c]
     assert len(plans) == 2 and "--edge-scale" not in plans[0]
@@ -145,6 +146,26 @@ def test_split_section_skips_what_is_up_to_date(tmp_path: Path) -> None:
     assert "--edge-scale 10 " in plans[1] and "--name fam_plan_edge10x --measure" in plans[1]
     assert collected.tables[-4:] == ["fam_plan_edge10x", "fam_plan_edge10x_chosen", "fam_plan_edge10x_measured",
                                      "fam_plan_edge10x_check"]
+
+
+def test_split_section_fits_the_klt_codec_on_training_utterances(tmp_path: Path) -> None:
+    opts = _opts(tmp_path, "--split-asr-ckpt", str(tmp_path / "m.pth"), "--split-asr-autoencoder",
+                 str(tmp_path / "ae.pth"), "--librispeech", "/ls/test-clean", env={"LIBRISPEECH_CALIB": "/ls/train"})
+    plan = _tiny_plan(corpus="librispeech", model=DemoModel(option="split_asr_ckpt", path="m"),
+                      split=SplitSection(autoencoder=DemoModel(option="split_asr_autoencoder", path="a"),
+                                         points=(SplitPoint("own"),), codec_option="split_codec",
+                                         bandwidths="1mbit", quick_bandwidths="1mbit", limit=5, quick_limit=1,
+                                         klt_utterances=30))
+    commands, _ = _walk(plan, opts)
+    own = tmp_path / "w" / "split" / "fam" / "own"
+    fit_data = f"{tmp_path}/w/data/fam_an4_klt_fit"
+    pre = next(i for i, c in enumerate(commands) if f"--out {fit_data}" in c)
+    assert "--librispeech /ls/train" in commands[pre] and "--spread 30" in commands[pre]
+    fit = next(i for i, c in enumerate(commands) if " -m split fit-klt " in c)
+    assert pre < fit and f"--head {own}/head.onnx --dataset {fit_data} --checkpoint {tmp_path}/m.pth" in commands[fit]
+    assert f"--out {own}/klt.json" in commands[fit]
+    edges = [c for c in commands if " -m split edge " in c]
+    assert edges and "--codec klt-ans" in edges[-1] and fit < commands.index(edges[0])
 
 
 def test_split_plan_reruns_when_its_wer_budget_changes(tmp_path: Path) -> None:

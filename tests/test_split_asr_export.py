@@ -224,3 +224,31 @@ def test_pipeline_runs_the_family_from_its_card(tmp_path: Path, whole_export: Pa
         scores.append(json.loads((tmp_path / run / "scores.json").read_text()))
     assert scores[0]["utterances"] == scores[1]["utterances"] > 0
     assert scores[0]["word"] == scores[1]["word"] and scores[0]["char"] == scores[1]["char"]
+
+
+def test_fit_klt_weighted_by_the_tails_fisher_information(split_export: Path, checkpoints: tuple[Path, Path],
+                                                          tmp_path: Path) -> None:
+    """fit-klt --checkpoint takes the Tail from the family's own cut; the weighted fit differs from the plain
+    one, and both make working codecs on the real Head's boundary."""
+    from split.__main__ import main
+    from split.codecs import get_codec
+    from split.codecs.klt import KLT_FILE, load_klt
+    from split.edge import HeadModel, utterances_from_dataset
+    from tests.split_helpers import make_dataset
+
+    ds = make_dataset(tmp_path / "ds", count=5, feats=CFG.n_feats)
+    common = ["fit-klt", "--head", str(split_export / "head.onnx"), "--dataset", str(ds), "--no-progress"]
+    assert main([*common, "--out", str(tmp_path / "plain" / KLT_FILE)]) == 0
+    assert main([*common, "--checkpoint", str(checkpoints[0]), "--out", str(tmp_path / "fisher" / KLT_FILE)]) == 0
+    plain, fisher = load_klt(tmp_path / "plain" / KLT_FILE), load_klt(tmp_path / "fisher" / KLT_FILE)
+    assert plain.weighting == "none" and fisher.weighting == "fisher" and fisher.channels == CFG.rnn_dim
+    assert not np.allclose(plain.forward, fisher.forward)
+    head = HeadModel(split_export / "head.onnx")
+    utt = next(iter(utterances_from_dataset(ds, head.input.name, 1)))
+    boundary, _ = head.run(utt.features, utt.length)
+    for where in ("plain", "fisher"):
+        codec = get_codec("klt-ans", tmp_path / where)
+        enc = codec.encode(boundary)
+        assert codec.decode(enc.payload, enc.params, boundary.shape).shape == boundary.shape
+    assert main([*common, "--checkpoint", str(checkpoints[0]), "--family", "wav2vec2", "--out",
+                 str(tmp_path / "x.json")]) == 2

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from split.codecs import CODECS, CodecError, codec_names, get_codec, measure
+from split.codecs import CODECS, CodecError, Learned, codec_names, get_codec, measure
 from split.codecs.base import Codec
 from split.codecs.entropy import EOF_SYMBOL, Ans, Huffman, Raw, canonical_codes
 from split.codecs.quantizers import Int8Linear, LowBit
 from split.wire import params_from_proto, params_to_proto
 from tests.split_helpers import CHANNELS, LATENT, boundary_example, make_split_pair
 
-PLAIN = codec_names(include_autoencoder=False)
+PLAIN = codec_names(Learned())
 
 
 @pytest.fixture(scope="module")
@@ -261,7 +261,7 @@ def test_codecs_cli_lists_and_measures(pair: Path, tmp_path: Path, capsys: pytes
 
     assert main(["codecs"]) == 0
     listed = capsys.readouterr().out
-    assert all(name in listed for name in CODECS) and "needs --autoencoder" in listed
+    assert all(name in listed for name in CODECS) and "needs the autoencoder in --autoencoder DIR" in listed
     ds = make_dataset(tmp_path / "ds", count=3)
     out = tmp_path / "results"
     assert main(["codecs", "--head", str(pair / "head.onnx"), "--tail", str(pair / "tail.onnx"), "--autoencoder",

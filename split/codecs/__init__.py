@@ -7,9 +7,11 @@
 | int8-huffman, int8-zstd, int8-lz4 | per-tensor int8 symbols through Huffman / zstd / lz4 |
 | q4-ans, q3-ans, q2-ans | 4/3/2-bit clipped uniform quantisation, ANS-coded with its histogram |
 | ae, ae-int8-zstd, ae-q4-ans | the autoencoder's latent as fp32 / int8+zstd / 4-bit+ANS (needs the AE ONNX pair) |
+| klt-ans, klt-ans-2x | the fitted KLT's components at its step (2x: twice as coarse), ANS with the fit's Laplace model (needs klt.json) |
 
-`get_codec(name, autoencoder_dir=...)` builds one; `measure(codec, x)` reports bits per element, bytes,
-ratio vs fp32, encode/decode time and the reconstruction error.
+`get_codec(name, learned)` builds one, `learned` being the folder holding the learned parts (ae_*.onnx,
+klt.json) or a `Learned`; `measure(codec, x)` reports bits per element, bytes, ratio vs fp32, encode/decode
+time and the reconstruction error.
 """
 from __future__ import annotations
 
@@ -20,29 +22,69 @@ from typing import Any, Callable
 
 import numpy as np
 
-from split.codecs.autoencoder import Autoencoder
+from split.codecs.autoencoder import DECODER_FILE, ENCODER_FILE, Autoencoder
 from split.codecs.base import Codec, CodecError, Encoded
 from split.codecs.entropy import Ans, Huffman, Lz4, Raw, Zstd
+from split.codecs.klt import KLT_FILE, KltFit, KltQuantizer, KltTransform, LaplaceAns, load_klt
 from split.codecs.quantizers import Float16, Float32, Int8Linear, LowBit
 
-__all__ = ["CODECS", "Codec", "CodecError", "Encoded", "get_codec", "measure", "codec_names"]
+__all__ = ["CODECS", "Codec", "CodecError", "Encoded", "Learned", "get_codec", "measure", "codec_names"]
 
 INT8_ALPHABET = (-128, 127)
 
 
 @dataclass(frozen=True)
+class Learned:
+    """The learned codec parts one side holds: the autoencoder pair and/or a KLT fit."""
+
+    autoencoder: Autoencoder | None = None
+    klt: KltFit | None = None
+
+    @classmethod
+    def from_dir(cls, directory: Path | None) -> "Learned":
+        """What the folder holds (ae_encoder/ae_decoder.onnx, klt.json); an empty Learned for None."""
+        if directory is None:
+            return cls()
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise FileNotFoundError(f"learned codec folder not found: {directory} (expected a folder with "
+                                    f"{ENCODER_FILE} / {DECODER_FILE} and/or {KLT_FILE})")
+        has_ae = (directory / ENCODER_FILE).is_file() or (directory / DECODER_FILE).is_file()
+        has_klt = (directory / KLT_FILE).is_file()
+        return cls(Autoencoder.from_dir(directory) if has_ae else None,
+                   load_klt(directory / KLT_FILE) if has_klt else None)
+
+    def has(self, need: str | None) -> bool:
+        return need is None or getattr(self, need) is not None
+
+
+@dataclass(frozen=True)
 class CodecSpec:
-    build: Callable[[Autoencoder | None], Codec]
-    needs_autoencoder: bool = False
+    build: Callable[[Learned], Codec]
+    needs: str | None = None  # "autoencoder" or "klt": the learned part it runs on
     description: str = ""
+
+    @property
+    def needs_autoencoder(self) -> bool:
+        return self.needs == "autoencoder"
 
 
 def _plain(name: str, quantizer: Any, entropy: Any, lossless: bool, description: str) -> CodecSpec:
-    return CodecSpec(lambda ae: Codec(name, quantizer, entropy, None, lossless, description), False, description)
+    return CodecSpec(lambda _: Codec(name, quantizer, entropy, None, lossless, description), None, description)
 
 
 def _ae(name: str, quantizer: Any, entropy: Any, description: str) -> CodecSpec:
-    return CodecSpec(lambda ae: Codec(name, quantizer, entropy, ae, False, description), True, description)
+    return CodecSpec(lambda learned: Codec(name, quantizer, entropy, learned.autoencoder, False, description),
+                     "autoencoder", description)
+
+
+def _klt(name: str, coarseness: float, description: str) -> CodecSpec:
+    def build(learned: Learned) -> Codec:
+        fit = learned.klt
+        assert fit is not None
+        return Codec(name, KltQuantizer(fit, coarseness), LaplaceAns(fit, coarseness), KltTransform(fit), False,
+                     description)
+    return CodecSpec(build, "klt", description)
 
 
 CODECS: dict[str, CodecSpec] = {
@@ -60,24 +102,33 @@ CODECS: dict[str, CodecSpec] = {
     "ae": _ae("ae", Float32(), Raw(), "autoencoder latent, float32"),
     "ae-int8-zstd": _ae("ae-int8-zstd", Int8Linear(), Zstd(), "autoencoder latent, int8 + zstd"),
     "ae-q4-ans": _ae("ae-q4-ans", LowBit(4), Ans(16), "autoencoder latent, 4-bit clipped + ANS"),
+    "klt-ans": _klt("klt-ans", 1.0, "fitted KLT (klt.json) at its step, ANS with the fit's Laplace model"),
+    "klt-ans-2x": _klt("klt-ans-2x", 2.0, "fitted KLT at twice its step, ANS with the fit's Laplace model"),
 }
 
-
-def codec_names(include_autoencoder: bool = True) -> list[str]:
-    return [n for n, spec in CODECS.items() if include_autoencoder or not spec.needs_autoencoder]
+_NEEDS_FILES = {"autoencoder": f"{ENCODER_FILE} / {DECODER_FILE}", "klt": f"{KLT_FILE} (python -m split fit-klt)"}
 
 
-def get_codec(name: str, autoencoder: Autoencoder | Path | None = None) -> Codec:
-    """The codec registered as `name`; autoencoder codecs need the AE (or a dir holding its ONNX pair)."""
+def codec_names(learned: Learned | None = None) -> list[str]:
+    """The codecs that can run with these learned parts (None: every registered codec)."""
+    return [n for n, spec in CODECS.items() if learned is None or learned.has(spec.needs)]
+
+
+def get_codec(name: str, learned: Learned | Autoencoder | Path | None = None) -> Codec:
+    """The codec registered as `name`; learned codecs need their part (a Learned, an Autoencoder, or the
+    folder holding ae_*.onnx / klt.json)."""
     spec = CODECS.get(name)
     if spec is None:
         raise CodecError(f"unknown codec {name!r}; known: {', '.join(CODECS)}")
-    ae: Autoencoder | None = None
-    if spec.needs_autoencoder:
-        if autoencoder is None:
-            raise CodecError(f"codec {name!r} needs the autoencoder (ae_encoder.onnx / ae_decoder.onnx)")
-        ae = autoencoder if isinstance(autoencoder, Autoencoder) else Autoencoder.from_dir(Path(autoencoder))
-    return spec.build(ae)
+    if spec.needs is None:
+        return spec.build(Learned())
+    if isinstance(learned, Autoencoder):
+        learned = Learned(autoencoder=learned)
+    elif learned is None or isinstance(learned, (str, Path)):
+        learned = Learned.from_dir(Path(learned)) if learned is not None else Learned()
+    if not learned.has(spec.needs):
+        raise CodecError(f"codec {name!r} needs the {spec.needs} ({_NEEDS_FILES[spec.needs]})")
+    return spec.build(learned)
 
 
 def measure(codec: Codec, x: np.ndarray, repeats: int = 1) -> tuple[dict[str, Any], np.ndarray]:

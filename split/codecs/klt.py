@@ -1,0 +1,252 @@
+"""Transform coding of the boundary tensor: a fitted Karhunen-Loeve transform (KLT), one uniform step, and ANS
+with a per-component Laplace model that both sides know from the fit.
+
+Why: the boundary's channels are strongly correlated, so quantising them one by one spends bits on what
+their neighbours already say. Rotating each frame onto the principal axes of the fit data concentrates
+the energy in a few components; one uniform step for all of them then leaves the weak ones at zero, which
+the entropy coder sends almost for free (reverse water-filling, the textbook optimum for squared error).
+
+With a Fisher matrix F (the expected outer product of the Tail's log-likelihood gradient at the boundary,
+`python -m split fit-klt --checkpoint`), the fit whitens by F^(1/2) before the principal axes are taken, so
+the error that is spread evenly is the one the Tail's output is sensitive to rather than plain squared
+error: directions the Tail ignores (its first LayerNorm removes each frame's mean, for one) get no bits.
+
+The fit is a JSON file (`klt.json`, beside ae_*.onnx in the folder given as --autoencoder): mean, forward and
+inverse matrices, each component's Laplace scale on the fit data, and the step. Edge and cloud must hold
+the same fit: every request carries the file's CRC-32 (`transform_crc`) and the step (`scale`), and a
+decoder refuses others.
+"""
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import constriction
+import numpy as np
+
+from split.codecs.base import CodecError, require, require_finite
+
+KLT_FILE = "klt.json"
+FORMAT = "split-klt"
+VERSION = 1
+# Symbols are clipped to +-LIMIT steps: far beyond anything a fit's step leaves (the largest component
+# spans a few tens of steps), and the bound that keeps the ANS alphabet finite.
+LIMIT = 2047
+# The Laplace scale (in steps) below which every component's model is floored: a component that is all
+# zero on the fit data must still code what a new utterance holds there at a bounded cost (a few bits per
+# nonzero symbol at this floor) while a zero stays cheap (about a twentieth of a bit).
+MIN_SCALE_STEPS = 0.15
+
+
+@dataclass(frozen=True)
+class KltFit:
+    mean: np.ndarray      # (C,)
+    forward: np.ndarray   # (C, C): z = (x - mean) @ forward
+    inverse: np.ndarray   # (C, C): x = z @ inverse + mean
+    scales: np.ndarray    # (C,) mean |z_c| on the fit data (the Laplace scale of each component)
+    step: float           # the uniform step on z (float32-exact: it travels as a float field)
+    weighting: str = "none"  # "fisher" when fitted with the Tail's Fisher matrix
+    meta: dict[str, Any] = field(default_factory=dict)
+    crc: int = 0          # CRC-32 of the file's bytes, set by `load` / `to_bytes`
+
+    @property
+    def channels(self) -> int:
+        return int(self.mean.size)
+
+    def to_bytes(self) -> bytes:
+        doc = {"format": FORMAT, "version": VERSION, "channels": self.channels, "weighting": self.weighting,
+               "step": float(np.float32(self.step)), "mean": self.mean.astype(float).tolist(),
+               "forward": self.forward.astype(float).tolist(), "inverse": self.inverse.astype(float).tolist(),
+               "scales": self.scales.astype(float).tolist(), "meta": self.meta}
+        return (json.dumps(doc, indent=None, separators=(",", ":")) + "\n").encode()
+
+    def save(self, path: Path) -> "KltFit":
+        """Write atomically; returns the fit as loaded back (with its CRC)."""
+        path = Path(path)
+        data = self.to_bytes()
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        return load_klt(path)
+
+    def forward_transform(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim == 0 or x.shape[-1] != self.channels:
+            raise CodecError(f"klt: the tensor's last axis has {x.shape[-1] if x.ndim else 0} channels, the fit "
+                             f"has {self.channels}")
+        return ((x.astype(np.float64) - self.mean) @ self.forward).astype(np.float32)
+
+    def inverse_transform(self, z: np.ndarray, channels: int) -> np.ndarray:
+        if channels != self.channels:
+            raise CodecError(f"klt: the request's shape has {channels} channels, this fit has {self.channels}")
+        return (z.astype(np.float64) @ self.inverse + self.mean).astype(np.float32)
+
+
+def load_klt(path: Path) -> KltFit:
+    """Read and check a klt.json; every problem is a ValueError naming the file and the field."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"KLT fit not found: {path} (make one with `python -m split fit-klt`)") from None
+    try:
+        doc = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a KLT fit (invalid JSON: {exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a KLT fit (format {doc.get('format') if isinstance(doc, dict) else None!r}, "
+                         f"expected {FORMAT!r})")
+    if doc.get("version") != VERSION:
+        raise ValueError(f"{path}: KLT fit version {doc.get('version')!r}, this code reads version {VERSION}")
+    c = doc.get("channels")
+    if not isinstance(c, int) or c < 1:
+        raise ValueError(f"{path}: 'channels' must be a positive integer, got {c!r}")
+
+    def array(key: str, shape: tuple[int, ...]) -> np.ndarray:
+        try:
+            a = np.asarray(doc.get(key), dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: {key!r} is not a numeric array") from None
+        if a.shape != shape:
+            raise ValueError(f"{path}: {key!r} has shape {list(a.shape)}, expected {list(shape)}")
+        if not np.isfinite(a).all():
+            raise ValueError(f"{path}: {key!r} holds NaN or inf")
+        return a
+
+    step = doc.get("step")
+    if not isinstance(step, (int, float)) or isinstance(step, bool) or not np.isfinite(step) or step <= 0:
+        raise ValueError(f"{path}: 'step' must be a positive number, got {step!r}")
+    scales = array("scales", (c,))
+    if (scales < 0).any():
+        raise ValueError(f"{path}: 'scales' holds a negative scale")
+    return KltFit(mean=array("mean", (c,)), forward=array("forward", (c, c)), inverse=array("inverse", (c, c)),
+                  scales=scales, step=float(np.float32(step)), weighting=str(doc.get("weighting", "none")),
+                  meta=doc.get("meta") if isinstance(doc.get("meta"), dict) else {}, crc=zlib.crc32(raw))
+
+
+def fit_klt(x: np.ndarray, *, relative_step: float, fisher: np.ndarray | None = None,
+            meta: dict[str, Any] | None = None) -> KltFit:
+    """The KLT of the rows of `x` (N, C), weighted by `fisher` (C, C) when given; the step is
+    `relative_step` times the strongest component's standard deviation."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"fit data must be (frames, channels) with at least 2 frames, got {list(x.shape)}")
+    if not np.isfinite(x).all():
+        raise ValueError("fit data holds NaN or inf")
+    if not relative_step > 0:
+        raise ValueError(f"relative step must be positive, got {relative_step}")
+    c = x.shape[1]
+    mean = x.mean(axis=0)
+    if fisher is None:
+        weight, unweight = np.eye(c), np.eye(c)
+    else:
+        fisher = np.asarray(fisher, dtype=np.float64)
+        if fisher.shape != (c, c) or not np.isfinite(fisher).all():
+            raise ValueError(f"Fisher matrix must be a finite ({c}, {c}) matrix, got {list(fisher.shape)}")
+        ev, u = np.linalg.eigh((fisher + fisher.T) / 2)
+        # Directions the Tail is blind to keep a small weight, so the transform stays invertible.
+        ev = np.maximum(ev, max(float(ev.max()), 1e-30) * 1e-8)
+        weight = u @ np.diag(np.sqrt(ev)) @ u.T
+        unweight = u @ np.diag(1 / np.sqrt(ev)) @ u.T
+    cov = np.cov(((x - mean) @ weight).T)
+    ev, v = np.linalg.eigh(cov)
+    order = np.argsort(ev)[::-1]
+    v = v[:, order]
+    forward, inverse = weight @ v, v.T @ unweight
+    z = (x - mean) @ forward
+    step = float(np.float32(relative_step * max(float(z[:, 0].std()), 1e-12)))
+    return KltFit(mean=mean, forward=forward, inverse=inverse, scales=np.abs(z).mean(axis=0), step=step,
+                  weighting="none" if fisher is None else "fisher", meta=dict(meta or {}))
+
+
+class KltQuantizer:
+    """z -> round(z / step) as int16 within +-LIMIT; the step is the fit's times `coarseness`."""
+
+    symbol_dtype = np.dtype("<i2")
+
+    def __init__(self, fit: KltFit, coarseness: float = 1.0) -> None:
+        self.fit = fit
+        self.step = float(np.float32(fit.step * coarseness))
+
+    def quantize(self, z: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        q = np.clip(np.rint(z / self.step), -LIMIT, LIMIT).astype(self.symbol_dtype)
+        return q, {"scale": self.step}
+
+    def dequantize(self, symbols: np.ndarray, params: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray:
+        step = require_finite(params, "scale")
+        if np.float32(step) != np.float32(self.step):
+            raise CodecError(f"codec parameter 'scale' (the KLT step) is {step:g}, this codec uses {self.step:g}")
+        return symbols.reshape(shape).astype(np.float32) * np.float32(self.step)
+
+
+class LaplaceAns:
+    """ANS over int16 symbols, component c (the last axis) modelled as a quantised Laplace of the fit's
+    scale; nothing about the model travels.
+
+    An ANS decoder reading past the end of its stream does not fail, it decodes noise; so the stream ends
+    in a 32-bit marker (two uniform 16-bit symbols, decoded after the data), and a truncated or padded
+    payload is refused instead of decoded."""
+
+    END_MARKER = np.array([0x5350, 0x4B4C], dtype=np.int32)
+
+    def __init__(self, fit: KltFit, coarseness: float = 1.0) -> None:
+        step = fit.step * coarseness
+        self.crc = fit.crc
+        self.scales = np.maximum(fit.scales / step, MIN_SCALE_STEPS)
+        self.model = constriction.stream.model.QuantizedLaplace(-LIMIT, LIMIT)
+        self.marker_model = constriction.stream.model.Uniform(1 << 16)
+
+    def _params(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        c = self.scales.size
+        if count % c:
+            raise CodecError(f"klt: {count} values are not whole frames of {c} components")
+        return np.zeros(count), np.tile(self.scales, count // c)
+
+    def pack(self, symbols: np.ndarray) -> tuple[bytes, dict[str, Any]]:
+        flat = symbols.ravel().astype(np.int32)
+        if flat.size == 0:
+            return b"", {"transform_crc": self.crc}
+        means, scales = self._params(flat.size)
+        coder = constriction.stream.stack.AnsCoder()
+        coder.encode_reverse(self.END_MARKER, self.marker_model)  # a stack: decoded last
+        coder.encode_reverse(flat, self.model, means, scales)
+        return coder.get_compressed().astype("<u4").tobytes(), {"transform_crc": self.crc}
+
+    def unpack(self, payload: bytes, params: dict[str, Any], count: int, dtype: np.dtype) -> np.ndarray:
+        # The model comes from the fit, so a payload coded with another fit is checked for before decoding.
+        crc = require(params, "transform_crc", int)
+        if crc != self.crc:
+            raise CodecError(f"codec parameter 'transform_crc' is {crc:#010x}, this side's klt.json is "
+                             f"{self.crc:#010x}: edge and cloud hold different KLT fits")
+        if count == 0:
+            return np.zeros(0, dtype=dtype)
+        means, scales = self._params(count)
+        if len(payload) % 4:
+            raise CodecError(f"ANS payload is {len(payload)} bytes, not a whole number of 32-bit words")
+        coder = constriction.stream.stack.AnsCoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
+        try:
+            out = coder.decode(self.model, means, scales)
+            marker = coder.decode(self.marker_model, 2)
+        except Exception as exc:  # constriction raises plain exceptions on an invalid stream
+            raise CodecError(f"ANS payload does not decode: {exc}") from None
+        if not np.array_equal(marker, self.END_MARKER):
+            raise CodecError("ANS payload does not end where the shape says (truncated, padded or wrong shape)")
+        if not coder.is_empty():
+            raise CodecError("ANS payload holds more data than the shape needs (corrupted or wrong shape)")
+        return np.asarray(out).astype(dtype)
+
+
+class KltTransform:
+    """The Transform protocol of split/codecs/base.py over a fit."""
+
+    def __init__(self, fit: KltFit) -> None:
+        self.fit = fit
+        self.latent_dim = fit.channels
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.fit.forward_transform(x)
+
+    def inverse(self, z: np.ndarray, channels: int) -> np.ndarray:
+        return self.fit.inverse_transform(z, channels)

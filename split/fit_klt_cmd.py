@@ -1,0 +1,123 @@
+"""`python -m split fit-klt`: fit the klt-* codecs' transform to a Head's boundary on training utterances."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from split.errors import run_cli
+
+log = logging.getLogger("split.fit-klt")
+
+HELP = "fit the KLT transform codec (klt-ans) to a Head's boundary tensors on training utterances"
+
+DESCRIPTION = """Run the Head over a dataset dir (training utterances, not the test set) and fit the
+Karhunen-Loeve transform of its boundary tensor: the principal axes of the boundary's channels, one
+uniform step (--relative-step times the strongest component's standard deviation) and each component's
+Laplace scale, written as klt.json for the klt-ans / klt-ans-2x codecs.
+
+With --checkpoint (a family with its own Head/Tail cut, e.g. split_asr's model.pth) the fit is weighted
+by the Tail's Fisher information at the boundary (the expected outer product of the gradient of the
+Tail's log-likelihood of its own sampled outputs), so the error the step leaves falls where the Tail's
+output is least sensitive to it. Without it the transform is the plain KLT (squared error).
+
+  python -m split fit-klt --head DIR/head.onnx --dataset TRAIN_DS --checkpoint model.pth --out DIR/klt.json
+
+Put klt.json in the folder the edge and the server get as --autoencoder DIR; both must hold the same file
+(requests carry its CRC-32)."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--head", type=Path, required=True, help="head.onnx (its card beside it gives valid frames)")
+    p.add_argument("--dataset", type=Path, required=True, help="dataset dir of training utterances")
+    p.add_argument("--out", type=Path, required=True, help="the klt.json to write")
+    p.add_argument("--checkpoint", type=Path,
+                   help="the model's checkpoint: weight the fit by its Tail's Fisher information")
+    p.add_argument("--family", help="model family of --checkpoint (default: the head card's family)")
+    p.add_argument("--relative-step", type=float, default=0.05,
+                   help="the step as a fraction of the strongest component's std (default %(default)s)")
+    p.add_argument("--fisher-samples", type=int, default=2,
+                   help="sampled output sequences per utterance for the Fisher matrix (default %(default)s)")
+    p.add_argument("--limit", type=int, help="only the first N utterances")
+    p.add_argument("--seed", type=int, default=0, help="seed of the Fisher samples (default %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    return run_cli(_run, args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from split.codecs.klt import fit_klt
+    from split.edge import HeadModel, utterances_from_dataset
+
+    if not args.relative_step > 0:
+        raise ValueError(f"--relative-step {args.relative_step:g}: expected a positive fraction")
+    head = HeadModel(args.head)
+    boundaries: list[np.ndarray] = []
+    for utt in tqdm(list(utterances_from_dataset(args.dataset, head.input.name, args.limit)), desc="fit-klt",
+                    unit="utt", disable=args.no_progress):
+        boundary, lengths = head.run(utt.features, utt.length)
+        if boundary.ndim != 3:
+            raise ValueError(f"--head {args.head}: boundary has shape {list(boundary.shape)}; the KLT codec needs "
+                             "(batch, frames, channels)")
+        boundaries.append(boundary[0, : lengths[0]] if lengths else boundary[0])
+    if not boundaries:
+        raise ValueError(f"--dataset {args.dataset}: no utterances")
+    frames = np.concatenate(boundaries)
+    fisher = None
+    if args.checkpoint is not None:
+        family = args.family or (head.card.family if head.card is not None else None)
+        if not family:
+            raise ValueError("--checkpoint: the head has no card naming its family; give --family")
+        fisher = tail_fisher(family, args.checkpoint, boundaries, args.fisher_samples, args.seed)
+    meta: dict[str, Any] = {"head": str(args.head), "dataset": str(args.dataset), "utterances": len(boundaries),
+                            "frames": int(frames.shape[0]), "relative_step": args.relative_step,
+                            "checkpoint": str(args.checkpoint) if args.checkpoint else None}
+    fit = fit_klt(frames, relative_step=args.relative_step, fisher=fisher, meta=meta)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fit = fit.save(args.out)
+    strong = int((fit.scales > fit.step / 2).sum())
+    log.info("wrote %s: %d channels (%s weighting), step %.4g, %d components above half a step on the fit data",
+             args.out, fit.channels, fit.weighting, fit.step, strong)
+    return 0
+
+
+def tail_fisher(family: str, checkpoint: Path, boundaries: list[np.ndarray], samples: int, seed: int) -> np.ndarray:
+    """E[g g^T] over frames, g the gradient at one boundary frame of the Tail's log-likelihood of labels
+    sampled from its own output distribution (the Fisher information of the Tail's per-frame outputs)."""
+    import torch
+
+    from core.family import resolve
+    from families.registry import get_family
+
+    fam = get_family(family)
+    if fam.split is None:
+        raise ValueError(f"--checkpoint: family {family!r} has no Head/Tail cut of its own to take the Tail from")
+    recipe = resolve(fam.split).split_recipe(checkpoint)
+    tail = recipe.parts.get("tail")
+    if tail is None or len(tail.inputs) != 1:
+        raise ValueError(f"--checkpoint: family {family!r}'s Tail must take the boundary as its only input")
+    module = tail.module.eval()
+    gen = torch.Generator().manual_seed(seed)
+    channels = boundaries[0].shape[1]
+    total = np.zeros((channels, channels))
+    count = 0
+    for b in boundaries:
+        for _ in range(max(1, samples)):
+            x = torch.tensor(b[None], requires_grad=True)
+            logits = module(x)
+            if isinstance(logits, (tuple, list)):
+                logits = logits[0]
+            logp = torch.log_softmax(logits, dim=-1)
+            labels = torch.multinomial(logp.detach().exp().reshape(-1, logp.shape[-1]), 1, generator=gen)
+            logp.reshape(-1, logp.shape[-1]).gather(1, labels).sum().backward()
+            g = x.grad[0].double().numpy()
+            total += g.T @ g
+            count += g.shape[0]
+    return total / max(count, 1)

@@ -1,0 +1,144 @@
+"""The KLT transform codec (split/codecs/klt.py): the fit, its file, exact symbol round trips, and refusals."""
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from split.codecs import CodecError, Learned, codec_names, get_codec, measure
+from split.codecs.klt import KLT_FILE, fit_klt, load_klt
+
+
+def _correlated(frames: int = 400, channels: int = 12, rank: int = 3, seed: int = 0) -> np.ndarray:
+    """Frames that live near one fixed `rank`-dimensional subspace (`seed` draws other frames in it)."""
+    fixed = np.random.default_rng(1234)
+    basis, offset = fixed.standard_normal((rank, channels)), fixed.uniform(-3, 3, channels)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((frames, rank)) @ basis * 5 + 0.05 * rng.standard_normal((frames, channels))
+    return (x + offset).astype(np.float32)
+
+
+@pytest.fixture()
+def klt_dir(tmp_path: Path) -> Path:
+    fit_klt(_correlated(), relative_step=0.05).save(tmp_path / KLT_FILE)
+    return tmp_path
+
+
+def test_fit_is_an_invertible_decorrelating_rotation() -> None:
+    x = _correlated().astype(np.float64)
+    fit = fit_klt(x, relative_step=0.05)
+    assert np.allclose(fit.forward @ fit.inverse, np.eye(12), atol=1e-8)
+    z = (x - fit.mean) @ fit.forward
+    cov = np.cov(z.T)
+    assert np.allclose(cov - np.diag(np.diag(cov)), 0, atol=1e-6 * cov.max())
+    # Components come strongest first; three carry nearly all the energy.
+    var = np.diag(cov)
+    assert (np.diff(var) <= 1e-9).all() and var[:3].sum() > 0.999 * var.sum()
+    assert fit.step == pytest.approx(0.05 * z[:, 0].std(), rel=1e-6) and fit.weighting == "none"
+
+
+def test_fisher_weighting_gives_no_bits_to_what_the_tail_ignores() -> None:
+    """Channel 0 is loud but the 'Tail' does not look at it; channel 1 is quiet but all that matters."""
+    rng = np.random.default_rng(1)
+    x = np.stack([100 * rng.standard_normal(500), rng.standard_normal(500)], axis=1)
+    plain = fit_klt(x, relative_step=0.1)
+    weighted = fit_klt(x, relative_step=0.1, fisher=np.diag([1e-9, 1.0]))
+    assert abs(plain.forward[0, 0]) > 0.99  # plain: the loud channel is the first component
+    assert abs(weighted.forward[1, 0]) > abs(weighted.forward[0, 0]) and weighted.weighting == "fisher"
+    # The weighted step is fine enough for channel 1 and leaves channel 0 to round away.
+    z = (x - weighted.mean) @ weighted.forward
+    back = np.rint(z / weighted.step) * weighted.step @ weighted.inverse + weighted.mean
+    assert np.abs(back[:, 1] - x[:, 1]).max() < 0.2 < np.abs(back[:, 0] - x[:, 0]).max()
+
+
+def test_codec_round_trip_and_size(klt_dir: Path) -> None:
+    x = _correlated(frames=60, seed=5)[None]
+    learned = Learned.from_dir(klt_dir)
+    assert learned.autoencoder is None and learned.klt is not None
+    assert {"klt-ans", "klt-ans-2x"} <= set(codec_names(learned)) and "ae" not in codec_names(learned)
+    fit = learned.klt
+    for name, coarse in (("klt-ans", 1.0), ("klt-ans-2x", 2.0)):
+        codec = get_codec(name, klt_dir)
+        enc = codec.encode(x)
+        assert set(enc.params) == {"scale", "transform_crc", "crc32"} and enc.params["transform_crc"] == fit.crc
+        y = codec.decode(enc.payload, enc.params, x.shape)
+        assert y.shape == x.shape and y.dtype == np.float32
+        # Exactly the transform's dequantised symbols: the error is the rounding in the rotated space.
+        z = (x[0].astype(np.float64) - fit.mean) @ fit.forward
+        step = fit.step * coarse
+        expect = np.rint(z / step) * step @ fit.inverse + fit.mean
+        assert np.allclose(y[0], expect, atol=1e-3)
+    r1, _ = measure(get_codec("klt-ans", klt_dir), x)
+    r2, _ = measure(get_codec("klt-ans-2x", klt_dir), x)
+    q4, _ = measure(get_codec("q4-ans"), x)
+    # Near-rank-3 frames: far fewer bits than a per-value 4-bit code, and coarser is smaller.
+    assert r2["bits_per_element"] < r1["bits_per_element"] < q4["bits_per_element"]
+
+
+def test_decoder_refuses_another_fit_a_wrong_step_and_bad_payloads(klt_dir: Path, tmp_path: Path) -> None:
+    x = _correlated(frames=30, seed=2)[None]
+    codec = get_codec("klt-ans", klt_dir)
+    enc = codec.encode(x)
+    other = tmp_path / "other"
+    other.mkdir()
+    fit_klt(_correlated(seed=9), relative_step=0.04).save(other / KLT_FILE)
+    with pytest.raises(CodecError, match="different KLT fits"):
+        get_codec("klt-ans", other).decode(enc.payload, enc.params, x.shape)
+    with pytest.raises(CodecError, match="'scale'"):
+        codec.decode(enc.payload, {**enc.params, "scale": enc.params["scale"] * 2}, x.shape)
+    truncated = enc.payload[: len(enc.payload) // 2]
+    with pytest.raises(CodecError, match="ANS payload"):
+        codec.decode(truncated, {**enc.params, "crc32": zlib.crc32(truncated)}, x.shape)
+    padded = enc.payload + enc.payload[:8]
+    with pytest.raises(CodecError, match="ANS payload"):
+        codec.decode(padded, {**enc.params, "crc32": zlib.crc32(padded)}, x.shape)
+    with pytest.raises(CodecError, match="ANS payload"):  # more frames than were sent
+        codec.decode(enc.payload, enc.params, (1, 40, 12))
+    with pytest.raises(CodecError, match="channels"):
+        codec.decode(enc.payload, enc.params, (1, 30, 11))
+    with pytest.raises(CodecError, match="channels"):
+        codec.encode(x[..., :5])
+
+
+def test_klt_file_is_checked_field_by_field(klt_dir: Path, tmp_path: Path) -> None:
+    good = json.loads((klt_dir / KLT_FILE).read_text())
+    cases = {"format": ({**good, "format": "pickle"}, "not a KLT fit"),
+             "version": ({**good, "version": 7}, "version 7"),
+             "shape": ({**good, "mean": good["mean"][:-1]}, "'mean' has shape"),
+             "nan": ({**good, "inverse": [[float("nan")] * 12] * 12}, "'inverse' holds NaN"),
+             "step": ({**good, "step": 0}, "'step' must be a positive number")}
+    for name, (doc, message) in cases.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(doc))
+        with pytest.raises(ValueError, match=message):
+            load_klt(path)
+    (tmp_path / "junk.json").write_bytes(b"\x80\x04not json")
+    with pytest.raises(ValueError, match="invalid JSON"):
+        load_klt(tmp_path / "junk.json")
+    with pytest.raises(FileNotFoundError, match="split fit-klt"):
+        load_klt(tmp_path / "missing.json")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CodecError, match="needs the klt"):
+        get_codec("klt-ans", tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="learned codec folder not found"):
+        get_codec("klt-ans", tmp_path / "nowhere")
+
+
+def test_fit_klt_cli_plain(tmp_path: Path) -> None:
+    from split.__main__ import main
+    from tests.split_helpers import make_dataset, make_split_pair
+
+    pair = make_split_pair(tmp_path / "pair", autoencoder=False)
+    ds = make_dataset(tmp_path / "ds", count=6)
+    assert main(["fit-klt", "--head", str(pair / "head.onnx"), "--dataset", str(ds), "--out",
+                 str(pair / KLT_FILE), "--no-progress"]) == 0
+    fit = load_klt(pair / KLT_FILE)
+    assert fit.weighting == "none" and fit.meta["utterances"] == 6 and fit.channels == 12
+    codec = get_codec("klt-ans", pair)
+    x = np.zeros((1, 5, 12), np.float32)
+    assert codec.decode(*(lambda e: (e.payload, e.params))(codec.encode(x)), x.shape).shape == x.shape
+    assert main(["fit-klt", "--head", str(pair / "head.onnx"), "--dataset", str(ds), "--out",
+                 str(tmp_path / "k.json"), "--relative-step", "0"]) == 2
