@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from core.family import resolve
+from families.registry import get_family
 from split.errors import run_cli
 
 log = logging.getLogger("split.fit-klt")
@@ -92,9 +94,6 @@ def tail_fisher(family: str, checkpoint: Path, boundaries: list[np.ndarray], sam
     """E[g g^T] over frames, g the gradient at one boundary frame of the Tail's log-likelihood of labels
     sampled from its own output distribution (the Fisher information of the Tail's per-frame outputs)."""
     import torch
-
-    from core.family import resolve
-    from families.registry import get_family
 
     fam = get_family(family)
     if fam.split is None:
