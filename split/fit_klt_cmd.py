@@ -26,6 +26,10 @@ by the Tail's Fisher information at the boundary (the expected outer product of 
 Tail's log-likelihood of its own sampled outputs), so the error the step leaves falls where the Tail's
 output is least sensitive to it. Without it the transform is the plain KLT (squared error).
 
+--frame-normalize auto (the default) standardises each frame before the transform when the Tail (--tail,
+default tail.onnx beside the head) uses the boundary only through a LayerNormalization over its channels:
+that Tail cannot see a frame's mean and scale, so they need not be coded.
+
   python -m split fit-klt --head DIR/head.onnx --dataset TRAIN_DS --checkpoint model.pth --out DIR/klt.json
 
 Put klt.json in the folder the edge and the server get as --autoencoder DIR; both must hold the same file
@@ -41,6 +45,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--family", help="model family of --checkpoint (default: the head card's family)")
     p.add_argument("--relative-step", type=float, default=0.05,
                    help="the step as a fraction of the strongest component's std (default %(default)s)")
+    p.add_argument("--tail", type=Path, help="tail.onnx, read to decide --frame-normalize auto (default: beside --head)")
+    p.add_argument("--frame-normalize", choices=["auto", "on", "off"], default="auto",
+                   help="standardise each frame first; auto: when the Tail opens with LayerNorm over the channels "
+                        "(default %(default)s)")
     p.add_argument("--fisher-samples", type=int, default=2,
                    help="sampled output sequences per utterance for the Fisher matrix (default %(default)s)")
     p.add_argument("--limit", type=int, help="only the first N utterances")
@@ -55,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from split.codecs.klt import fit_klt
+    from split.codecs.klt import fit_klt, standardize_frames
     from split.edge import HeadModel, utterances_from_dataset
 
     if not args.relative_step > 0:
@@ -71,6 +79,14 @@ def _run(args: argparse.Namespace) -> int:
         boundaries.append(boundary[0, : lengths[0]] if lengths else boundary[0])
     if not boundaries:
         raise ValueError(f"--dataset {args.dataset}: no utterances")
+    normalize = args.frame_normalize == "on"
+    if args.frame_normalize == "auto":
+        tail = args.tail or args.head.with_name("tail.onnx")
+        normalize = tail.is_file() and opens_with_layer_norm(tail, head.session.get_outputs()[0].name)
+        log.info("--frame-normalize auto: %s", f"{tail} opens with LayerNorm over the channels: on" if normalize
+                 else f"{tail} {'does not open with LayerNorm' if tail.is_file() else 'not found'}: off")
+    if normalize:
+        boundaries = [standardize_frames(b.astype(np.float64)).astype(np.float32) for b in boundaries]
     frames = np.concatenate(boundaries)
     fisher = None
     if args.checkpoint is not None:
@@ -81,13 +97,33 @@ def _run(args: argparse.Namespace) -> int:
     meta: dict[str, Any] = {"head": str(args.head), "dataset": str(args.dataset), "utterances": len(boundaries),
                             "frames": int(frames.shape[0]), "relative_step": args.relative_step,
                             "checkpoint": str(args.checkpoint) if args.checkpoint else None}
-    fit = fit_klt(frames, relative_step=args.relative_step, fisher=fisher, meta=meta)
+    fit = fit_klt(frames, relative_step=args.relative_step, fisher=fisher, frame_normalize=normalize, meta=meta)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fit = fit.save(args.out)
     strong = int((fit.scales > fit.step / 2).sum())
-    log.info("wrote %s: %d channels (%s weighting), step %.4g, %d components above half a step on the fit data",
-             args.out, fit.channels, fit.weighting, fit.step, strong)
+    log.info("wrote %s: %d channels (%s weighting%s), step %.4g, %d components above half a step on the fit data",
+             args.out, fit.channels, fit.weighting, ", frames standardised" if normalize else "", fit.step, strong)
     return 0
+
+
+def opens_with_layer_norm(tail: Path, boundary: str) -> bool:
+    """The Tail graph uses its input `boundary` only as the input of LayerNormalization nodes over the last
+    axis (then it cannot tell a frame from the same frame shifted and scaled)."""
+    import onnx
+
+    graph = onnx.load(str(tail), load_external_data=False).graph
+    name = boundary if any(i.name == boundary for i in graph.input) else graph.input[0].name
+    rank = next((len(i.type.tensor_type.shape.dim) for i in graph.input if i.name == name), 0)
+    users = [n for n in graph.node if name in n.input]
+    if not users or any(o.name == name for o in graph.output):
+        return False
+    for node in users:
+        if node.op_type != "LayerNormalization" or list(node.input).index(name) != 0:
+            return False
+        axis = next((a.i for a in node.attribute if a.name == "axis"), -1)
+        if axis not in (-1, rank - 1):
+            return False
+    return True
 
 
 def tail_fisher(family: str, checkpoint: Path, boundaries: list[np.ndarray], samples: int, seed: int) -> np.ndarray:

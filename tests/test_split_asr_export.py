@@ -242,6 +242,8 @@ def test_fit_klt_weighted_by_the_tails_fisher_information(split_export: Path, ch
     assert main([*common, "--checkpoint", str(checkpoints[0]), "--out", str(tmp_path / "fisher" / KLT_FILE)]) == 0
     plain, fisher = load_klt(tmp_path / "plain" / KLT_FILE), load_klt(tmp_path / "fisher" / KLT_FILE)
     assert plain.weighting == "none" and fisher.weighting == "fisher" and fisher.channels == CFG.rnn_dim
+    # The split ASR Tail opens with LayerNorm over the channels (its first BiGRU block): frames standardised.
+    assert plain.frame_normalize and fisher.frame_normalize
     assert not np.allclose(plain.forward, fisher.forward)
     head = HeadModel(split_export / "head.onnx")
     utt = next(iter(utterances_from_dataset(ds, head.input.name, 1)))

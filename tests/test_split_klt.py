@@ -58,7 +58,7 @@ def test_codec_round_trip_and_size(klt_dir: Path) -> None:
     x = _correlated(frames=60, seed=5)[None]
     learned = Learned.from_dir(klt_dir)
     assert learned.autoencoder is None and learned.klt is not None
-    assert {"klt-ans", "klt-ans-2x"} <= set(codec_names(learned)) and "ae" not in codec_names(learned)
+    assert {"klt-ans", "klt-ans-2x", "klt-ans-4x"} <= set(codec_names(learned)) and "ae" not in codec_names(learned)
     fit = learned.klt
     for name, coarse in (("klt-ans", 1.0), ("klt-ans-2x", 2.0)):
         codec = get_codec(name, klt_dir)
@@ -142,3 +142,46 @@ def test_fit_klt_cli_plain(tmp_path: Path) -> None:
     assert codec.decode(*(lambda e: (e.payload, e.params))(codec.encode(x)), x.shape).shape == x.shape
     assert main(["fit-klt", "--head", str(pair / "head.onnx"), "--dataset", str(ds), "--out",
                  str(tmp_path / "k.json"), "--relative-step", "0"]) == 2
+
+
+def test_frame_normalisation_codes_what_a_layer_norm_tail_sees(tmp_path: Path) -> None:
+    """Frames that differ only in shift and scale code to the same symbols; the decoded frames are the
+    standardised ones, which a LayerNorm maps to the same output."""
+    from split.codecs.klt import standardize_frames
+
+    x = _correlated(frames=300)
+    fit = fit_klt(x, relative_step=0.05, frame_normalize=True)
+    fit = fit.save(tmp_path / KLT_FILE)
+    assert load_klt(tmp_path / KLT_FILE).frame_normalize
+    codec = get_codec("klt-ans", tmp_path)
+    frames = x[None, :40]
+    moved = frames * np.linspace(0.5, 3, 40, dtype=np.float32)[None, :, None] + 7
+    a, b = codec.encode(frames), codec.encode(moved)
+    assert a.payload == b.payload
+    y = codec.decode(a.payload, a.params, frames.shape)
+    target = standardize_frames(frames.astype(np.float64))
+    assert np.abs(y - target).max() < 0.5 and np.abs(y - target).mean() < np.abs(y - frames).mean()
+
+
+def test_layer_norm_tail_is_detected_from_the_graph(tmp_path: Path) -> None:
+    import torch
+
+    from split.fit_klt_cmd import opens_with_layer_norm
+
+    class LnTail(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm, self.out = torch.nn.LayerNorm(6), torch.nn.Linear(6, 3)
+
+        def forward(self, features: torch.Tensor) -> torch.Tensor:
+            return self.out(self.norm(features))
+
+    class SkipTail(LnTail):
+        def forward(self, features: torch.Tensor) -> torch.Tensor:
+            return self.out(self.norm(features) + features)  # sees the raw frame too
+
+    for cls, expected in ((LnTail, True), (SkipTail, False)):
+        path = tmp_path / f"{cls.__name__}.onnx"
+        torch.onnx.export(cls().eval(), (torch.randn(1, 5, 6),), str(path), input_names=["features"],
+                          output_names=["logits"], opset_version=17, dynamo=False)
+        assert opens_with_layer_norm(path, "features") is expected

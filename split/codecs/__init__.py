@@ -7,7 +7,7 @@
 | int8-huffman, int8-zstd, int8-lz4 | per-tensor int8 symbols through Huffman / zstd / lz4 |
 | q4-ans, q3-ans, q2-ans | 4/3/2-bit clipped uniform quantisation, ANS-coded with its histogram |
 | ae, ae-int8-zstd, ae-q4-ans | the autoencoder's latent as fp32 / int8+zstd / 4-bit+ANS (needs the AE ONNX pair) |
-| klt-ans, klt-ans-2x | the fitted KLT's components at its step (2x: twice as coarse), ANS with the fit's Laplace model (needs klt.json) |
+| klt-ans, klt-ans-2x, klt-ans-4x | the fitted KLT's components at its step (2x, 4x: that much coarser), ANS with the fit's Laplace model (needs klt.json) |
 
 `get_codec(name, learned)` builds one, `learned` being the folder holding the learned parts (ae_*.onnx,
 klt.json) or a `Learned`; `measure(codec, x)` reports bits per element, bytes, ratio vs fp32, encode/decode
@@ -104,6 +104,7 @@ CODECS: dict[str, CodecSpec] = {
     "ae-q4-ans": _ae("ae-q4-ans", LowBit(4), Ans(16), "autoencoder latent, 4-bit clipped + ANS"),
     "klt-ans": _klt("klt-ans", 1.0, "fitted KLT (klt.json) at its step, ANS with the fit's Laplace model"),
     "klt-ans-2x": _klt("klt-ans-2x", 2.0, "fitted KLT at twice its step, ANS with the fit's Laplace model"),
+    "klt-ans-4x": _klt("klt-ans-4x", 4.0, "fitted KLT at four times its step, ANS with the fit's Laplace model"),
 }
 
 _NEEDS_FILES = {"autoencoder": f"{ENCODER_FILE} / {DECODER_FILE}", "klt": f"{KLT_FILE} (python -m split fit-klt)"}

@@ -11,6 +11,12 @@ With a Fisher matrix F (the expected outer product of the Tail's log-likelihood 
 the error that is spread evenly is the one the Tail's output is sensitive to rather than plain squared
 error: directions the Tail ignores (its first LayerNorm removes each frame's mean, for one) get no bits.
 
+Where the Tail opens with a LayerNorm over the channels (its only use of the boundary), the Tail cannot see
+each frame's mean and scale, so the fit can drop them (`frame_normalize`): every frame is standardised
+before the transform and the decoder returns the standardised frame, which the Tail maps to the same
+output (up to LayerNorm's epsilon) while two numbers per frame are never coded. The decoded tensor then
+differs from the boundary by exactly that per-frame shift and scale (the codec table's RMSE says so).
+
 The fit is a JSON file (`klt.json`, beside ae_*.onnx in the folder given as --autoencoder): mean, forward and
 inverse matrices, each component's Laplace scale on the fit data, and the step. Edge and cloud must hold
 the same fit: every request carries the file's CRC-32 (`transform_crc`) and the step (`scale`), and a
@@ -49,6 +55,7 @@ class KltFit:
     scales: np.ndarray    # (C,) mean |z_c| on the fit data (the Laplace scale of each component)
     step: float           # the uniform step on z (float32-exact: it travels as a float field)
     weighting: str = "none"  # "fisher" when fitted with the Tail's Fisher matrix
+    frame_normalize: bool = False  # standardise each frame first (a Tail that opens with LayerNorm)
     meta: dict[str, Any] = field(default_factory=dict)
     crc: int = 0          # CRC-32 of the file's bytes, set by `load` / `to_bytes`
 
@@ -58,7 +65,8 @@ class KltFit:
 
     def to_bytes(self) -> bytes:
         doc = {"format": FORMAT, "version": VERSION, "channels": self.channels, "weighting": self.weighting,
-               "step": float(np.float32(self.step)), "mean": self.mean.astype(float).tolist(),
+               "frame_normalize": self.frame_normalize, "step": float(np.float32(self.step)),
+               "mean": self.mean.astype(float).tolist(),
                "forward": self.forward.astype(float).tolist(), "inverse": self.inverse.astype(float).tolist(),
                "scales": self.scales.astype(float).tolist(), "meta": self.meta}
         return (json.dumps(doc, indent=None, separators=(",", ":")) + "\n").encode()
@@ -76,7 +84,10 @@ class KltFit:
         if x.ndim == 0 or x.shape[-1] != self.channels:
             raise CodecError(f"klt: the tensor's last axis has {x.shape[-1] if x.ndim else 0} channels, the fit "
                              f"has {self.channels}")
-        return ((x.astype(np.float64) - self.mean) @ self.forward).astype(np.float32)
+        x = x.astype(np.float64)
+        if self.frame_normalize:
+            x = standardize_frames(x)
+        return ((x - self.mean) @ self.forward).astype(np.float32)
 
     def inverse_transform(self, z: np.ndarray, channels: int) -> np.ndarray:
         if channels != self.channels:
@@ -115,6 +126,9 @@ def load_klt(path: Path) -> KltFit:
             raise ValueError(f"{path}: {key!r} holds NaN or inf")
         return a
 
+    normalize = doc.get("frame_normalize", False)
+    if not isinstance(normalize, bool):
+        raise ValueError(f"{path}: 'frame_normalize' must be true or false, got {normalize!r}")
     step = doc.get("step")
     if not isinstance(step, (int, float)) or isinstance(step, bool) or not np.isfinite(step) or step <= 0:
         raise ValueError(f"{path}: 'step' must be a positive number, got {step!r}")
@@ -123,13 +137,25 @@ def load_klt(path: Path) -> KltFit:
         raise ValueError(f"{path}: 'scales' holds a negative scale")
     return KltFit(mean=array("mean", (c,)), forward=array("forward", (c, c)), inverse=array("inverse", (c, c)),
                   scales=scales, step=float(np.float32(step)), weighting=str(doc.get("weighting", "none")),
+                  frame_normalize=normalize,
                   meta=doc.get("meta") if isinstance(doc.get("meta"), dict) else {}, crc=zlib.crc32(raw))
 
 
+# LayerNormalization's default epsilon; the standardised frame is what the Tail's LayerNorm computes anyway.
+FRAME_EPSILON = 1e-5
+
+
+def standardize_frames(x: np.ndarray) -> np.ndarray:
+    """Each frame (last axis) shifted to mean 0 and scaled to variance 1, as a LayerNorm without affine."""
+    mean = x.mean(axis=-1, keepdims=True)
+    return (x - mean) / np.sqrt(((x - mean) ** 2).mean(axis=-1, keepdims=True) + FRAME_EPSILON)
+
+
 def fit_klt(x: np.ndarray, *, relative_step: float, fisher: np.ndarray | None = None,
-            meta: dict[str, Any] | None = None) -> KltFit:
-    """The KLT of the rows of `x` (N, C), weighted by `fisher` (C, C) when given; the step is
-    `relative_step` times the strongest component's standard deviation."""
+            frame_normalize: bool = False, meta: dict[str, Any] | None = None) -> KltFit:
+    """The KLT of the rows of `x` (N, C) (standardised first with `frame_normalize`; `fisher` must then be
+    taken at the standardised frames), weighted by `fisher` (C, C) when given; the step is `relative_step`
+    times the strongest component's standard deviation."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 2:
         raise ValueError(f"fit data must be (frames, channels) with at least 2 frames, got {list(x.shape)}")
@@ -137,6 +163,8 @@ def fit_klt(x: np.ndarray, *, relative_step: float, fisher: np.ndarray | None = 
         raise ValueError("fit data holds NaN or inf")
     if not relative_step > 0:
         raise ValueError(f"relative step must be positive, got {relative_step}")
+    if frame_normalize:
+        x = standardize_frames(x)
     c = x.shape[1]
     mean = x.mean(axis=0)
     if fisher is None:
@@ -158,7 +186,8 @@ def fit_klt(x: np.ndarray, *, relative_step: float, fisher: np.ndarray | None = 
     z = (x - mean) @ forward
     step = float(np.float32(relative_step * max(float(z[:, 0].std()), 1e-12)))
     return KltFit(mean=mean, forward=forward, inverse=inverse, scales=np.abs(z).mean(axis=0), step=step,
-                  weighting="none" if fisher is None else "fisher", meta=dict(meta or {}))
+                  weighting="none" if fisher is None else "fisher", frame_normalize=frame_normalize,
+                  meta=dict(meta or {}))
 
 
 class KltQuantizer:
