@@ -32,8 +32,8 @@ PLAN = Plan(
         # Where this CPU is the edge, the whole model on it wins at every bandwidth; a ten times slower edge
         # is where moving work to the cloud can pay, and the planner must see it.
         slow_edge_scale=10.0,
-        # Without a budget a slow edge makes the planner ship the input spectrogram at two bits and lose half
-        # the words; one point is about the spread of the WER over the profiled utterances.
+        # Without a budget a slow edge makes the planner ship the input spectrogram at two bits and lose most
+        # of the words; one point is about the spread of the WER over the profiled utterances.
         max_delta_wer=1.0,
         klt_utterances=150,
         resnet_table="split_resnet50_partitions",

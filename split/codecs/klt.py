@@ -226,7 +226,7 @@ class LaplaceAns:
 
     Each component's model is a categorical table over -LIMIT..LIMIT built once from the fit (constriction's
     leaky categorical gives every symbol a nonzero probability); coding a column against one fixed table is
-    an order of magnitude faster than a Laplace model with a parameter per symbol. Components are coded
+    much faster than a Laplace model with a parameter per symbol. Components are coded
     column by column over all frames.
 
     An ANS decoder reading past the end of its stream does not fail, it decodes noise; so the stream ends
