@@ -19,7 +19,7 @@ HELP = "fit the KLT transform codec (klt-ans) to a Head's boundary tensors on tr
 DESCRIPTION = """Run the Head over a dataset dir (training utterances, not the test set) and fit the
 Karhunen-Loeve transform of its boundary tensor: the principal axes of the boundary's channels, one
 uniform step (--relative-step times the strongest component's standard deviation) and each component's
-Laplace scale, written as klt.json for the klt-ans / klt-ans-2x codecs.
+Laplace scale, written as klt.json for the klt-ans, klt-ans-2x and klt-ans-4x codecs.
 
 With --checkpoint (a family with its own Head/Tail cut, e.g. split_asr's model.pth) the fit is weighted
 by the Tail's Fisher information at the boundary (the expected outer product of the gradient of the

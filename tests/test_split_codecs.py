@@ -220,7 +220,7 @@ def test_measure_reports_sizes(x: np.ndarray) -> None:
 
 
 def test_autoencoder_codecs_round_trip(pair: Path, x: np.ndarray) -> None:
-    for name in [n for n, s in CODECS.items() if s.needs_autoencoder]:
+    for name in [n for n, s in CODECS.items() if s.needs == "autoencoder"]:
         codec = get_codec(name, pair)
         enc = codec.encode(x)
         y = codec.decode(enc.payload, enc.params, x.shape)

@@ -64,10 +64,6 @@ class CodecSpec:
     needs: str | None = None  # "autoencoder" or "klt": the learned part it runs on
     description: str = ""
 
-    @property
-    def needs_autoencoder(self) -> bool:
-        return self.needs == "autoencoder"
-
 
 def _plain(name: str, quantizer: Any, entropy: Any, lossless: bool, description: str) -> CodecSpec:
     return CodecSpec(lambda _: Codec(name, quantizer, entropy, None, lossless, description), None, description)
@@ -125,8 +121,8 @@ def get_codec(name: str, learned: Learned | Autoencoder | Path | None = None) ->
         return spec.build(Learned())
     if isinstance(learned, Autoencoder):
         learned = Learned(autoencoder=learned)
-    elif learned is None or isinstance(learned, (str, Path)):
-        learned = Learned.from_dir(Path(learned)) if learned is not None else Learned()
+    elif not isinstance(learned, Learned):
+        learned = Learned.from_dir(learned)
     if not learned.has(spec.needs):
         raise CodecError(f"codec {name!r} needs the {spec.needs} ({_NEEDS_FILES[spec.needs]})")
     return spec.build(learned)

@@ -33,6 +33,7 @@ from typing import Any
 import constriction
 import numpy as np
 
+from core.fsio import atomic_write_bytes
 from split.codecs.base import CodecError, require, require_finite
 
 KLT_FILE = "klt.json"
@@ -73,11 +74,7 @@ class KltFit:
 
     def save(self, path: Path) -> "KltFit":
         """Write atomically; returns the fit as loaded back (with its CRC)."""
-        path = Path(path)
-        data = self.to_bytes()
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        atomic_write_bytes(Path(path), self.to_bytes())
         return load_klt(path)
 
     def forward_transform(self, x: np.ndarray) -> np.ndarray:
@@ -198,7 +195,6 @@ class KltQuantizer:
     symbol_dtype = np.dtype("<i2")
 
     def __init__(self, fit: KltFit, coarseness: float = 1.0) -> None:
-        self.fit = fit
         self.step = float(np.float32(fit.step * coarseness))
 
     def quantize(self, z: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
