@@ -6,6 +6,7 @@ Measured, in one invocation on one dataset dir and ONNX model (onnxruntime):
     batch's end, so actor start-up and model loading are left out, as warm-up is on the other side);
   - from the Ray run: the mean model time per batch and the per-batch coordination cost, i.e. the time each
     worker spent on a batch beyond the model call (reading inputs, writing outputs, Ray's scheduling).
+Both runs are repeated as alternating pairs (--repeat) and the pair with the median ratio is reported.
 Projected, not measured: throughput for N workers, N x (samples per batch) / (model time + coordination) per
 batch, which assumes every worker has its own T cores and that the driver and the shared storage keep up.
 """
@@ -16,17 +17,23 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from core.machine import machine_label
+
 log = logging.getLogger("bench")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, required=True, help="the .onnx (card beside it)")
     p.add_argument("--dataset", type=Path, required=True, help="dataset dir made for that card")
-    p.add_argument("--out", type=Path, required=True, help="folder for the two run dirs and bench_scale.{json,md,png}")
+    p.add_argument("--out", type=Path, required=True, help="folder for the two run dirs (and the report, by default)")
+    p.add_argument("--report", type=Path,
+                   help="the report's path without suffix: REPORT.json, .md and .png (default: OUT/bench_scale)")
     p.add_argument("--workers", type=int, default=2, help="Ray workers W (the single-process run gets W x T threads)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads T of each Ray worker")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=5,
+                   help="alternating single-process / Ray pairs; the pair with the median ratio is reported")
     p.add_argument("--project", default="1,2,4,8,16,32", help="worker counts N to project, comma-separated")
     p.add_argument("--ray-address", help="join this Ray cluster instead of starting a local instance")
     p.add_argument("--no-progress", action="store_true")
@@ -47,9 +54,13 @@ def scale_report(single: dict[str, Any], ray_run: dict[str, Any], project: list[
     projected = [{"workers": w, "seq_per_s": w * per_batch_samples / (per_batch_s + (coord_s or 0.0)),
                   "kind": "projected"} for w in project]
     return {
+        "model": {k: (single.get("model") or {}).get(k) for k in ("family", "precision", "sha256")},
+        "dataset": Path(single["dataset"]["path"]).name if single["dataset"].get("path") else None,
+        "machine": single.get("machine"),
         "measured": {
             "samples": n, "batches": batches, "batch_size": ray_run["batch_size"], "workers": workers,
             "threads_per_worker": ray_run["ray"]["threads_per_worker"],
+            "ray_tasks": ray_run["ray"].get("tasks_this_run"),
             "single_seq_per_s": single_rate, "ray_seq_per_s": ray_rate,
             "ray_over_single": ray_rate / single_rate if single_rate and ray_rate else None,
             "ray_overhead": 1 - ray_rate / single_rate if single_rate and ray_rate else None,
@@ -63,20 +74,44 @@ def scale_report(single: dict[str, Any], ray_run: dict[str, Any], project: list[
     }
 
 
+def median_pair(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The report of the pair with the median Ray / single-process ratio, with every pair's ratio beside it."""
+    ratios = [p["measured"]["ray_over_single"] or 0.0 for p in pairs]
+    order = sorted(range(len(pairs)), key=lambda i: ratios[i])
+    rep = pairs[order[(len(pairs) - 1) // 2]]
+    rep["measured"]["ratio_of_each_pair"] = ratios
+    return rep
+
+
+def _threads(m: dict[str, Any]) -> str:
+    return f"{m['threads_per_worker']} thread{'s' if m['threads_per_worker'] != 1 else ''}"
+
+
 def _markdown(rep: dict[str, Any]) -> str:
     m = rep["measured"]
-    lines = ["# Ray scaling", "",
-             f"{m['samples']} utterances, batch {m['batch_size']}, {m['batches']} batches; "
-             f"cluster: {m['cluster']['nodes']} node(s), {m['cluster']['cpus']} CPUs.", "",
+    model = rep.get("model") or {}
+    what = " ".join(str(x) for x in (model.get("family"), model.get("precision")) if x)
+    lines = ["# Ray scaling" + (f": {what}" if what else "") + (f" on {rep['dataset']}" if rep.get("dataset") else ""),
+             "",
+             f"{m['samples']} utterances, batch {m['batch_size']}, {m['batches']} batches"
+             + (f" in {m['ray_tasks']} Ray tasks" if m.get("ray_tasks") else "")
+             + f"; cluster: {m['cluster']['nodes']} node(s), {m['cluster']['cpus']} CPUs.",
+             *([f"Measured on {machine_label(rep['machine'])} (onnxruntime for both runs).", ""]
+               if rep.get("machine") else [""]),
              "| setup | seq/s | kind |", "|---|---|---|",
              f"| single process, {m['workers'] * m['threads_per_worker']} threads | {m['single_seq_per_s']:.2f} | measured |",
-             f"| Ray, {m['workers']} workers x {m['threads_per_worker']} threads | {m['ray_seq_per_s']:.2f} | measured |"]
-    lines += [f"| Ray, {p['workers']} workers x {m['threads_per_worker']} threads | {p['seq_per_s']:.2f} | projected |"
+             f"| Ray, {m['workers']} workers x {_threads(m)} | {m['ray_seq_per_s']:.2f} | measured |"]
+    lines += [f"| Ray, {p['workers']} worker{'s' if p['workers'] != 1 else ''} x {_threads(m)} | {p['seq_per_s']:.2f} | projected |"
               for p in rep["projected"]]
     ratio = m["ray_over_single"]
+    each = m.get("ratio_of_each_pair") or []
+    spread = (f"; the median of {len(each)} alternating pairs, which ranged {min(each):.3f} to {max(each):.3f}"
+              if len(each) > 1 else "")
+    cost = (f"overhead {100 * m['ray_overhead']:.1f}%" if m["ray_overhead"] >= 0 else
+            f"Ray {-100 * m['ray_overhead']:.1f}% faster: separate processes of one thread each beat one process's "
+            "threads here")
     lines += ["",
-              f"Measured: Ray / single process = {ratio:.3f} at equal total threads (overhead "
-              f"{100 * m['ray_overhead']:.1f}%); model time {1000 * m['model_s_per_batch']:.2f} ms and coordination "
+              f"Measured: Ray / single process = {ratio:.3f} at equal total threads ({cost}{spread}); model time {1000 * m['model_s_per_batch']:.2f} ms and coordination "
               f"{1000 * (m['coordination_s_per_batch'] or 0):.2f} ms per batch per worker.",
               f"Projected (not measured): {rep['projection_rule']}.", ""]
     return "\n".join(lines)
@@ -115,20 +150,29 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError("--workers, --threads and every --project count must be at least 1")
         _, card = load_model_and_card(args.model, None)
         dataset = open_dataset_for(args.dataset, card)
+        if args.repeat < 1:
+            raise ValueError("--repeat must be at least 1")
         opts = RunOptions(batch_size=args.batch_size, warmup=args.warmup, progress=not args.no_progress, force=True)
-        single = run_dataset(OnnxRuntimeBackend(args.model, card, threads=args.workers * args.threads), dataset, card,
-                             args.out / "single", opts, model_path=args.model)
-        ray_run = run_dataset_ray(BackendSpec("onnxruntime", model=str(args.model.resolve()),
-                                              options={"threads": args.threads}),
-                                  dataset, card, args.out / "ray", opts,
-                                  RayOptions(address=args.ray_address, workers=args.workers), model_path=args.model)
+        pairs = []
+        # Alternating pairs, so that a busy moment of a shared machine lands on both sides alike.
+        for _ in range(args.repeat):
+            single = run_dataset(OnnxRuntimeBackend(args.model, card, threads=args.workers * args.threads), dataset,
+                                 card, args.out / "single", opts, model_path=args.model)
+            ray_run = run_dataset_ray(BackendSpec("onnxruntime", model=str(args.model.resolve()),
+                                                  options={"threads": args.threads}),
+                                      dataset, card, args.out / "ray", opts,
+                                      RayOptions(address=args.ray_address, workers=args.workers),
+                                      model_path=args.model)
+            pairs.append(scale_report(single, ray_run, project))
     except (CardError, DatasetDirError, RunError, ValueError) as exc:
         log.error("%s", exc)
         return 2
-    rep = scale_report(single, ray_run, project)
-    atomic_write_json(args.out / "bench_scale.json", rep)
-    atomic_write_bytes(args.out / "bench_scale.md", _markdown(rep).encode())
-    _plot(rep, args.out / "bench_scale.png")
+    rep = median_pair(pairs)
+    report = args.report or args.out / "bench_scale"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(report.with_name(report.name + ".json"), rep)
+    atomic_write_bytes(report.with_name(report.name + ".md"), _markdown(rep).encode())
+    _plot(rep, report.with_name(report.name + ".png"))
     log.info("measured: Ray / single process = %.3f at equal total threads", rep["measured"]["ray_over_single"] or 0)
-    log.info("wrote %s (.json, .md, .png)", args.out / "bench_scale")
+    log.info("wrote %s (.json, .md, .png)", report)
     return 0

@@ -25,6 +25,10 @@ class RayOptions:
     num_cpus: int | None = None  # local instance only
     object_store_memory: int | None = None  # local instance only; only small descriptions travel through it
     pause_s: float = 0.0  # runners: after each batch, in the worker; lets a fault test kill a worker with work left
+    # runners: the batches are dealt into workers x this many Ray tasks. Starting a task costs about as much
+    # as a small model call, so one task per batch would spend half the cluster on scheduling; a few tasks per
+    # worker still balance the load, and a retried task skips the batches it had already finished.
+    tasks_per_worker: int = 8
 
 
 class RayCluster:

@@ -1,14 +1,15 @@
 """The runner over a Ray cluster: the same run dir as `runners.base.run_dataset`, the work spread by Ray Data.
 
-The driver forms the batches exactly as the single-process run does (`make_batches`) and streams their
-descriptions (batch index + sample keys, never tensors) through `map_batches` into a pool of actors. Each
+The driver forms the batches exactly as the single-process run does (`make_batches`), deals their
+descriptions (batch index + sample keys, never tensors) into a few Ray tasks per worker, and streams those
+through `map_batches` into a pool of actors. Each
 actor builds its own backend session once, reads its samples from the dataset dir on shared storage, pads
 them with the same `assemble`, and writes every sample's outputs atomically into the run dir. So the outputs
 are bit-identical to a single-process run of the same backend and settings.
 
 Resume: after a batch's outputs are in place the actor writes a small record of it (keys, shapes, latency,
 worker) into `<run>/.ray/`; a rerun skips the batches that have one. Ray Data's actor pool restarts a
-worker that dies and retries its batches there. run.json (the last file written, as in the single-process
+worker that dies and retries its task there, where the batches the task had finished are skipped the same way. run.json (the last file written, as in the single-process
 run) merges the records, and the records are removed, so a finished run dir holds the same files.
 """
 from __future__ import annotations
@@ -86,11 +87,23 @@ class BatchWorker:
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         records = []
-        for index, keys in zip(rows["batch"], rows["keys"]):
-            records.append(json.dumps(self.run_batch(int(index), json.loads(str(keys)))))
-            if self.pause_s:
-                time.sleep(self.pause_s)
+        for task in rows["batches"]:
+            for index, keys in json.loads(str(task)):
+                record = self.finished(int(index), keys)
+                if record is None:
+                    record = self.run_batch(int(index), keys)
+                    if self.pause_s:
+                        time.sleep(self.pause_s)
+                records.append(json.dumps(record))
         return {"record": records}
+
+    def finished(self, index: int, keys: list[str]) -> dict[str, Any] | None:
+        """The record of a batch an earlier attempt of this task completed (Ray retries whole tasks)."""
+        try:
+            record = json.loads((self.out / PROGRESS_DIR / f"batch-{index:08d}.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return record if record.get("keys") == keys else None
 
     def run_batch(self, index: int, keys: list[str]) -> dict[str, Any]:
         if self.threads and "torch" in sys.modules:
@@ -165,10 +178,11 @@ def run_dataset_ray(spec: BackendSpec, dataset: DatasetDir, card: ModelCard, out
             raise RunError(f"--workers {workers} x {cpus_per_worker} CPUs each needs more than the cluster's "
                            f"{cluster['cpus']} CPUs; lower --workers or --threads")
         workers = max(1, min(workers, len(todo) or 1))
+        tasks = max(1, min(len(todo), workers * ray_opts.tasks_per_worker))
         wall0 = time.perf_counter()
         if todo:
-            _stream(spec, dataset, card, out, opts, ray_opts, batches, todo, fixed, workers, cpus_per_worker,
-                    on_batch)
+            _stream(spec, dataset, card, out, opts, ray_opts, batches, todo, fixed, workers, tasks,
+                    cpus_per_worker, on_batch)
         wall_s = time.perf_counter() - wall0
 
     records = [json.loads(p.read_text()) for p in sorted((out / PROGRESS_DIR).glob("batch-*.json"))]
@@ -183,6 +197,7 @@ def run_dataset_ray(spec: BackendSpec, dataset: DatasetDir, card: ModelCard, out
         "cluster": cluster,
         "workers": workers,
         "threads_per_worker": spec.threads,
+        "tasks_this_run": tasks if todo else 0,
         "batches_this_run": len(todo),
         "batches_resumed": len(done),
         "seq_per_s_total": _span_rate(fresh),
@@ -222,15 +237,17 @@ def _resume(out: Path, config: dict[str, Any], batches: list, card: ModelCard, f
 
 
 def _stream(spec: BackendSpec, dataset: DatasetDir, card: ModelCard, out: Path, opts: RunOptions,
-            ray_opts: RayOptions, batches: list, todo: list[int], fixed: int | None, workers: int,
+            ray_opts: RayOptions, batches: list, todo: list[int], fixed: int | None, workers: int, tasks: int,
             cpus_per_worker: int, on_batch: Callable[[dict[str, Any]], None] | None) -> None:
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver's own bar counts batches
     ctx.max_consecutive_actor_init_deaths = 1  # a model that cannot load fails the run instead of looping
-    items = [{"batch": i, "keys": json.dumps([s.key for s in batches[i]])} for i in todo]
-    # One block per batch: the unit Ray schedules and retries is exactly one of the single-process batches.
+    # Batches dealt round-robin, so that with batches sorted by length every task gets a like share of work.
+    items = [{"batches": json.dumps([[i, [s.key for s in batches[i]]] for i in todo[t::tasks]])}
+             for t in range(tasks)]
+    # One block per task: the unit Ray schedules and retries.
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     with warnings.catch_warnings():
         # Ray 2.60 takes an actor's restart limits only as extra remote args, which it flags as deprecated.

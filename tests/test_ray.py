@@ -154,6 +154,47 @@ def test_interrupted_run_resumes_without_redoing(ray_local, tiny_export, tiny_an
     assert output_files(out) == output_files(single)
 
 
+def test_batches_dealt_into_few_tasks_give_the_same_files(ray_local, tiny_export, tiny_an4_test, tmp_path):
+    from core.run_dir import open_run
+    from runners.base import RunOptions
+    from runners.ray_runner import RayOptions, run_dataset_ray
+
+    single = single_run(tiny_export, tiny_an4_test, tmp_path / "single", 1)
+    card, ds = open_inputs(tiny_export, tiny_an4_test)
+    assert len(ds.samples) > 2  # so that each of the two tasks holds several batches
+    out = tmp_path / "ray"
+    run_dataset_ray(ort_spec(tiny_export), ds, card, out, RunOptions(batch_size=1, warmup=1, progress=False),
+                    RayOptions(workers=2, tasks_per_worker=1))
+    run = open_run(out)
+    assert output_files(out) == output_files(single)
+    assert sorted(s["key"] for s in run["samples"]) == sorted(s.key for s in ds.samples)
+    assert len(run["batch_latency_ms"]) == run["batches"] == len(ds.samples)
+
+
+def test_retried_task_skips_the_batches_it_finished(tiny_export, tiny_an4_test, tmp_path):
+    """Ray retries a whole task after its worker dies; the batches it had written are not run again."""
+    from core.dataset_dir import atomic_write_json
+    from runners.ray_runner import PROGRESS_DIR, BatchWorker
+
+    card, ds = open_inputs(tiny_export, tiny_an4_test)
+    out = tmp_path / "run"
+    (out / PROGRESS_DIR).mkdir(parents=True)
+    for o in card.outputs:
+        (out / o.name).mkdir()
+    keys = [s.key for s in ds.samples[:3]]
+    worker = BatchWorker(ort_spec(tiny_export), card, str(tiny_an4_test), str(out), keys[:1], None, 0, 0.0)
+    first = worker({"batches": [json.dumps([[0, keys[:1]]])]})["record"]
+    out_file = out / card.outputs[0].name / f"{keys[0]}.bin"
+    before = out_file.stat().st_mtime_ns
+    time.sleep(0.01)
+    # A record for other keys under a batch's index (a stale one) does not count as finished.
+    atomic_write_json(out / PROGRESS_DIR / "batch-00000002.json", {"batch": 2, "keys": ["nope"]})
+    retry = worker({"batches": [json.dumps([[0, keys[:1]], [1, keys[1:2]], [2, keys[2:3]]])]})["record"]
+    assert retry[0] == first[0] and out_file.stat().st_mtime_ns == before
+    assert [json.loads(r)["keys"] for r in retry] == [keys[:1], keys[1:2], keys[2:3]]
+    assert all((out / card.outputs[0].name / f"{k}.bin").is_file() for k in keys)
+
+
 def test_model_that_fails_to_load_on_a_worker(ray_local, tiny_export, tiny_an4_test, tmp_path):
     from core.run_dir import RunError
     from runners.base import RunOptions
@@ -267,8 +308,11 @@ def test_bench_scale_smoke(ray_local, tiny_export, tiny_an4_test, tmp_path):
 
     out = tmp_path / "scale"
     assert main(["scale", "--model", str(tiny_export), "--dataset", str(tiny_an4_test), "--out", str(out),
-                 "--workers", "2", "--threads", "1", "--warmup", "1", "--project", "1,4", "--no-progress"]) == 0
+                 "--workers", "2", "--threads", "1", "--warmup", "1", "--project", "1,4", "--repeat", "2",
+                 "--no-progress"]) == 0
     rep = json.loads((out / "bench_scale.json").read_text())
+    assert len(rep["measured"]["ratio_of_each_pair"]) == 2
+    assert rep["measured"]["ray_over_single"] in rep["measured"]["ratio_of_each_pair"]
     assert [p["workers"] for p in rep["projected"]] == [1, 4] and all(p["kind"] == "projected" for p in rep["projected"])
     assert rep["measured"]["workers"] == 2 and rep["measured"]["ray_over_single"] > 0
     table = (out / "bench_scale.md").read_text()
@@ -290,3 +334,11 @@ def test_scale_report_projection_follows_its_rule():
     assert rep["measured"]["coordination_s_per_batch"] == pytest.approx(0.15)
     assert rep["measured"]["ray_over_single"] == pytest.approx(0.8)
     assert [p["seq_per_s"] for p in rep["projected"]] == pytest.approx([2 / 0.25, 4 / 0.25])
+
+
+def test_scale_report_takes_the_median_pair():
+    from bench.scale import median_pair
+
+    pairs = [{"measured": {"ray_over_single": r, "tag": i}} for i, r in enumerate([0.9, 1.2, 0.7])]
+    rep = median_pair(pairs)
+    assert rep["measured"]["tag"] == 0 and rep["measured"]["ratio_of_each_pair"] == [0.9, 1.2, 0.7]
