@@ -91,7 +91,7 @@ def _markdown(rep: dict[str, Any]) -> str:
     m = rep["measured"]
     model = rep.get("model") or {}
     what = " ".join(str(x) for x in (model.get("family"), model.get("precision")) if x)
-    lines = ["# Ray scaling" + (f": {what}" if what else "") + (f" on {rep['dataset']}" if rep.get("dataset") else ""),
+    lines = ["### Ray scaling" + (f": {what}" if what else "") + (f" on {rep['dataset']}" if rep.get("dataset") else ""),
              "",
              f"{m['samples']} utterances, batch {m['batch_size']}, {m['batches']} batches"
              + (f" in {m['ray_tasks']} Ray tasks" if m.get("ray_tasks") else "")

@@ -53,6 +53,17 @@ def write_results_readme(results: Path, names: list[str], trainings: list[Path])
             png = results / f"{stem}.png"
             if png.is_file():
                 parts += ["", f"![{stem.replace('_', ' ')}]({png.name})", ""]
+    # Sections made by their own scripts (scripts/streaming.sh, python -m bench scale), not by every run:
+    # whatever of them is in the folder is gathered.
+    for md in sorted(results.glob("*_streaming.md")):
+        parts.append(md.read_text())
+        if md.with_suffix(".png").is_file():
+            parts += ["", f"![{md.stem.replace('_', ' ')}]({md.stem}.png)", ""]
+    scale = sorted(results.glob("bench_scale_*.md"))
+    if scale:
+        parts += ["## Scaling over Ray", "", "`python -m bench scale` (the single-process runner against the Ray runner "
+                  "at equal total threads, alternating; see docs/ray.md):", ""]
+        parts += [md.read_text() for md in scale]
     bench = results / "bench.json"
     if bench.is_file():
         parts += ["## Benchmark", "", "`bash scripts/bench.sh` (contenders timed side by side in one run; see "

@@ -20,6 +20,16 @@ def test_readme_gathers_reports_and_own_tables(tmp_path: Path) -> None:
     assert "42 s on" in text  # the split trainer records total_seconds
 
 
+def test_readme_gathers_the_sections_other_scripts_wrote(tmp_path: Path) -> None:
+    (tmp_path / "fam_precision.md").write_text("PRECISION TABLE\n")
+    (tmp_path / "fam_uni_streaming.md").write_text("STREAMING TABLE\n")
+    (tmp_path / "fam_uni_streaming.png").write_bytes(b"\x89PNG")
+    (tmp_path / "bench_scale_fam_bs1.md").write_text("SCALE TABLE\n")
+    text = write_results_readme(tmp_path, ["fam"], []).read_text()
+    assert text.index("PRECISION TABLE") < text.index("STREAMING TABLE") < text.index("SCALE TABLE")
+    assert "](fam_uni_streaming.png)" in text and "## Scaling over Ray" in text
+
+
 def test_training_paragraph_says_whether_the_model_is_cpu_portable() -> None:
     from postprocess.summary import training_section
 
