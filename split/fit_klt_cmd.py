@@ -85,15 +85,17 @@ def _run(args: argparse.Namespace) -> int:
         normalize = tail.is_file() and opens_with_layer_norm(tail, head.session.get_outputs()[0].name)
         log.info("--frame-normalize auto: %s", f"{tail} opens with LayerNorm over the channels: on" if normalize
                  else f"{tail} {'does not open with LayerNorm' if tail.is_file() else 'not found'}: off")
-    if normalize:
-        boundaries = [standardize_frames(b.astype(np.float64)).astype(np.float32) for b in boundaries]
     frames = np.concatenate(boundaries)
     fisher = None
     if args.checkpoint is not None:
         family = args.family or (head.card.family if head.card is not None else None)
         if not family:
             raise ValueError("--checkpoint: the head has no card naming its family; give --family")
-        fisher = tail_fisher(family, args.checkpoint, boundaries, args.fisher_samples, args.seed)
+        # The Fisher matrix is taken where the fit works: at the standardised frames (fit_klt standardises
+        # the frames it is given itself).
+        at = ([standardize_frames(b.astype(np.float64)).astype(np.float32) for b in boundaries] if normalize
+              else boundaries)
+        fisher = tail_fisher(family, args.checkpoint, at, args.fisher_samples, args.seed)
     meta: dict[str, Any] = {"head": str(args.head), "dataset": str(args.dataset), "utterances": len(boundaries),
                             "frames": int(frames.shape[0]), "relative_step": args.relative_step,
                             "checkpoint": str(args.checkpoint) if args.checkpoint else None}

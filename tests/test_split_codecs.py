@@ -150,6 +150,17 @@ def test_truncated_payload_with_matching_checksum_is_refused(name: str, x: np.nd
         codec.decode(short, _recrc(enc.params, short), x.shape)
 
 
+@pytest.mark.parametrize("name", ["q4-ans", "q3-ans", "q2-ans"])
+@pytest.mark.parametrize("cut", ["first word", "last word"])
+def test_ans_payload_one_word_short_is_refused(name: str, cut: str, x: np.ndarray) -> None:
+    """An ANS decoder reads past a short stream without failing; the end marker is what catches it."""
+    codec = get_codec(name)
+    enc = codec.encode(x)
+    short = enc.payload[4:] if cut == "first word" else enc.payload[:-4]
+    with pytest.raises(CodecError, match="ANS payload"):
+        codec.decode(short, _recrc(enc.params, short), x.shape)
+
+
 @pytest.mark.parametrize("name", PLAIN)
 def test_shape_that_does_not_match_payload_is_refused(name: str, x: np.ndarray) -> None:
     codec = get_codec(name)
@@ -241,6 +252,35 @@ def test_autoencoder_half_missing_is_a_clear_error(pair: Path, tmp_path: Path, x
     enc = codec.encode(x)
     with pytest.raises(CodecError, match="no ae_decoder.onnx"):
         codec.decode(enc.payload, enc.params, x.shape)
+
+
+def _ae_dir(pair: Path, out: Path, source_sha: str | None, decoder_sha: str | None = None) -> Path:
+    """The pair's AE halves in `out`, with cards naming autoencoder.pth digests as an export writes them."""
+    out.mkdir()
+    for half, sha in (("ae_encoder", source_sha), ("ae_decoder", decoder_sha or source_sha)):
+        (out / f"{half}.onnx").write_bytes((pair / f"{half}.onnx").read_bytes())
+        if sha is not None:
+            (out / f"{half}.card.json").write_text(json.dumps({"source": {"path": "autoencoder.pth", "sha256": sha}}))
+    return out
+
+
+def test_autoencoders_from_different_checkpoints_refuse_each_other(pair: Path, tmp_path: Path,
+                                                                   x: np.ndarray) -> None:
+    edge = get_codec("ae-q4-ans", _ae_dir(pair, tmp_path / "a", "a" * 64))
+    same = get_codec("ae-q4-ans", _ae_dir(pair, tmp_path / "a2", "a" * 64))
+    other = get_codec("ae-q4-ans", _ae_dir(pair, tmp_path / "b", "b" * 64))
+    enc = edge.encode(x)
+    assert enc.params["transform_crc"] == zlib.crc32(b"a" * 64)
+    assert same.decode(enc.payload, enc.params, x.shape).shape == x.shape
+    with pytest.raises(CodecError, match="different autoencoders"):
+        other.decode(enc.payload, enc.params, x.shape)
+    # A bare ONNX pair (no cards) cannot tell: it sends no fingerprint and accepts a payload without one.
+    bare = get_codec("ae-q4-ans", _ae_dir(pair, tmp_path / "bare", None))
+    plain = bare.encode(x)
+    assert "transform_crc" not in plain.params
+    assert other.decode(plain.payload, plain.params, x.shape).shape == x.shape
+    with pytest.raises(ValueError, match="different autoencoder.pth"):
+        get_codec("ae", _ae_dir(pair, tmp_path / "mixed", "a" * 64, "b" * 64))
 
 
 def test_quantiser_and_stage_units() -> None:

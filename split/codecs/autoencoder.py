@@ -6,6 +6,8 @@ cloud only the decoder); using the missing half is a clear error.
 """
 from __future__ import annotations
 
+import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,24 @@ def _last_dim(session: ort.InferenceSession, which: str) -> int | None:
     return dim if isinstance(dim, int) else None
 
 
+def source_fingerprint(onnx_path: Path) -> int | None:
+    """CRC-32 of the autoencoder.pth digest the half's card records (both halves' cards name the same one),
+    or None without a card that does."""
+    try:
+        card = json.loads(onnx_path.with_name(onnx_path.stem + ".card.json").read_text())
+        digest = card["source"]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return zlib.crc32(digest.encode()) if isinstance(digest, str) and digest else None
+
+
 class Autoencoder:
+    """The Transform protocol (split/codecs/base.py) over the ONNX pair."""
+
+    # A bare ONNX pair has no card to derive a fingerprint from; such a side neither sends nor demands one.
+    requires_fingerprint = False
+    what = "autoencoders (ae_*.onnx exported from different autoencoder.pth)"
+
     def __init__(self, encoder: Path | None, decoder: Path | None, threads: int = 1) -> None:
         if encoder is None and decoder is None:
             raise FileNotFoundError("autoencoder codec needs ae_encoder.onnx and/or ae_decoder.onnx")
@@ -42,6 +61,11 @@ class Autoencoder:
         if latent is None:
             raise ValueError("autoencoder graphs do not declare a static latent size on their last axis")
         self.latent_dim = int(latent)
+        prints = {source_fingerprint(Path(p)) for p in (encoder, decoder) if p is not None} - {None}
+        if len(prints) > 1:
+            raise ValueError(f"autoencoder halves come from different autoencoder.pth files (their cards: "
+                             f"{encoder}, {decoder})")
+        self.fingerprint = prints.pop() if prints else None
 
     @classmethod
     def from_dir(cls, directory: Path, threads: int = 1) -> "Autoencoder":

@@ -50,10 +50,21 @@ class EntropyStage(Protocol):
     def unpack(self, payload: bytes, params: dict[str, Any], count: int, dtype: np.dtype) -> np.ndarray: ...
 
 
+# The parameter naming which learned transform encoded a payload (a CRC-32 both sides derive from the same
+# file), so an edge and a cloud holding different fits or autoencoders refuse instead of decoding garbage.
+TRANSFORM_KEY = "transform_crc"
+
+
 class Transform(Protocol):
-    """A learned bottleneck (the autoencoder): (..., C) <-> (..., latent_dim)."""
+    """A learned transform (the autoencoder, the KLT): (..., C) <-> (..., latent_dim).
+
+    `fingerprint` is the CRC-32 of what defines it (None where this side cannot tell, e.g. a bare ONNX
+    autoencoder without its card); it travels as `transform_crc` and is checked where both sides know it."""
 
     latent_dim: int
+    fingerprint: int | None
+    requires_fingerprint: bool  # a payload without `transform_crc` is refused
+    what: str  # what two sides that disagree hold, for the message
 
     def forward(self, x: np.ndarray) -> np.ndarray: ...
 
@@ -104,6 +115,8 @@ class Codec:
         symbols, qparams = self.quantizer.quantize(z)
         payload, eparams = self.entropy.pack(symbols)
         params = {**qparams, **eparams, CRC_KEY: zlib.crc32(payload)}
+        if self.transform is not None and self.transform.fingerprint is not None:
+            params[TRANSFORM_KEY] = self.transform.fingerprint
         return Encoded(payload=payload, params=params)
 
     def decode(self, payload: bytes, params: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray:
@@ -116,6 +129,7 @@ class Codec:
                              "truncated in transit)")
         inner_shape = shape
         if self.transform is not None:
+            self._check_transform(params)
             if not shape:
                 raise CodecError(f"{self.name}: needs a tensor with a channel axis, got shape []")
             inner_shape = shape[:-1] + (self.transform.latent_dim,)
@@ -129,3 +143,14 @@ class Codec:
             # Valid-looking but extreme parameters (a scale near float32's limit) overflow here.
             raise CodecError(f"{self.name}: the decoded tensor holds NaN or inf (parameters out of range)")
         return x
+
+    def _check_transform(self, params: dict[str, Any]) -> None:
+        mine = self.transform.fingerprint if self.transform is not None else None
+        if TRANSFORM_KEY not in params or mine is None:
+            if self.transform is not None and self.transform.requires_fingerprint:
+                raise CodecError(f"codec parameter {TRANSFORM_KEY!r} is missing")
+            return
+        theirs = require(params, TRANSFORM_KEY, int)
+        if theirs != mine:
+            raise CodecError(f"codec parameter {TRANSFORM_KEY!r} is {theirs:#010x}, this side's is {mine:#010x}: "
+                             f"edge and cloud hold different {self.transform.what}")

@@ -8,6 +8,10 @@
   as the hard output limit (a decompression bomb stops there).
 - `Ans`: constriction's ANS coder with a categorical model whose symbol counts travel as parameters;
   within a fraction of a bit of the histogram's entropy, where Huffman needs >= 1 bit per symbol.
+
+An ANS decoder reading past the end of its stream does not fail, it decodes noise; so every ANS stream here
+ends in a 32-bit marker (two uniform 16-bit symbols, decoded after the data), and a truncated or padded
+payload is refused instead of decoded.
 """
 from __future__ import annotations
 
@@ -134,6 +138,27 @@ class Lz4:
         return np.frombuffer(raw, dtype=dtype)
 
 
+ANS_END_MARKER = np.array([0x5350, 0x4B4C], dtype=np.int32)
+_MARKER_MODEL = constriction.stream.model.Uniform(1 << 16)
+
+
+def ans_push_end_marker(coder: Any) -> None:
+    """Put the end marker on an empty AnsCoder (a stack: it is decoded after everything encoded later)."""
+    coder.encode_reverse(ANS_END_MARKER, _MARKER_MODEL)
+
+
+def ans_check_end_marker(coder: Any) -> None:
+    """After the data: the marker must come next and then nothing."""
+    try:
+        marker = coder.decode(_MARKER_MODEL, 2)
+    except Exception as exc:  # constriction raises plain exceptions on an invalid stream
+        raise CodecError(f"ANS payload does not decode: {exc}") from None
+    if not np.array_equal(marker, ANS_END_MARKER):
+        raise CodecError("ANS payload does not end where the shape says (truncated, padded or wrong shape)")
+    if not coder.is_empty():
+        raise CodecError("ANS payload holds more data than the shape needs (corrupted or wrong shape)")
+
+
 class Ans:
     """ANS over an alphabet of `levels` unsigned symbols with an empirical (transmitted) histogram."""
 
@@ -149,6 +174,7 @@ class Ans:
         if flat.size == 0:
             return b"", {"counts": counts.tolist()}
         coder = constriction.stream.stack.AnsCoder()
+        ans_push_end_marker(coder)
         coder.encode_reverse(flat, self._model(counts))
         return coder.get_compressed().astype("<u4").tobytes(), {"counts": counts.tolist()}
 
@@ -169,6 +195,5 @@ class Ans:
             out = coder.decode(self._model(counts), count)
         except Exception as exc:  # constriction raises plain exceptions on an exhausted or invalid stream
             raise CodecError(f"ANS payload does not decode: {exc}") from None
-        if not coder.is_empty():
-            raise CodecError("ANS payload holds more data than the shape needs (corrupted or wrong shape)")
+        ans_check_end_marker(coder)
         return np.asarray(out).astype(dtype)

@@ -34,7 +34,8 @@ import constriction
 import numpy as np
 
 from core.fsio import atomic_write_bytes
-from split.codecs.base import CodecError, require, require_finite
+from split.codecs.base import CodecError, require_finite
+from split.codecs.entropy import ans_check_end_marker, ans_push_end_marker
 
 KLT_FILE = "klt.json"
 FORMAT = "split-klt"
@@ -189,13 +190,32 @@ def fit_klt(x: np.ndarray, *, relative_step: float, fisher: np.ndarray | None = 
                   meta=dict(meta or {}))
 
 
+def klt_step(fit: KltFit, coarseness: float) -> float:
+    """The step of a codec that far coarser than the fit's, float32-exact (it travels as a float field)."""
+    return float(np.float32(fit.step * coarseness))
+
+
+def component_scales_in_steps(fit: KltFit, step: float) -> np.ndarray:
+    """Each component's Laplace scale in steps, floored (see MIN_SCALE_STEPS)."""
+    return np.maximum(fit.scales / step, MIN_SCALE_STEPS)
+
+
 class KltQuantizer:
-    """z -> round(z / step) as int16 within +-LIMIT; the step is the fit's times `coarseness`."""
+    """z -> round(z / step) as int16 within +-LIMIT; the step is the fit's times `coarseness`.
+
+    A nonzero symbol is decoded to the mean of the component's Laplace model within its bin rather than
+    to the bin's centre: where a component's scale is small against the step, most of a bin's mass lies
+    on its side near zero, and the centre overshoots. Both sides know the model from the fit, so nothing
+    more travels; the edge's rounding is unchanged."""
 
     symbol_dtype = np.dtype("<i2")
 
     def __init__(self, fit: KltFit, coarseness: float = 1.0) -> None:
-        self.step = float(np.float32(fit.step * coarseness))
+        self.step = klt_step(fit, coarseness)
+        b = component_scales_in_steps(fit, self.step)
+        # Mean of a Laplace of scale b (in steps) over the bin [k - 1/2, k + 1/2], k >= 1, less k: the
+        # exponential's mean truncated to a width of one step, from the bin's lower edge.
+        self.bin_offsets = (b - 1.0 / np.expm1(1.0 / b) - 0.5).astype(np.float32)
 
     def quantize(self, z: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         q = np.clip(np.rint(z / self.step), -LIMIT, LIMIT).astype(self.symbol_dtype)
@@ -205,7 +225,10 @@ class KltQuantizer:
         step = require_finite(params, "scale")
         if np.float32(step) != np.float32(self.step):
             raise CodecError(f"codec parameter 'scale' (the KLT step) is {step:g}, this codec uses {self.step:g}")
-        return symbols.reshape(shape).astype(np.float32) * np.float32(self.step)
+        q = symbols.reshape(shape).astype(np.float32)
+        if shape and shape[-1] != self.bin_offsets.size:
+            raise CodecError(f"klt: shape {list(shape)} does not end in the fit's {self.bin_offsets.size} components")
+        return (q + np.sign(q) * self.bin_offsets) * np.float32(self.step)
 
 
 def laplace_pmf(scale_steps: float) -> np.ndarray:
@@ -225,18 +248,12 @@ class LaplaceAns:
     much faster than a Laplace model with a parameter per symbol. Components are coded
     column by column over all frames.
 
-    An ANS decoder reading past the end of its stream does not fail, it decodes noise; so the stream ends
-    in a 32-bit marker (two uniform 16-bit symbols, decoded after the data), and a truncated or padded
-    payload is refused instead of decoded."""
-
-    END_MARKER = np.array([0x5350, 0x4B4C], dtype=np.int32)
+    The stream ends in the end marker of split/codecs/entropy.py, so a truncated or padded payload is
+    refused instead of decoded."""
 
     def __init__(self, fit: KltFit, coarseness: float = 1.0) -> None:
-        step = fit.step * coarseness
-        self.crc = fit.crc
-        scales = np.maximum(fit.scales / step, MIN_SCALE_STEPS)
+        scales = component_scales_in_steps(fit, klt_step(fit, coarseness))
         self.models = [constriction.stream.model.Categorical(laplace_pmf(float(b)), perfect=False) for b in scales]
-        self.marker_model = constriction.stream.model.Uniform(1 << 16)
 
     def _columns(self, count: int) -> int:
         c = len(self.models)
@@ -247,20 +264,16 @@ class LaplaceAns:
     def pack(self, symbols: np.ndarray) -> tuple[bytes, dict[str, Any]]:
         flat = symbols.ravel().astype(np.int32)
         if flat.size == 0:
-            return b"", {"transform_crc": self.crc}
+            return b"", {}
         rows = flat.reshape(self._columns(flat.size), len(self.models)) + LIMIT
         coder = constriction.stream.stack.AnsCoder()
-        coder.encode_reverse(self.END_MARKER, self.marker_model)  # a stack: decoded last
+        ans_push_end_marker(coder)
         for c in reversed(range(len(self.models))):
             coder.encode_reverse(np.ascontiguousarray(rows[:, c]), self.models[c])
-        return coder.get_compressed().astype("<u4").tobytes(), {"transform_crc": self.crc}
+        return coder.get_compressed().astype("<u4").tobytes(), {}
 
     def unpack(self, payload: bytes, params: dict[str, Any], count: int, dtype: np.dtype) -> np.ndarray:
-        # The model comes from the fit, so a payload coded with another fit is checked for before decoding.
-        crc = require(params, "transform_crc", int)
-        if crc != self.crc:
-            raise CodecError(f"codec parameter 'transform_crc' is {crc:#010x}, this side's klt.json is "
-                             f"{self.crc:#010x}: edge and cloud hold different KLT fits")
+        # The model comes from the fit: Codec.decode has checked `transform_crc` (KltTransform) before this.
         if count == 0:
             return np.zeros(0, dtype=dtype)
         frames = self._columns(count)
@@ -269,22 +282,22 @@ class LaplaceAns:
         coder = constriction.stream.stack.AnsCoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
         try:
             columns = [coder.decode(model, frames) for model in self.models]
-            marker = coder.decode(self.marker_model, 2)
         except Exception as exc:  # constriction raises plain exceptions on an invalid stream
             raise CodecError(f"ANS payload does not decode: {exc}") from None
-        if not np.array_equal(marker, self.END_MARKER):
-            raise CodecError("ANS payload does not end where the shape says (truncated, padded or wrong shape)")
-        if not coder.is_empty():
-            raise CodecError("ANS payload holds more data than the shape needs (corrupted or wrong shape)")
+        ans_check_end_marker(coder)
         return (np.stack(columns, axis=1).astype(np.int32) - LIMIT).ravel().astype(dtype)
 
 
 class KltTransform:
-    """The Transform protocol of split/codecs/base.py over a fit."""
+    """The Transform protocol of split/codecs/base.py over a fit; its fingerprint is klt.json's CRC-32."""
+
+    requires_fingerprint = True  # the entropy models come from the fit: never decode against another
+    what = "KLT fits (klt.json)"
 
     def __init__(self, fit: KltFit) -> None:
         self.fit = fit
         self.latent_dim = fit.channels
+        self.fingerprint = fit.crc
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return self.fit.forward_transform(x)
