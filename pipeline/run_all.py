@@ -55,14 +55,12 @@ def walk(runner: Runner, plan: Plan, opts: Options, collected: Collected) -> Non
     collected.names.append(plan.report)
 
 
-def streaming(runner: Runner, opts: Options, demo_corpus: bool, collected: Collected) -> None:
+def streaming(runner: Runner, opts: Options, demo_corpus: bool) -> None:
     runner.step(f"streaming section (scripts/streaming.sh) -> {opts.results}")
     args = ["--work", str(opts.work), "--results", str(opts.results), "--threads", str(opts.threads)]
     if opts.an4_root or demo_corpus:
         args += ["--an4-root", corpora.an4_root(opts)]
     runner.run(["bash", "scripts/streaming.sh", *args, *(["--quick"] if opts.quick else [])])
-    # streaming.sh trains its demo model (no STREAM_CKPT given here) and copies the record beside the table.
-    collected.trainings.append(opts.results / "deepspeech2_uni_demo_training.json")
 
 
 def run_all(opts: Options, runner: Runner) -> Collected:
@@ -78,7 +76,7 @@ def run_all(opts: Options, runner: Runner) -> Collected:
     for plan in plans:
         walk(runner, plan, opts, collected)
     if opts.streaming:
-        streaming(runner, opts, need_corpus, collected)
+        streaming(runner, opts, need_corpus)
     runner.run(runner.py("postprocess", "readme", "--out", str(opts.results), "--names", *collected.names,
                          *collected.tables, *[a for t in collected.trainings for a in ("--training", str(t))]))
     return collected

@@ -57,6 +57,9 @@ def write_results_readme(results: Path, names: list[str], trainings: list[Path])
     # whatever of them is in the folder is gathered.
     for md in sorted(results.glob("*_streaming.md")):
         parts.append(md.read_text())
+        record = md.with_name(md.stem + "_training.json")  # the section's own demo model, when it trained one
+        if record.is_file():
+            parts += ["", "The model: " + training_section(json.loads(record.read_text()))]
         if md.with_suffix(".png").is_file():
             parts += ["", f"![{md.stem.replace('_', ' ')}]({md.stem}.png)", ""]
     scale = sorted(results.glob("bench_scale_*.md"))

@@ -79,8 +79,8 @@ if [ -z "$STREAM_CKPT" ]; then
     step "demo unidirectional DeepSpeech2 with Lookahead $LOOKAHEAD (fixed seed; cached) -> $STREAM_CKPT"
     $PY -m demo train deepspeech2 --an4-root "$AN4_ROOT" --out "$STREAM_CKPT" --unidirectional \
         --lookahead-context "$LOOKAHEAD" "${train_opts[@]}"
-    # The training record beside the table, as run_all does for its demo models.
-    cp "${STREAM_CKPT%.ckpt}.train.json" "$RESULTS_DIR/deepspeech2_uni_demo_training.json"
+    # The training record beside the table (results/README.md shows it with the table).
+    cp "${STREAM_CKPT%.ckpt}.train.json" "$RESULTS_DIR/deepspeech2_uni_an4_streaming_training.json"
 fi
 
 EXPORT="$WORK_DIR/export/deepspeech2_uni"

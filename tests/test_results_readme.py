@@ -25,7 +25,10 @@ def test_readme_gathers_the_sections_other_scripts_wrote(tmp_path: Path) -> None
     (tmp_path / "fam_uni_streaming.md").write_text("STREAMING TABLE\n")
     (tmp_path / "fam_uni_streaming.png").write_bytes(b"\x89PNG")
     (tmp_path / "bench_scale_fam_bs1.md").write_text("SCALE TABLE\n")
+    (tmp_path / "fam_uni_streaming_training.json").write_text(json.dumps(
+        {"family": "fam", "config": {"bidirectional": False}, "history": [], "seed": 5}))
     text = write_results_readme(tmp_path, ["fam"], []).read_text()
+    assert text.index("STREAMING TABLE") < text.index("bidirectional False") < text.index("SCALE TABLE")
     assert text.index("PRECISION TABLE") < text.index("STREAMING TABLE") < text.index("SCALE TABLE")
     assert "](fam_uni_streaming.png)" in text and "## Scaling over Ray" in text
 
