@@ -33,9 +33,15 @@ class SplitRun:
     def klt(self) -> Path:
         return self.own / "klt.json"
 
+    @property
+    def postfilter(self) -> Path:
+        return self.own / "klt_postfilter_4x.onnx"
+
     def learned(self) -> list[Path]:
         """The learned codec files beside the own cut that outputs measured with them depend on."""
-        return [self.klt] if self.klt_fitted else []
+        if not self.klt_fitted:
+            return []
+        return [self.klt, self.postfilter] if self.s.postfilter_steps else [self.klt]
 
     @property
     def head(self) -> Path:
@@ -93,11 +99,15 @@ def fit_klt(runner: Runner, sr: SplitRun) -> None:
     runner.step(f"training utterances for the KLT codec ({count}, spread over the split) -> {data}")
     preprocess(runner, fr, source, data, "--spread", str(count))
     sr.klt_fitted = True
-    if fresh(sr.klt, sr.head, Path(fr.model), data / "manifest.jsonl"):
-        return
-    runner.step(f"split fit-klt: the boundary's KLT, weighted by the Tail's Fisher information -> {sr.klt}")
-    runner.run(runner.py("split", "fit-klt", "--head", str(sr.head), "--dataset", str(data), "--checkpoint",
-                         fr.model, "--out", str(sr.klt), "--no-progress"))
+    if not fresh(sr.klt, sr.head, Path(fr.model), data / "manifest.jsonl"):
+        runner.step(f"split fit-klt: the boundary's KLT, weighted by the Tail's Fisher information -> {sr.klt}")
+        runner.run(runner.py("split", "fit-klt", "--head", str(sr.head), "--dataset", str(data), "--checkpoint",
+                             fr.model, "--out", str(sr.klt), "--no-progress"))
+    steps = sr.s.quick_postfilter_steps if opts.quick else sr.s.postfilter_steps
+    if sr.s.postfilter_steps and not fresh(sr.postfilter, sr.klt, data / "manifest.jsonl"):
+        runner.step(f"split fit-postfilter: the klt-ans-4x-pf codec's decoder-side filter -> {sr.postfilter}")
+        runner.run(runner.py("split", "fit-postfilter", "--head", str(sr.head), "--dataset", str(data), "--learned",
+                             str(sr.own), "--steps", str(steps), "--no-progress"))
 
 
 def edge_runs(runner: Runner, sr: SplitRun, collected: Collected) -> None:

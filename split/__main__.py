@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "profile": "split.profile_cmd",
     "plan": "split.plan_cmd",
     "fit-klt": "split.fit_klt_cmd",
+    "fit-postfilter": "split.fit_postfilter_cmd",
     "resnet-table": "split.resnet_table",
 }
 

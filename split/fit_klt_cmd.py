@@ -128,11 +128,8 @@ def opens_with_layer_norm(tail: Path, boundary: str) -> bool:
     return True
 
 
-def tail_fisher(family: str, checkpoint: Path, boundaries: list[np.ndarray], samples: int, seed: int) -> np.ndarray:
-    """E[g g^T] over frames, g the gradient at one boundary frame of the Tail's log-likelihood of labels
-    sampled from its own output distribution (the Fisher information of the Tail's per-frame outputs)."""
-    import torch
-
+def tail_module(family: str, checkpoint: Path) -> Any:
+    """The family's Tail (its own Head/Tail cut) as a PyTorch module in eval mode: boundary -> logits."""
     fam = get_family(family)
     if fam.split is None:
         raise ValueError(f"--checkpoint: family {family!r} has no Head/Tail cut of its own to take the Tail from")
@@ -140,7 +137,15 @@ def tail_fisher(family: str, checkpoint: Path, boundaries: list[np.ndarray], sam
     tail = recipe.parts.get("tail")
     if tail is None or len(tail.inputs) != 1:
         raise ValueError(f"--checkpoint: family {family!r}'s Tail must take the boundary as its only input")
-    module = tail.module.eval()
+    return tail.module.eval()
+
+
+def tail_fisher(family: str, checkpoint: Path, boundaries: list[np.ndarray], samples: int, seed: int) -> np.ndarray:
+    """E[g g^T] over frames, g the gradient at one boundary frame of the Tail's log-likelihood of labels
+    sampled from its own output distribution (the Fisher information of the Tail's per-frame outputs)."""
+    import torch
+
+    module = tail_module(family, checkpoint)
     gen = torch.Generator().manual_seed(seed)
     channels = boundaries[0].shape[1]
     total = np.zeros((channels, channels))

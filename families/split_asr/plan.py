@@ -36,6 +36,7 @@ PLAN = Plan(
         # of the words; one point is about the spread of the WER over the profiled utterances.
         max_delta_wer=1.0,
         klt_utterances=150,
+        postfilter_steps=3000,
         resnet_table="split_resnet50_partitions",
         resnet_sources=("split/resnet_table.py", "families/resnet/model.py"), quick_resnet_args=("--width", "8", "--images", "8", "--repeats", "1")),
     tables=("precision", "throughput"),

@@ -8,6 +8,7 @@
 | q4-ans, q3-ans, q2-ans | 4/3/2-bit clipped uniform quantisation, ANS-coded with its histogram |
 | ae, ae-int8-zstd, ae-q4-ans | the autoencoder's latent as fp32 / int8+zstd / 4-bit+ANS (needs the AE ONNX pair) |
 | klt-ans, klt-ans-2x, klt-ans-4x | the fitted KLT's components at its step (2x, 4x: that much coarser), ANS with the fit's Laplace model (needs klt.json) |
+| klt-ans-4x-pf | klt-ans-4x on the wire; the decoder adds the learned post-filter (klt_postfilter_4x.onnx) |
 
 `get_codec(name, learned)` builds one, `learned` being the folder holding the learned parts (ae_*.onnx,
 klt.json) or a `Learned`; `measure(codec, x)` reports bits per element, bytes, ratio vs fp32, encode/decode
@@ -16,7 +17,7 @@ time and the reconstruction error.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,6 +27,7 @@ from split.codecs.autoencoder import DECODER_FILE, ENCODER_FILE, Autoencoder
 from split.codecs.base import Codec, CodecError, Encoded
 from split.codecs.entropy import Ans, Huffman, Lz4, Raw, Zstd
 from split.codecs.klt import KLT_FILE, KltFit, KltQuantizer, KltTransform, LaplaceAns, load_klt
+from split.codecs.postfilter import PostFilter, coarseness_tag, load_postfilters, missing, postfilter_file
 from split.codecs.quantizers import Float16, Float32, Int8Linear, LowBit
 
 __all__ = ["CODECS", "Codec", "CodecError", "Encoded", "Learned", "get_codec", "measure", "codec_names"]
@@ -39,6 +41,7 @@ class Learned:
 
     autoencoder: Autoencoder | None = None
     klt: KltFit | None = None
+    postfilters: dict[str, PostFilter] = field(default_factory=dict)  # by coarseness tag ("4x")
 
     @classmethod
     def from_dir(cls, directory: Path | None) -> "Learned":
@@ -50,9 +53,9 @@ class Learned:
             raise FileNotFoundError(f"learned codec folder not found: {directory} (expected a folder with "
                                     f"{ENCODER_FILE} / {DECODER_FILE} and/or {KLT_FILE})")
         has_ae = (directory / ENCODER_FILE).is_file() or (directory / DECODER_FILE).is_file()
-        has_klt = (directory / KLT_FILE).is_file()
-        return cls(Autoencoder.from_dir(directory) if has_ae else None,
-                   load_klt(directory / KLT_FILE) if has_klt else None)
+        klt = load_klt(directory / KLT_FILE) if (directory / KLT_FILE).is_file() else None
+        return cls(Autoencoder.from_dir(directory) if has_ae else None, klt,
+                   load_postfilters(directory, klt.crc if klt is not None else None))
 
     def has(self, need: str | None) -> bool:
         return need is None or getattr(self, need) is not None
@@ -63,6 +66,7 @@ class CodecSpec:
     build: Callable[[Learned], Codec]
     needs: str | None = None  # "autoencoder" or "klt": the learned part it runs on
     description: str = ""
+    postfilter: str | None = None  # the post-filter's tag the decoder also needs (not the edge)
 
 
 def _plain(name: str, quantizer: Any, entropy: Any, lossless: bool, description: str) -> CodecSpec:
@@ -74,13 +78,16 @@ def _ae(name: str, quantizer: Any, entropy: Any, description: str) -> CodecSpec:
                      "autoencoder", description)
 
 
-def _klt(name: str, coarseness: float, description: str) -> CodecSpec:
+def _klt(name: str, coarseness: float, description: str, postfilter: bool = False) -> CodecSpec:
+    tag = coarseness_tag(coarseness) if postfilter else None
+
     def build(learned: Learned) -> Codec:
         fit = learned.klt
         assert fit is not None
-        return Codec(name, KltQuantizer(fit, coarseness), LaplaceAns(fit, coarseness), KltTransform(fit), False,
-                     description)
-    return CodecSpec(build, "klt", description)
+        pf = learned.postfilters.get(tag) if tag else None
+        transform = KltTransform(fit, pf, missing(coarseness) if tag and pf is None else None)
+        return Codec(name, KltQuantizer(fit, coarseness), LaplaceAns(fit, coarseness), transform, False, description)
+    return CodecSpec(build, "klt", description, tag)
 
 
 CODECS: dict[str, CodecSpec] = {
@@ -101,14 +108,18 @@ CODECS: dict[str, CodecSpec] = {
     "klt-ans": _klt("klt-ans", 1.0, "fitted KLT (klt.json) at its step, ANS with the fit's Laplace model"),
     "klt-ans-2x": _klt("klt-ans-2x", 2.0, "fitted KLT at twice its step, ANS with the fit's Laplace model"),
     "klt-ans-4x": _klt("klt-ans-4x", 4.0, "fitted KLT at four times its step, ANS with the fit's Laplace model"),
+    "klt-ans-4x-pf": _klt("klt-ans-4x-pf", 4.0, f"klt-ans-4x, and the decoder's learned post-filter "
+                          f"({postfilter_file(4.0)})", postfilter=True),
 }
 
 _NEEDS_FILES = {"autoencoder": f"{ENCODER_FILE} / {DECODER_FILE}", "klt": f"{KLT_FILE} (python -m split fit-klt)"}
 
 
 def codec_names(learned: Learned | None = None) -> list[str]:
-    """The codecs that can run with these learned parts (None: every registered codec)."""
-    return [n for n, spec in CODECS.items() if learned is None or learned.has(spec.needs)]
+    """The codecs that can run (encode and decode) with these learned parts (None: every registered codec)."""
+    return [n for n, spec in CODECS.items()
+            if learned is None or (learned.has(spec.needs) and (spec.postfilter is None
+                                                                 or spec.postfilter in learned.postfilters))]
 
 
 def get_codec(name: str, learned: Learned | Autoencoder | Path | None = None) -> Codec:

@@ -28,7 +28,7 @@ import json
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import constriction
 import numpy as np
@@ -294,13 +294,20 @@ class KltTransform:
     requires_fingerprint = True  # the entropy models come from the fit: never decode against another
     what = "KLT fits (klt.json)"
 
-    def __init__(self, fit: KltFit) -> None:
+    def __init__(self, fit: KltFit, postfilter: Callable[[np.ndarray], np.ndarray] | None = None,
+                 missing_postfilter: CodecError | None = None) -> None:
+        """`postfilter` runs after the inverse transform (the decoder only); `missing_postfilter` is the error
+        a decode raises where the codec wants a post-filter this side does not hold."""
         self.fit = fit
         self.latent_dim = fit.channels
         self.fingerprint = fit.crc
+        self.postfilter, self.missing_postfilter = postfilter, missing_postfilter
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return self.fit.forward_transform(x)
 
     def inverse(self, z: np.ndarray, channels: int) -> np.ndarray:
-        return self.fit.inverse_transform(z, channels)
+        if self.missing_postfilter is not None:
+            raise self.missing_postfilter
+        x = self.fit.inverse_transform(z, channels)
+        return self.postfilter(x) if self.postfilter is not None else x
