@@ -256,11 +256,18 @@ def test_autoencoder_half_missing_is_a_clear_error(pair: Path, tmp_path: Path, x
 
 def _ae_dir(pair: Path, out: Path, source_sha: str | None, decoder_sha: str | None = None) -> Path:
     """The pair's AE halves in `out`, with cards naming autoencoder.pth digests as an export writes them."""
+    import dataclasses
+
+    from core.card import read_card, write_card
+    from core.model_card import Source
+
     out.mkdir()
     for half, sha in (("ae_encoder", source_sha), ("ae_decoder", decoder_sha or source_sha)):
         (out / f"{half}.onnx").write_bytes((pair / f"{half}.onnx").read_bytes())
         if sha is not None:
-            (out / f"{half}.card.json").write_text(json.dumps({"source": {"path": "autoencoder.pth", "sha256": sha}}))
+            card = dataclasses.replace(read_card(pair / "head.card.json"), onnx=f"{half}.onnx",
+                                       source=Source(path="autoencoder.pth", sha256=sha, format="test"))
+            write_card(card, out / f"{half}.card.json")
     return out
 
 

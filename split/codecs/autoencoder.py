@@ -6,12 +6,13 @@ cloud only the decoder); using the missing half is a clear error.
 """
 from __future__ import annotations
 
-import json
 import zlib
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+
+from core.card import card_path_for, read_card
 
 from split.codecs.base import CodecError
 from split.session import load_session
@@ -28,13 +29,12 @@ def _last_dim(session: ort.InferenceSession, which: str) -> int | None:
 
 def source_fingerprint(onnx_path: Path) -> int | None:
     """CRC-32 of the autoencoder.pth digest the half's card records (both halves' cards name the same one),
-    or None without a card that does."""
-    try:
-        card = json.loads(onnx_path.with_name(onnx_path.stem + ".card.json").read_text())
-        digest = card["source"]["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
+    or None without a card that does (a malformed card is refused, as everywhere)."""
+    path = card_path_for(onnx_path)
+    if not path.is_file():
         return None
-    return zlib.crc32(digest.encode()) if isinstance(digest, str) and digest else None
+    digest = getattr(read_card(path).source, "sha256", None)
+    return zlib.crc32(digest.encode()) if digest else None
 
 
 class Autoencoder:
