@@ -5,7 +5,7 @@ import argparse
 import io
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +85,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--dataset {args.dataset}: no utterances")
     if decoded[0].shape[1] != fit.channels:
         raise ValueError(f"--head {args.head}: boundary has {decoded[0].shape[1]} channels, klt.json {fit.channels}")
-    model, before, after = train(decoded, targets, weighted_error(fit.forward), args)
+    model, before, after = train(decoded, targets, fit.forward, args)
     out = args.learned / postfilter_file(args.coarseness)
     atomic_write_bytes(out, export(model, fit.channels, {META_KLT_CRC: str(fit.crc),
                                                          META_COARSENESS: f"{args.coarseness:g}"}))
@@ -117,31 +117,25 @@ def _model(channels: int, hidden: int, kernel: int) -> Any:
     return PostFilterNet()
 
 
-Loss = Callable[[Any, Any], Any]  # (filtered (1, T, C), target (1, T, C)) -> scalar tensor
+def _weighted_error(out: Any, target: Any, weight: Any) -> Any:
+    """Mean squared error in the fit's coordinates (Fisher-weighted where the fit is)."""
+    return (((out - target) @ weight) ** 2).mean()
 
 
-def weighted_error(forward: np.ndarray) -> Loss:
-    """Squared error in the fit's coordinates (Fisher-weighted where the fit is); targets: the coded frames."""
-    import torch
-
-    weight = torch.tensor(forward, dtype=torch.float32)
-    return lambda out, target: (((out - target) @ weight) ** 2).mean()
-
-
-def _mean_loss(model: Any, loss: Loss, decoded: list[np.ndarray], targets: list[np.ndarray]) -> float:
+def _mean_error(model: Any, weight: Any, decoded: list[np.ndarray], targets: list[np.ndarray]) -> float:
     import torch
 
     with torch.no_grad():
-        total = sum(float(loss(model(torch.from_numpy(d)[None]), torch.from_numpy(t)[None])) * d.shape[0]
-                    for d, t in zip(decoded, targets))
+        total = sum(float(_weighted_error(model(torch.from_numpy(d)[None]), torch.from_numpy(t)[None], weight))
+                    * d.shape[0] for d, t in zip(decoded, targets))
     return total / sum(d.shape[0] for d in decoded)
 
 
-def train(decoded: list[np.ndarray], targets: list[np.ndarray], loss: Loss,
+def train(decoded: list[np.ndarray], targets: list[np.ndarray], forward: np.ndarray,
           args: argparse.Namespace) -> tuple[Any, float, float]:
     """The filter after at most --steps Adam steps on random crops, kept at its best on held-out utterances
     (a tenth of them, at least one): a few hundred utterances overfit a filter of this size quickly. Returns
-    it with the held-out loss before training and at the kept step."""
+    it with the held-out weighted error before training and at the kept step."""
     import copy
 
     import torch
@@ -154,9 +148,10 @@ def train(decoded: list[np.ndarray], targets: list[np.ndarray], loss: Loss,
     held = order[: max(1, len(decoded) // 10)] if len(decoded) > 1 else order
     fit_on = [i for i in order if i not in set(held)] or list(order)
     model = _model(decoded[0].shape[1], args.hidden, args.kernel)
+    weight = torch.tensor(forward, dtype=torch.float32)
 
     def held_error() -> float:
-        return _mean_loss(model, loss, [decoded[i] for i in held], [targets[i] for i in held])
+        return _mean_error(model, weight, [decoded[i] for i in held], [targets[i] for i in held])
 
     before = best = held_error()
     best_state = copy.deepcopy(model.state_dict())
@@ -167,7 +162,9 @@ def train(decoded: list[np.ndarray], targets: list[np.ndarray], loss: Loss,
         starts = [int(rng.integers(decoded[i].shape[0] - length + 1)) for i in picks]
         x = torch.from_numpy(np.stack([decoded[i][s:s + length] for i, s in zip(picks, starts)]))
         filtered = model(x)
-        value = sum(loss(filtered[k:k + 1], torch.from_numpy(targets[i][s:s + length])[None])
+        # The mean of each crop's error (equal to the batch's up to rounding; the committed filter was
+        # trained with this order of sums).
+        value = sum(_weighted_error(filtered[k:k + 1], torch.from_numpy(targets[i][s:s + length])[None], weight)
                     for k, (i, s) in enumerate(zip(picks, starts))) / len(picks)
         opt.zero_grad()
         value.backward()

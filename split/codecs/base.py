@@ -145,12 +145,15 @@ class Codec:
         return x
 
     def _check_transform(self, params: dict[str, Any]) -> None:
-        mine = self.transform.fingerprint if self.transform is not None else None
-        if TRANSFORM_KEY not in params or mine is None:
-            if self.transform is not None and self.transform.requires_fingerprint:
+        """Refuse a payload made with another transform (both sides know its fingerprint and they differ),
+        or without a fingerprint where the transform requires one."""
+        transform = self.transform
+        assert transform is not None
+        if TRANSFORM_KEY not in params or transform.fingerprint is None:
+            if transform.requires_fingerprint:
                 raise CodecError(f"codec parameter {TRANSFORM_KEY!r} is missing")
             return
         theirs = require(params, TRANSFORM_KEY, int)
-        if theirs != mine:
-            raise CodecError(f"codec parameter {TRANSFORM_KEY!r} is {theirs:#010x}, this side's is {mine:#010x}: "
-                             f"edge and cloud hold different {self.transform.what}")
+        if theirs != transform.fingerprint:
+            raise CodecError(f"codec parameter {TRANSFORM_KEY!r} is {theirs:#010x}, this side's is "
+                             f"{transform.fingerprint:#010x}: edge and cloud hold different {transform.what}")

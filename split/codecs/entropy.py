@@ -142,9 +142,23 @@ ANS_END_MARKER = np.array([0x5350, 0x4B4C], dtype=np.int32)
 _MARKER_MODEL = constriction.stream.model.Uniform(1 << 16)
 
 
-def ans_push_end_marker(coder: Any) -> None:
-    """Put the end marker on an empty AnsCoder (a stack: it is decoded after everything encoded later)."""
+def ans_encoder() -> Any:
+    """An AnsCoder holding only the end marker (a stack: the marker is decoded after everything encoded later)."""
+    coder = constriction.stream.stack.AnsCoder()
     coder.encode_reverse(ANS_END_MARKER, _MARKER_MODEL)
+    return coder
+
+
+def ans_payload(coder: Any) -> bytes:
+    """The coder's stream as payload bytes (little-endian 32-bit words)."""
+    return coder.get_compressed().astype("<u4").tobytes()
+
+
+def ans_decoder(payload: bytes) -> Any:
+    """An AnsCoder over a payload of `ans_payload`'s form, refused unless it is whole 32-bit words."""
+    if len(payload) % 4:
+        raise CodecError(f"ANS payload is {len(payload)} bytes, not a whole number of 32-bit words")
+    return constriction.stream.stack.AnsCoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
 
 
 def ans_check_end_marker(coder: Any) -> None:
@@ -173,10 +187,9 @@ class Ans:
         counts = np.bincount(flat, minlength=self.levels)
         if flat.size == 0:
             return b"", {"counts": counts.tolist()}
-        coder = constriction.stream.stack.AnsCoder()
-        ans_push_end_marker(coder)
+        coder = ans_encoder()
         coder.encode_reverse(flat, self._model(counts))
-        return coder.get_compressed().astype("<u4").tobytes(), {"counts": counts.tolist()}
+        return ans_payload(coder), {"counts": counts.tolist()}
 
     def unpack(self, payload: bytes, params: dict[str, Any], count: int, dtype: np.dtype) -> np.ndarray:
         counts = np.asarray(require(params, "counts", int), dtype=np.int64)
@@ -188,9 +201,7 @@ class Ans:
             raise CodecError(f"codec parameter 'counts' sums to {int(counts.sum())}, the shape holds {count} values")
         if count == 0:
             return np.zeros(0, dtype=dtype)
-        if len(payload) % 4:
-            raise CodecError(f"ANS payload is {len(payload)} bytes, not a whole number of 32-bit words")
-        coder = constriction.stream.stack.AnsCoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
+        coder = ans_decoder(payload)
         try:
             out = coder.decode(self._model(counts), count)
         except Exception as exc:  # constriction raises plain exceptions on an exhausted or invalid stream

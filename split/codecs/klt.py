@@ -35,7 +35,7 @@ import numpy as np
 
 from core.fsio import atomic_write_bytes
 from split.codecs.base import CodecError, require_finite
-from split.codecs.entropy import ans_check_end_marker, ans_push_end_marker
+from split.codecs.entropy import ans_check_end_marker, ans_decoder, ans_encoder, ans_payload
 
 KLT_FILE = "klt.json"
 FORMAT = "split-klt"
@@ -266,20 +266,17 @@ class LaplaceAns:
         if flat.size == 0:
             return b"", {}
         rows = flat.reshape(self._columns(flat.size), len(self.models)) + LIMIT
-        coder = constriction.stream.stack.AnsCoder()
-        ans_push_end_marker(coder)
+        coder = ans_encoder()
         for c in reversed(range(len(self.models))):
             coder.encode_reverse(np.ascontiguousarray(rows[:, c]), self.models[c])
-        return coder.get_compressed().astype("<u4").tobytes(), {}
+        return ans_payload(coder), {}
 
     def unpack(self, payload: bytes, params: dict[str, Any], count: int, dtype: np.dtype) -> np.ndarray:
         # The model comes from the fit: Codec.decode has checked `transform_crc` (KltTransform) before this.
         if count == 0:
             return np.zeros(0, dtype=dtype)
         frames = self._columns(count)
-        if len(payload) % 4:
-            raise CodecError(f"ANS payload is {len(payload)} bytes, not a whole number of 32-bit words")
-        coder = constriction.stream.stack.AnsCoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
+        coder = ans_decoder(payload)
         try:
             columns = [coder.decode(model, frames) for model in self.models]
         except Exception as exc:  # constriction raises plain exceptions on an invalid stream
