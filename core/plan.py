@@ -68,6 +68,9 @@ class Variants:
     openvino: tuple[str, ...] = ("fp32", "int8-static")
     calibration: str = ""             # dataset dir of the calibration utterances, relative to the work dir
     calibration_utterances: int = 100
+    # int8-static's ΔWER budget (points) on the calibration utterances: the most sensitive nodes fall back to
+    # fp32 until it holds (export/fallback.py). Only where those come from a training split, never the test set.
+    max_delta_wer: float | None = None
 
 
 @dataclass(frozen=True)

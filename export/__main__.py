@@ -155,7 +155,8 @@ def cmd_variant(args: argparse.Namespace) -> int:
                           per_channel=args.per_channel, calibration=args.calibration,
                           calibration_samples=args.calibration_samples, parity_samples=args.parity_samples,
                           min_argmax_agreement=args.min_argmax_agreement, max_text_cer=args.max_text_cer,
-                          keep_io_types=not args.fp16_io, threads=args.threads)
+                          keep_io_types=not args.fp16_io, threads=args.threads,
+                          max_delta_wer=args.max_delta_wer, sweep_samples=args.sweep_samples)
     try:
         _, card = load_model_and_card(args.model, args.card)
         if card.precision_name != "fp32":
@@ -181,6 +182,12 @@ def cmd_variant(args: argparse.Namespace) -> int:
              var["fp32_size_bytes"] / 1e6)
     log.info("lossy gate passed on %d samples: argmax agreement %.4f, transcripts identical %s, CER vs fp32 %.4f",
              par["samples"], par["argmax_agreement"], par["identical_transcripts"], par["text_cer_vs_fp32"])
+    fallback = var.get("fallback")
+    if fallback:
+        log.info("fallback (ΔWER budget %g on %d utterances): all quantised ΔWER %.3f; %d of %d quantisable nodes "
+                 "kept fp32: %s", fallback["budget_delta_wer"], fallback["samples"],
+                 fallback["all_quantised"]["delta_wer"], len(fallback["excluded"]), fallback["candidates"],
+                 ", ".join(fallback["excluded"]) or "none")
     missing = out.graph["expected_fusions_missing"]
     if missing:
         log.info("expected fusions that onnxruntime did not apply: %s", ", ".join(missing))
@@ -267,6 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gate: share of valid frames whose argmax matches fp32 (default 0.97)")
     v.add_argument("--max-text-cer", type=float, default=0.02,
                    help="gate: CER of the variant's transcripts against fp32's (default 0.02)")
+    v.add_argument("--max-delta-wer", type=float, metavar="POINTS",
+                   help="int8 kinds: ΔWER budget in WER points on --dataset. Measures the whole variant; over "
+                        "budget, ranks the quantisable nodes by a sensitivity sweep and keeps the fewest most "
+                        "sensitive ones in fp32 that meet it (the sweep goes into the card). Give calibration "
+                        "utterances, not the test set")
+    v.add_argument("--sweep-samples", type=positive_int, default=64,
+                   help="--max-delta-wer: utterances the sweep measures (default 64)")
     v.add_argument("--fp16-io", action="store_true", help="fp16: make inputs/outputs fp16 too")
     v.add_argument("--threads", type=thread_count, default=0, help="onnxruntime threads for the gate")
     v.add_argument("--force", action="store_true", help="redo even when an up-to-date variant exists")

@@ -179,6 +179,10 @@ def streaming_variant_cli(args: Any) -> int | None:
         log.error("%s is a streaming export: its variant is int8-static (calibrated with the fp32 caches), "
                   "not %s", args.model, args.kind)
         return 2
+    if args.max_delta_wer is not None:
+        log.error("%s is a streaming export: --max-delta-wer (per-node fallback) is not supported for it yet",
+                  args.model)
+        return 2
     if card.precision_name != "fp32":
         log.error("%s is already a %s variant; make variants from the fp32 export", args.model, card.precision)
         return 2

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -27,6 +27,7 @@ from core.onnx_graph import graph_report
 from core.ort_session import create_session
 from core.recipe import sha256_file
 from export.attention_fusion import fuse_attention
+from export.fallback import FallbackError, Measure, choose_fallback
 from families.registry import get_family
 
 log = logging.getLogger("export")
@@ -59,6 +60,9 @@ class VariantOptions:
     max_text_cer: float = MAX_TEXT_CER
     keep_io_types: bool = True
     threads: int = 0
+    # int8 kinds: keep the most sensitive nodes in fp32, as few as hold ΔWER (points, on --dataset) within this
+    max_delta_wer: float | None = None
+    sweep_samples: int = 64
 
 
 def spread(samples: list[Sample], n: int) -> list[Sample]:
@@ -87,10 +91,11 @@ class DatasetCalibrationReader:
         pass
 
 
-def convert(src: Path, dst: Path, card: ModelCard, opts: VariantOptions, dataset: DatasetDir | None) -> dict[str, Any]:
-    """Write the variant model to `dst`; return what was done (for the card)."""
-    defaults = get_family(card.family).variant_defaults.get(opts.kind, {})
-    op_types = opts.op_types if opts.op_types is not None else defaults.get("op_types")
+def convert(src: Path, dst: Path, card: ModelCard, opts: VariantOptions, dataset: DatasetDir | None,
+            scratch: Path | None = None) -> dict[str, Any]:
+    """Write the variant model to `dst`; return what was done (for the card). int8-static keeps its
+    pre-processed graph and calibration ranges in `scratch` when given, so a sweep calibrates once."""
+    op_types = _op_types(card, opts)
     done: dict[str, Any] = {"kind": opts.kind, "op_types": op_types, "exclude_nodes": list(opts.exclude_nodes)}
     if opts.kind == "fused":
         # onnxruntime's offline transformer fusions (its session optimiser does not apply them): the
@@ -136,24 +141,112 @@ def convert(src: Path, dst: Path, card: ModelCard, opts: VariantOptions, dataset
     if opts.calibration not in CALIBRATION_METHODS:
         raise VariantError(f"--calibration must be one of {', '.join(CALIBRATION_METHODS)}")
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     calib = spread(dataset.samples, opts.calibration_samples)
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".calib-") as tmp:
-        pre = Path(tmp) / "pre.onnx"
-        # onnxruntime's recommended pre-processing (symbolic shapes + folding) before QDQ placement.
-        quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
-        quantize_static(pre, dst, DatasetCalibrationReader(dataset, card, calib), quant_format=QuantFormat.QDQ,
+        keep = scratch or Path(tmp)
+        pre, cache = keep / "pre.onnx", keep / "calibration.json"
+        if not pre.is_file():
+            _pre_process(src, pre)
+        # The ranges cover every tensor of the op types, so one calibration serves any set of excluded nodes.
+        reader = None if cache.is_file() else DatasetCalibrationReader(dataset, card, calib)
+        quantize_static(pre, dst, reader, quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=op_types, per_channel=opts.per_channel,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         nodes_to_exclude=opts.exclude_nodes or None,
                         calibrate_method=getattr(CalibrationMethod, opts.calibration),
                         extra_options={"CalibTensorRangeSymmetric": False},
-                        calibration_cache_path=None)
+                        calibration_cache_path=cache)
     done.update({"format": "QDQ", "weights": "int8 (QInt8)", "activations": "uint8 (QUInt8), calibrated",
                  "calibration": {"method": opts.calibration, "samples": len(calib),
                                  "dataset": str(dataset.path)}})
     return done
+
+
+def _op_types(card: ModelCard, opts: VariantOptions) -> list[str] | None:
+    """The op types to quantise: the options', else the family's default for the kind (None: onnxruntime's)."""
+    if opts.op_types is not None:
+        return opts.op_types
+    return get_family(card.family).variant_defaults.get(opts.kind, {}).get("op_types")
+
+
+def _pre_process(src: Path, dst: Path) -> None:
+    """onnxruntime's recommended pre-processing (symbolic shapes + folding) before QDQ placement."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+class SweepJudge:
+    """The fp32 graph's output distributions and WER on the sweep utterances, once; then any variant file
+    against them (ΔWER in points, mean KL divergence per valid frame)."""
+
+    def __init__(self, fp32: Path, card: ModelCard, dataset: DatasetDir, samples: list[Sample], threads: int) -> None:
+        self.card, self.samples, self.threads = card, samples, threads
+        self.inputs = list(batch1_inputs(dataset, card, samples))
+        self.refs = [s.transcript for s in samples]
+        if not any(self.refs):
+            raise VariantError(f"{dataset.path}: no transcripts, and the fallback sweep measures WER against them")
+        self.logp, texts = self._run(fp32)
+        self.wer = corpus_scores(self.refs, texts, convention=card.metrics)["wer"]
+
+    def _run(self, model: Path) -> tuple[list[np.ndarray], list[str]]:
+        sess = create_session(model, threads=self.threads)
+        names = self.card.output_names
+        logp, texts = [], []
+        for sample, inputs in zip(self.samples, self.inputs):
+            out = dict(zip(names, sess.run(names, inputs)))
+            n = _valid_frames(self.card, out, sample)
+            scores = out[self.card.scores_output.name][0][:n]
+            logp.append(_log_softmax(scores.astype(np.float64)))
+            texts.append(self.card.decode(scores.astype(np.float32), n))
+        return logp, texts
+
+    def __call__(self, model: Path) -> Measure:
+        logp, texts = self._run(model)
+        frames = sum(len(p) for p in logp)
+        kl = sum(float((np.exp(p) * (p - q)).sum()) for p, q in zip(self.logp, logp)) / max(frames, 1)
+        wer = corpus_scores(self.refs, texts, convention=self.card.metrics)["wer"]
+        # A variant that makes NaN/inf is the most sensitive there is, not an unorderable one.
+        return Measure(delta_wer=100 * (wer - self.wer), kl=kl if np.isfinite(kl) else float("inf"))
+
+
+def sweep_fallback(onnx_path: Path, card: ModelCard, opts: VariantOptions, dataset: DatasetDir,
+                   scratch: Path) -> dict[str, Any]:
+    """export/fallback.py's choice of fp32 nodes for this int8 variant, measured on `dataset`."""
+    if opts.kind not in ("int8-dynamic", "int8-static"):
+        raise VariantError(f"--max-delta-wer applies to the int8 kinds, not {opts.kind}")
+    samples = spread(dataset.samples, opts.sweep_samples)
+    judge = SweepJudge(onnx_path, card, dataset, samples, opts.threads)
+    source = onnx_path
+    if opts.kind == "int8-static":
+        # Node names as the quantiser sees them: after its pre-processing (which convert reuses from scratch).
+        source = scratch / "pre.onnx"
+        _pre_process(onnx_path, source)
+    op_types = _op_types(card, opts)
+    if op_types is None:
+        from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry
+
+        op_types = list(QDQRegistry if opts.kind == "int8-static" else IntegerOpsRegistry)
+    kept = set(opts.exclude_nodes)
+    candidates = [n.name for n in onnx.load(str(source)).graph.node
+                  if n.op_type in op_types and n.name and n.name not in kept]
+
+    def quantise(excluded: list[str], out: Path) -> None:
+        convert(onnx_path, out, card, replace(opts, exclude_nodes=[*opts.exclude_nodes, *excluded]), dataset, scratch)
+
+    try:
+        report = choose_fallback(candidates, quantise, judge, opts.max_delta_wer or 0.0, scratch)
+    except FallbackError as exc:
+        raise VariantError(f"{opts.kind} variant of {onnx_path}: {exc}") from exc
+    return report | {"dataset": str(dataset.path), "samples": len(samples), "fp32_wer": judge.wer,
+                     "measure": "ΔWER against the fp32 graph's WER on these utterances; nodes ranked by the KL "
+                                "divergence of the outputs with that node alone quantised"}
 
 
 def _valid_frames(card: ModelCard, outputs: dict[str, np.ndarray], sample: Sample) -> int:
@@ -226,8 +319,16 @@ def make_variant(onnx_path: Path, card: ModelCard, opts: VariantOptions, dataset
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".variant-") as tmp:
         candidate = Path(tmp) / f"{name}.onnx"
+        scratch = Path(tmp) / "scratch"
+        scratch.mkdir()
         t0 = time.perf_counter()
-        done = convert(onnx_path, candidate, card, opts, dataset)
+        fallback = None
+        if opts.max_delta_wer is not None:
+            fallback = sweep_fallback(onnx_path, card, opts, dataset, scratch)
+        chosen = opts if fallback is None else replace(opts, exclude_nodes=[*opts.exclude_nodes, *fallback["excluded"]])
+        done = convert(onnx_path, candidate, card, chosen, dataset, scratch)
+        if fallback is not None:
+            done["fallback"] = fallback
         convert_s = time.perf_counter() - t0
         parity = lossy_parity(onnx_path, candidate, card, dataset, opts)
         if not parity["passed"]:

@@ -185,10 +185,16 @@ def variants(runner: Runner, fr: FamilyRun) -> None:
     runner.step(f"{fr.title}: {' / '.join(v.kinds)} variants (each gated against fp32 on {fr.data.name})")
     gate = QUICK_VARIANT_GATE if opts.quick else ()
     stem = str(fr.onnx)[:-len(".onnx")]
+    budget = []
+    if v.max_delta_wer is not None:
+        if source is None:
+            runner.note("no per-node int8 fallback: its sweep would choose nodes on the test set")
+        else:
+            budget = ["--max-delta-wer", f"{v.max_delta_wer:g}"]
     for kind in v.kinds:
         data = calib if kind == "int8-static" else fr.data
         runner.run(runner.py("export", "variant", "--model", str(fr.onnx), "--kind", kind, "--dataset", str(data),
-                             "--threads", str(opts.threads), *gate))
+                             "--threads", str(opts.threads), *gate, *(budget if kind == "int8-static" else ())))
     ort_variants = ("", *v.kinds)
     ov_variants = tuple("" if k == "fp32" else k for k in v.openvino)
     for bs in v.batch_sizes:

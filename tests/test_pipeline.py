@@ -92,7 +92,7 @@ def test_variants_guide_and_calibration(tmp_path: Path) -> None:
                         runs=(GuideRun(run="ort_g", label="ORT guide"),
                               GuideRun(run="tool_g", label="tool on {soc}", backend="tool", if_available=True))),
         variants=Variants(kinds=("fp16", "int8-static"), batch_sizes=(1, 4), openvino=("int8-static",),
-                          calibration="data/calib"))
+                          calibration="data/calib", max_delta_wer=0.5))
     commands, _ = _walk(plan, opts)
     w, runs = tmp_path / "w", tmp_path / "w" / "runs" / "fam"
     guide = [c for c in commands if c.startswith("bash scripts/g.sh")]
@@ -106,6 +106,7 @@ def test_variants_guide_and_calibration(tmp_path: Path) -> None:
     # A manifest has no training split: int8-static calibrates on the test set, nothing else is preprocessed.
     variants = [c for c in commands if " -m export variant " in c]
     assert [c.split("--dataset ")[1].split()[0] for c in variants] == [f"{w}/data/fam_test"] * 2
+    assert not any("--max-delta-wer" in c for c in variants)  # a fallback chosen on the test set: never
     assert sum(" -m preprocess " in c for c in commands) == 1
     table = commands[-1]
     assert table.startswith("PY -m postprocess variants ")
@@ -113,6 +114,17 @@ def test_variants_guide_and_calibration(tmp_path: Path) -> None:
         "PyTorch fp32 (reference)", "ONNX Runtime fp32", "ONNX Runtime fp16", "ONNX Runtime int8 static (QDQ)",
         "OpenVINO int8 static (QDQ)"]
     assert f"ONNX Runtime fp16={runs}/onnxruntime.fp16_bs1,{runs}/onnxruntime.fp16_bs4 " in table
+
+
+def test_int8_fallback_budget_goes_to_int8_static_calibrated_on_training_utterances(tmp_path: Path) -> None:
+    opts = _opts(tmp_path, "--deepspeech-ckpt", "m.ckpt", "--an4-root", "/an4")
+    plan = _tiny_plan(variants=Variants(kinds=("int8-dynamic", "int8-static"), calibration="data/calib",
+                                        max_delta_wer=0.5))
+    commands, _ = _walk(plan, opts)
+    variants = {c.split("--kind ")[1].split()[0]: c for c in commands if " -m export variant " in c}
+    assert variants["int8-static"].endswith("--max-delta-wer 0.5")
+    assert f"--dataset {tmp_path / 'w'}/data/calib " in variants["int8-static"]
+    assert "--max-delta-wer" not in variants["int8-dynamic"]
 
 
 def test_split_section_skips_what_is_up_to_date(tmp_path: Path) -> None:

@@ -23,6 +23,6 @@ PLAN = Plan(
               GuideRun(run="msame_modelzoo", label="msame, {soc} OM, ModelZoo pre/postprocess", backend="msame",
                        if_available=True))),
     # Calibrated on training utterances: the test set is never calibrated on.
-    variants=Variants(calibration="data/deepspeech2_an4_calibration"),
+    variants=Variants(calibration="data/deepspeech2_an4_calibration", max_delta_wer=0.5),
     tables=("precision", "throughput"),
 )
