@@ -103,10 +103,11 @@ class SplitSection:
     # on (`split fit-klt`, Fisher-weighted by its Tail); 0 for no KLT codec.
     klt_utterances: int = 0
     quick_klt_utterances: int = 4
-    # Training steps of the KLT codec's decoder-side post-filter (`split fit-postfilter`, the klt-ans-4x-pf
-    # codec), on the same utterances; 0 for none.
+    # Training steps of the KLT codecs' decoder-side post-filters (`split fit-postfilter`, the *-pf codecs),
+    # on the same utterances, one per coarseness; 0 for none.
     postfilter_steps: int = 0
     quick_postfilter_steps: int = 20
+    postfilter_coarseness: tuple[float, ...] = (3.0, 4.0)
     # The cloud-edge seed's ResNet-50 partition table (`split resnet-table`): its name ("" for none), the files
     # it is made from (rebuilt when one is newer), and its quick-run options.
     resnet_table: str = ""

@@ -33,15 +33,17 @@ class SplitRun:
     def klt(self) -> Path:
         return self.own / "klt.json"
 
-    @property
-    def postfilter(self) -> Path:
-        return self.own / "klt_postfilter_4x.onnx"
+    def postfilters(self) -> dict[str, Path]:
+        """The decoder-side post-filters trained beside klt.json, by coarseness (split fit-postfilter)."""
+        if not self.s.postfilter_steps:
+            return {}
+        return {f"{c:g}": self.own / f"klt_postfilter_{c:g}x.onnx" for c in self.s.postfilter_coarseness}
 
     def learned(self) -> list[Path]:
         """The learned codec files beside the own cut that outputs measured with them depend on."""
         if not self.klt_fitted:
             return []
-        return [self.klt, self.postfilter] if self.s.postfilter_steps else [self.klt]
+        return [self.klt, *self.postfilters().values()]
 
     @property
     def head(self) -> Path:
@@ -104,10 +106,12 @@ def fit_klt(runner: Runner, sr: SplitRun) -> None:
         runner.run(runner.py("split", "fit-klt", "--head", str(sr.head), "--dataset", str(data), "--checkpoint",
                              fr.model, "--out", str(sr.klt), "--no-progress"))
     steps = sr.s.quick_postfilter_steps if opts.quick else sr.s.postfilter_steps
-    if sr.s.postfilter_steps and not fresh(sr.postfilter, sr.klt, data / "manifest.jsonl"):
-        runner.step(f"split fit-postfilter: the klt-ans-4x-pf codec's decoder-side filter -> {sr.postfilter}")
-        runner.run(runner.py("split", "fit-postfilter", "--head", str(sr.head), "--dataset", str(data), "--learned",
-                             str(sr.own), "--steps", str(steps), "--no-progress"))
+    for coarseness, path in sr.postfilters().items():
+        if not fresh(path, sr.klt, data / "manifest.jsonl"):
+            runner.step(f"split fit-postfilter: the decoder-side filter of the {coarseness}x codecs -> {path}")
+            runner.run(runner.py("split", "fit-postfilter", "--head", str(sr.head), "--dataset", str(data),
+                                 "--learned", str(sr.own), "--coarseness", coarseness, "--steps", str(steps),
+                                 "--no-progress"))
 
 
 def edge_runs(runner: Runner, sr: SplitRun, collected: Collected) -> None:

@@ -19,7 +19,9 @@ HELP = "fit the KLT transform codec (klt-ans) to a Head's boundary tensors on tr
 DESCRIPTION = """Run the Head over a dataset dir (training utterances, not the test set) and fit the
 Karhunen-Loeve transform of its boundary tensor: the principal axes of the boundary's channels, one
 uniform step (--relative-step times the strongest component's standard deviation) and each component's
-Laplace scale, written as klt.json for the klt-ans, klt-ans-2x and klt-ans-4x codecs.
+Laplace scale, written as klt.json for the klt-ans, klt-ans-2x and klt-ans-4x codecs; and for the klt-lp
+codecs, at each of their steps, a least-squares prediction of every frame's components from the two frames
+before (their entropy model's means) with the residual scales.
 
 With --checkpoint (a family with its own Head/Tail cut, e.g. split_asr's model.pth) the fit is weighted
 by the Tail's Fisher information at the boundary (the expected outer product of the gradient of the
@@ -63,7 +65,7 @@ def main(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from split.codecs.klt import fit_klt, standardize_frames
+    from split.codecs.klt import fit_klt, standardize_frames, with_predictors
     from split.edge import HeadModel, utterances_from_dataset
 
     if not args.relative_step > 0:
@@ -100,6 +102,7 @@ def _run(args: argparse.Namespace) -> int:
                             "frames": int(frames.shape[0]), "relative_step": args.relative_step,
                             "checkpoint": str(args.checkpoint) if args.checkpoint else None}
     fit = fit_klt(frames, relative_step=args.relative_step, fisher=fisher, frame_normalize=normalize, meta=meta)
+    fit = with_predictors(fit, boundaries)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fit = fit.save(args.out)
     strong = int((fit.scales > fit.step / 2).sum())

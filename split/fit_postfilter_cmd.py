@@ -14,7 +14,7 @@ from split.errors import run_cli
 
 log = logging.getLogger("split.fit-postfilter")
 
-HELP = "train the klt-ans-4x-pf codec's post-filter (decoder side) on training utterances"
+HELP = "train a KLT codec's post-filter (decoder side, the *-pf codecs) on training utterances"
 
 DESCRIPTION = """Run the Head over a dataset dir (training utterances, not the test set), code each boundary
 with the KLT codec at --coarseness times the fit's step, and train a small residual convolution over time
@@ -28,7 +28,7 @@ any change.
 
 Training is seeded and single-threaded, so the same inputs give the same filter on one machine."""
 
-SUPPORTED = (4.0,)
+SUPPORTED = (3.0, 4.0)  # the steps a -pf codec is registered for (split/codecs/__init__.py)
 EVAL_EVERY = 100  # steps between checks on the held-out utterances
 
 
@@ -37,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", type=Path, required=True, help="dataset dir of training utterances")
     p.add_argument("--learned", type=Path, required=True, help="the folder holding klt.json; the filter is written there")
     p.add_argument("--coarseness", type=float, default=4.0, choices=SUPPORTED,
-                   help="the KLT step multiple the filter is trained for (default %(default)g: klt-ans-4x-pf)")
+                   help="the KLT step multiple the filter is trained for (default %(default)g: klt-ans-4x-pf and "
+                        "klt-lp-4x-pf; 3: klt-lp-3x-pf)")
     p.add_argument("--steps", type=int, default=3000, help="training steps, at most (default %(default)s)")
     p.add_argument("--batch", type=int, default=8, help="crops per step (default %(default)s)")
     p.add_argument("--crop", type=int, default=64, help="frames per crop (default %(default)s)")
@@ -55,8 +56,8 @@ def main(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from split.codecs import Learned, get_codec
-    from split.codecs.klt import KLT_FILE, standardize_frames
+    from split.codecs import Learned
+    from split.codecs.klt import KLT_FILE, KltQuantizer, KltTransform, standardize_frames
     from split.codecs.postfilter import META_COARSENESS, META_KLT_CRC, postfilter_file
     from split.edge import HeadModel, utterances_from_dataset
 
@@ -70,15 +71,16 @@ def _run(args: argparse.Namespace) -> int:
     learned = Learned.from_dir(args.learned)
     fit = learned.klt
     assert fit is not None
-    plain = get_codec(f"klt-ans-{args.coarseness:g}x", learned)
+    # What any codec at this step decodes before its filter (the entropy stage is lossless, so not run here).
+    quantizer, transform = KltQuantizer(fit, args.coarseness), KltTransform(fit)
     head = HeadModel(args.head)
     decoded, targets = [], []
     for utt in tqdm(list(utterances_from_dataset(args.dataset, head.input.name, args.limit)), desc="code",
                     unit="utt", disable=args.no_progress):
         boundary, lengths = head.run(utt.features, utt.length)
         b = boundary[0, : lengths[0]] if lengths else boundary[0]
-        enc = plain.encode(b[None])
-        decoded.append(plain.decode(enc.payload, enc.params, (1, *b.shape))[0])
+        q, qparams = quantizer.quantize(transform.forward(b))
+        decoded.append(transform.inverse(quantizer.dequantize(q, qparams, q.shape), b.shape[1]))
         # What the decoder should return: the frame the codec means to carry (standardised where the fit is).
         targets.append(standardize_frames(b.astype(np.float64)).astype(np.float32) if fit.frame_normalize else b)
     if not decoded:

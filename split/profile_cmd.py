@@ -47,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from split.codecs import CODECS, Learned, get_codec
+    from split.codecs import CODECS, Learned, codec_names, get_codec
     from split.edge import HeadModel, utterances_from_dataset
     from split.profiler import SplitPoint, make_profile, parse_point
     from split.tail import TailModel
@@ -68,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
         learned = aes.get(point.name)
         if learned is None:
             return plain
-        return plain + [get_codec(n, learned) for n, spec in CODECS.items() if spec.needs and learned.has(spec.needs)]
+        return plain + [get_codec(n, learned) for n in codec_names(learned) if CODECS[n].needs]
 
     first_head = points[0].head
     utts = list(utterances_from_dataset(args.dataset, first_head.input.name, args.limit))

@@ -9,6 +9,8 @@
 | ae, ae-int8-zstd, ae-q4-ans | the autoencoder's latent as fp32 / int8+zstd / 4-bit+ANS (needs the AE ONNX pair) |
 | klt-ans, klt-ans-2x, klt-ans-4x | the fitted KLT's components at its step (2x, 4x: that much coarser), ANS with the fit's Laplace model (needs klt.json) |
 | klt-ans-4x-pf | klt-ans-4x on the wire; the decoder adds the learned post-filter (klt_postfilter_4x.onnx) |
+| klt-lp-2x, klt-lp-3x | klt-ans-Nx's symbols, ANS with each frame's Laplace means predicted from the two frames before (klt.json's predictors) |
+| klt-lp-3x-pf, klt-lp-4x-pf | klt-lp-Nx on the wire; the decoder adds the post-filter of that step |
 
 `get_codec(name, learned)` builds one, `learned` being the folder holding the learned parts (ae_*.onnx,
 klt.json) or a `Learned`; `measure(codec, x)` reports bits per element, bytes, ratio vs fp32, encode/decode
@@ -26,8 +28,9 @@ import numpy as np
 from split.codecs.autoencoder import DECODER_FILE, ENCODER_FILE, Autoencoder
 from split.codecs.base import Codec, CodecError, Encoded
 from split.codecs.entropy import Ans, Huffman, Lz4, Raw, Zstd
-from split.codecs.klt import KLT_FILE, KltFit, KltQuantizer, KltTransform, LaplaceAns, load_klt
-from split.codecs.postfilter import PostFilter, coarseness_tag, load_postfilters, missing, postfilter_file
+from split.codecs.klt import KLT_FILE, LIMIT, KltFit, KltQuantizer, KltTransform, LaplaceAns, coarseness_tag, load_klt
+from split.codecs.postfilter import PostFilter, load_postfilters, missing, postfilter_file
+from split.codecs.predictive import PredictiveLaplaceAns
 from split.codecs.quantizers import Float16, Float32, Int8Linear, LowBit
 
 __all__ = ["CODECS", "Codec", "CodecError", "Encoded", "Learned", "get_codec", "measure", "codec_names"]
@@ -67,6 +70,7 @@ class CodecSpec:
     needs: str | None = None  # "autoencoder" or "klt": the learned part it runs on
     description: str = ""
     postfilter: str | None = None  # the post-filter's tag the decoder also needs (not the edge)
+    predictor: str | None = None  # the klt.json predictor's tag both sides need
 
 
 def _plain(name: str, quantizer: Any, entropy: Any, lossless: bool, description: str) -> CodecSpec:
@@ -78,7 +82,8 @@ def _ae(name: str, quantizer: Any, entropy: Any, description: str) -> CodecSpec:
                      "autoencoder", description)
 
 
-def _klt(name: str, coarseness: float, description: str, postfilter: bool = False) -> CodecSpec:
+def _klt(name: str, coarseness: float, description: str, postfilter: bool = False,
+         predicted: bool = False) -> CodecSpec:
     tag = coarseness_tag(coarseness) if postfilter else None
 
     def build(learned: Learned) -> Codec:
@@ -86,8 +91,25 @@ def _klt(name: str, coarseness: float, description: str, postfilter: bool = Fals
         assert fit is not None
         pf = learned.postfilters.get(tag) if tag else None
         transform = KltTransform(fit, pf, missing(coarseness) if tag and pf is None else None)
-        return Codec(name, KltQuantizer(fit, coarseness), LaplaceAns(fit, coarseness), transform, False, description)
-    return CodecSpec(build, "klt", description, tag)
+        if predicted:
+            predictor = fit.predictors.get(coarseness_tag(coarseness))
+            if predictor is None:
+                raise CodecError(f"codec {name!r} needs klt.json's predictor for {coarseness_tag(coarseness)} "
+                                 f"(fitted by `python -m split fit-klt`; this fit has "
+                                 f"{', '.join(fit.predictors) or 'none'})")
+            entropy: Any = PredictiveLaplaceAns(predictor, LIMIT)
+        else:
+            entropy = LaplaceAns(fit, coarseness)
+        return Codec(name, KltQuantizer(fit, coarseness), entropy, transform, False, description)
+    return CodecSpec(build, "klt", description, tag, coarseness_tag(coarseness) if predicted else None)
+
+
+def _klt_lp(coarseness: float, postfilter: bool = False) -> tuple[str, CodecSpec]:
+    tag = coarseness_tag(coarseness)
+    name = f"klt-lp-{tag}" + ("-pf" if postfilter else "")
+    what = (f"klt-lp-{tag}, and the decoder's learned post-filter ({postfilter_file(coarseness)})" if postfilter
+            else f"klt-ans-{tag}'s symbols, ANS with Laplace means predicted from the two previous frames")
+    return name, _klt(name, coarseness, what, postfilter=postfilter, predicted=True)
 
 
 CODECS: dict[str, CodecSpec] = {
@@ -110,6 +132,7 @@ CODECS: dict[str, CodecSpec] = {
     "klt-ans-4x": _klt("klt-ans-4x", 4.0, "fitted KLT at four times its step, ANS with the fit's Laplace model"),
     "klt-ans-4x-pf": _klt("klt-ans-4x-pf", 4.0, f"klt-ans-4x, and the decoder's learned post-filter "
                           f"({postfilter_file(4.0)})", postfilter=True),
+    **dict(_klt_lp(c, pf) for c, pf in ((2.0, False), (3.0, False), (3.0, True), (4.0, True))),
 }
 
 _NEEDS_FILES = {"autoencoder": f"{ENCODER_FILE} / {DECODER_FILE}", "klt": f"{KLT_FILE} (python -m split fit-klt)"}
@@ -117,9 +140,15 @@ _NEEDS_FILES = {"autoencoder": f"{ENCODER_FILE} / {DECODER_FILE}", "klt": f"{KLT
 
 def codec_names(learned: Learned | None = None) -> list[str]:
     """The codecs that can run (encode and decode) with these learned parts (None: every registered codec)."""
-    return [n for n, spec in CODECS.items()
-            if learned is None or (learned.has(spec.needs) and (spec.postfilter is None
-                                                                 or spec.postfilter in learned.postfilters))]
+    return [n for n, spec in CODECS.items() if learned is None or _can_run(spec, learned)]
+
+
+def _can_run(spec: CodecSpec, learned: Learned) -> bool:
+    if not learned.has(spec.needs):
+        return False
+    if spec.postfilter is not None and spec.postfilter not in learned.postfilters:
+        return False
+    return spec.predictor is None or (learned.klt is not None and spec.predictor in learned.klt.predictors)
 
 
 def get_codec(name: str, learned: Learned | Autoencoder | Path | None = None) -> Codec:

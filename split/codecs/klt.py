@@ -18,7 +18,8 @@ output (up to LayerNorm's epsilon) while two numbers per frame are never coded. 
 differs from the boundary by exactly that per-frame shift and scale (the codec table's RMSE says so).
 
 The fit is a JSON file (`klt.json`, beside ae_*.onnx in the folder given as --autoencoder): mean, forward and
-inverse matrices, each component's Laplace scale on the fit data, and the step. Edge and cloud must hold
+inverse matrices, each component's Laplace scale on the fit data, the step, and the klt-lp codecs'
+frame-to-frame predictors. Edge and cloud must hold
 the same fit: every request carries the file's CRC-32 (`transform_crc`) and the step (`scale`), and a
 decoder refuses others.
 """
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,6 +37,7 @@ import numpy as np
 from core.fsio import atomic_write_bytes
 from split.codecs.base import CodecError, require_finite
 from split.codecs.entropy import ans_check_end_marker, ans_decoder, ans_encoder, ans_payload
+from split.codecs.predictive import Predictor, fit_predictor
 
 KLT_FILE = "klt.json"
 FORMAT = "split-klt"
@@ -59,6 +61,8 @@ class KltFit:
     weighting: str = "none"  # "fisher" when fitted with the Tail's Fisher matrix
     frame_normalize: bool = False  # standardise each frame first (a Tail that opens with LayerNorm)
     meta: dict[str, Any] = field(default_factory=dict)
+    # klt-lp-Nx's entropy models (split/codecs/predictive.py), by coarseness tag ("3x"); fitted with the KLT
+    predictors: dict[str, Predictor] = field(default_factory=dict)
     crc: int = 0          # CRC-32 of the file's bytes, set by `load` / `to_bytes`
 
     @property
@@ -71,6 +75,8 @@ class KltFit:
                "mean": self.mean.astype(float).tolist(),
                "forward": self.forward.astype(float).tolist(), "inverse": self.inverse.astype(float).tolist(),
                "scales": self.scales.astype(float).tolist(), "meta": self.meta}
+        if self.predictors:
+            doc["predictors"] = {tag: p.to_json() for tag, p in self.predictors.items()}
         return (json.dumps(doc, indent=None, separators=(",", ":")) + "\n").encode()
 
     def save(self, path: Path) -> "KltFit":
@@ -135,10 +141,16 @@ def load_klt(path: Path) -> KltFit:
     scales = array("scales", (c,))
     if (scales < 0).any():
         raise ValueError(f"{path}: 'scales' holds a negative scale")
+    predictors = doc.get("predictors", {})
+    if not isinstance(predictors, dict):
+        raise ValueError(f"{path}: 'predictors' must be an object keyed by coarseness (e.g. \"3x\")")
     return KltFit(mean=array("mean", (c,)), forward=array("forward", (c, c)), inverse=array("inverse", (c, c)),
                   scales=scales, step=float(np.float32(step)), weighting=str(doc.get("weighting", "none")),
                   frame_normalize=normalize,
-                  meta=doc.get("meta") if isinstance(doc.get("meta"), dict) else {}, crc=zlib.crc32(raw))
+                  meta=doc.get("meta") if isinstance(doc.get("meta"), dict) else {},
+                  predictors={str(tag): Predictor.from_json(p, c, f"{path}: predictors[{tag!r}]")
+                              for tag, p in predictors.items()},
+                  crc=zlib.crc32(raw))
 
 
 # LayerNormalization's default epsilon; the standardised frame is what the Tail's LayerNorm computes anyway.
@@ -188,6 +200,30 @@ def fit_klt(x: np.ndarray, *, relative_step: float, fisher: np.ndarray | None = 
     return KltFit(mean=mean, forward=forward, inverse=inverse, scales=np.abs(z).mean(axis=0), step=step,
                   weighting="none" if fisher is None else "fisher", frame_normalize=frame_normalize,
                   meta=dict(meta or {}))
+
+
+# The steps klt-lp codecs exist for (fit-klt fits a predictor for each).
+PREDICTED_COARSENESS = (2.0, 3.0, 4.0)
+
+
+def with_predictors(fit: KltFit, boundaries: list[np.ndarray],
+                    coarsenesses: tuple[float, ...] = PREDICTED_COARSENESS) -> KltFit:
+    """The fit with a frame-to-frame predictor per coarseness, fitted on these utterances' boundaries
+    ((frames, C) each, in order)."""
+    predictors = {}
+    for coarseness in coarsenesses:
+        quantizer = KltQuantizer(fit, coarseness)
+        sequences = []
+        for b in boundaries:
+            z = fit.forward_transform(b)
+            sequences.append((quantizer.quantize(z)[0], z.astype(np.float64) / quantizer.step))
+        predictors[coarseness_tag(coarseness)] = fit_predictor(sequences, MIN_SCALE_STEPS)
+    return replace(fit, predictors=predictors)
+
+
+def coarseness_tag(coarseness: float) -> str:
+    """How files and fits name a coarseness ("4x")."""
+    return f"{coarseness:g}x"
 
 
 def klt_step(fit: KltFit, coarseness: float) -> float:

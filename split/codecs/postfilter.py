@@ -18,15 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from split.codecs.base import CodecError
+from split.codecs.klt import coarseness_tag
 from split.session import load_session
 
 PREFIX = "klt_postfilter_"
 META_KLT_CRC = "klt_crc"
 META_COARSENESS = "coarseness"
-
-
-def coarseness_tag(coarseness: float) -> str:
-    return f"{coarseness:g}x"
 
 
 def postfilter_file(coarseness: float) -> str:
