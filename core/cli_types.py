@@ -43,6 +43,11 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def io_threads(cap: int = 4) -> int:
+    """Threads for per-file work in one process (decode, features, writes): the usable cores, at most `cap`."""
+    return max(1, min(cap, usable_cores()))
+
+
 def max_threads() -> int:
     return MAX_THREADS_PER_CORE * usable_cores()
 

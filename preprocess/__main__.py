@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.cli_types import out_dir, positive_int
+from core.cli_types import io_threads, out_dir, positive_int
 from core.corpora import DatasetError, read_an4_raw, read_ds_manifest, read_librispeech
 from core.fsio import OutDirError, describe_os_error
 from core.guide import guide_batch_size, guide_profile
@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="rebuild every sample, also of a finished dataset dir or one made with other settings "
                         "(a dir whose sources changed since is rebuilt without it)")
+    p.add_argument("--threads", type=positive_int, default=io_threads(),
+                   help="threads decoding and extracting features in this process (default %(default)s: the "
+                        "cores, at most 4; without --ray)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     # Issue 13: the same build spread over a Ray cluster (preprocess/ray_build.py, docs/ray.md).
     add_ray_arguments(p, "write the utterances' feature files as Ray tasks; --out must be on storage every node "
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 
         with mapper_for(args.ray, args.ray_address) as mapper:
             out = build_dataset(utts, args.out, card, source, opts, card_path=args.card.resolve(), force=args.force,
-                                progress=not args.no_progress, mapper=mapper)
+                                progress=not args.no_progress, mapper=mapper, threads=args.threads)
     except (CardError, AudioError, DatasetError, DatasetDirError, ClusterError, OutDirError) as exc:
         log.error("%s", exc)
         return 2

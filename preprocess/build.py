@@ -5,16 +5,20 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 from tqdm import tqdm
 
 from core.audio import SAMPLE_RATE, decode_audio, num_samples
+from core.cli_types import io_threads
 from core.corpora import Utterance
 from core.dataset_dir import (FORMAT_VERSION, HEADER, MANIFEST, BinRef, DatasetDirError, Sample,
                                     atomic_write_bytes, atomic_write_json, read_manifest, write_bin)
@@ -28,6 +32,10 @@ from preprocess.modelzoo_batched import build_batched
 log = logging.getLogger("preprocess")
 # fn(item) over items, results in any order: how the utterances still to do get written.
 Mapper = Callable[[Callable[[Any], Any], list[Any]], Iterable[Any]]
+# Threads that decode and extract features in one process: enough to overlap file I/O with compute and to
+# use a few cores, few enough that a small set does not pay for idle threads.
+DEFAULT_THREADS = io_threads()
+SYNC_EVERY_S = 1.0  # the manifest reaches the disk at least this often while samples are written
 
 
 @dataclass
@@ -130,10 +138,15 @@ def _modelzoo_size(length: int, max_length: int) -> int:
 
 
 def plan_keys(utts: list[Utterance], card: ModelCard, opts: BuildOptions) -> list[tuple[str, Utterance, int]]:
-    """(key, utterance, frames) in the order the runners will read them."""
+    """(key, utterance, frames) in the order the runners will read them. Frames are counted (from each
+    file's header) only where they matter before decoding: the ModelZoo order and padding, or --pad-to;
+    otherwise they are 0 and each sample's length comes from its features."""
     feat = card.feature.params()
-    frames = [frames_for(num_samples(u.audio, sample_rate=opts.sample_rate, raw_rate=opts.raw_rate), feat)
-              for u in utts]
+    if opts.layout == "modelzoo" or opts.pad_to is not None:
+        frames = [frames_for(num_samples(u.audio, sample_rate=opts.sample_rate, raw_rate=opts.raw_rate), feat)
+                  for u in utts]
+    else:
+        frames = [0] * len(utts)
     if opts.layout == "modelzoo":
         # The guide's collate sorts the whole set longest first (a stable sort) and numbers from 1.
         order = sorted(range(len(utts)), key=lambda i: -frames[i])
@@ -144,23 +157,40 @@ def plan_keys(utts: list[Utterance], card: ModelCard, opts: BuildOptions) -> lis
 
 def build_dataset(utts: list[Utterance], out: Path, card: ModelCard, source: dict[str, Any],
                   opts: BuildOptions, *, card_path: Path | None = None, force: bool = False,
-                  progress: bool = True, mapper: Mapper | None = None) -> Path:
+                  progress: bool = True, mapper: Mapper | None = None, threads: int = DEFAULT_THREADS) -> Path:
     """Write the dataset dir; rerunning the same command resumes and skips what is already valid.
 
-    `mapper(fn, items)` applies `write_sample` to the utterances still to do, in any order (default: the
-    builtin map, here in this process; preprocess/ray_build.py spreads it over Ray).
+    `mapper(fn, items)` applies `write_sample` to the utterances still to do, in any order (default: this
+    process, `threads` threads; preprocess/ray_build.py spreads it over Ray).
     One writer at a time: a second process writing the same dir is refused (DirLockedError, a ValueError).
     """
     if not utts:
         raise DatasetDirError(f"no utterances to write into {out}")
+    if threads < 1:
+        raise ValueError(f"threads {threads}: expected at least 1")
     out = Path(out)
-    with DirLock(out, "dataset dir"):
-        return _build_locked(utts, out, card, source, opts, card_path, force, progress, mapper)
+    with DirLock(out, "dataset dir"), _local_mapper(threads) as local:
+        return _build_locked(utts, out, card, source, opts, card_path, force, progress, mapper, local)
+
+
+@contextmanager
+def _local_mapper(threads: int) -> Iterator[Mapper]:
+    """map over a thread pool, results in order: decoding (libsndfile) and the features' FFTs and array work
+    release the GIL, and one sample's file writes overlap another's compute. Pending samples are cancelled
+    when one fails."""
+    if threads == 1:
+        yield map
+        return
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="preprocess")
+    try:
+        yield lambda fn, items: pool.map(fn, items)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _build_locked(utts: list[Utterance], out: Path, card: ModelCard, source: dict[str, Any],
                   opts: BuildOptions, card_path: Path | None, force: bool, progress: bool,
-                  mapper: Mapper | None) -> Path:
+                  mapper: Mapper | None, local: Mapper) -> Path:
     batched = opts.layout == "modelzoo" and guide_profile(card)["layout"] == "batch_files"
     plan = _input_plan(card, opts.layout)
     keyed = [] if batched else plan_keys(utts, card, opts)
@@ -227,12 +257,20 @@ def _build_locked(utts: list[Utterance], out: Path, card: ModelCard, source: dic
     write = partial(write_sample, out=out, card=card, plan=plan, opts=opts, pad_to=pad_to)
     drops_by_key: dict[str, Counter] = {}
     with open(out / MANIFEST, "a") as manifest:
-        for sample, drops in tqdm((mapper or map)(write, todo), total=len(todo), desc=f"preprocess {out.name}",
+        synced = time.monotonic()
+        for sample, drops in tqdm((mapper or local)(write, todo), total=len(todo), desc=f"preprocess {out.name}",
                                   unit="utt", disable=not progress):
             drops_by_key[sample.key] = drops
             manifest.write(sample.to_json() + "\n")
+            # Flushed per sample, so a killed process loses nothing written; synced to disk at most every
+            # SYNC_EVERY_S (an fsync per sample cost more than decoding short clips), so a power loss loses
+            # at most that much (a resume redoes samples the manifest does not list; a torn line is skipped).
             manifest.flush()
-            os.fsync(manifest.fileno())
+            if time.monotonic() - synced >= SYNC_EVERY_S:
+                os.fsync(manifest.fileno())
+                synced = time.monotonic()
+        manifest.flush()
+        os.fsync(manifest.fileno())
     for key, _, _ in todo:  # counted in manifest order, whatever order a mapper wrote them in
         dropped.update(drops_by_key[key])
     if mapper is not None:

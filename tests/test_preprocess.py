@@ -149,6 +149,53 @@ def test_dataset_dir_from_synthetic_an4(tmp_path: Path, tiny_corpus: Path) -> No
     assert (out / "spect" / f"{s.key}.bin").stat().st_size == 161 * s.length * 4
 
 
+def test_default_layout_reads_each_file_once(tmp_path: Path, tiny_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --pad-to or the ModelZoo layout nothing needs a file's length before it is decoded, so no
+    header-only pass over the set; each file is opened once, for its samples."""
+    import core.audio
+    import preprocess.build
+
+    opened: list[str] = []
+    real = core.audio.sf.SoundFile
+
+    def counting(path, *args, **kwargs):
+        opened.append(str(path))
+        return real(path, *args, **kwargs)
+
+    def no_header_pass(*args, **kwargs):
+        raise AssertionError("num_samples called in the default layout")
+
+    monkeypatch.setattr(preprocess.build, "num_samples", no_header_pass)
+    monkeypatch.setattr(core.audio.sf, "SoundFile", counting)
+    utts = read_librispeech(tiny_corpus / "LibriSpeech" / "test-demo")
+    build_dataset(utts, tmp_path / "ds", _card(), {"kind": "librispeech"}, BuildOptions(), progress=False)
+    assert sorted(opened) == sorted(str(u.audio) for u in utts)
+
+
+def test_threads_write_the_same_dataset_dir(tmp_path: Path, tiny_corpus: Path) -> None:
+    utts = read_an4_raw(tiny_corpus / "an4", "test")
+    one = build_dataset(utts, tmp_path / "one", _card(), {"kind": "an4_raw"}, BuildOptions(), progress=False, threads=1)
+    four = build_dataset(utts, tmp_path / "four", _card(), {"kind": "an4_raw"}, BuildOptions(), progress=False,
+                         threads=4)
+    assert (one / "manifest.jsonl").read_bytes() == (four / "manifest.jsonl").read_bytes()
+    files = sorted(p.relative_to(one) for p in one.rglob("*.bin"))
+    assert files and files == sorted(p.relative_to(four) for p in four.rglob("*.bin"))
+    assert all((one / f).read_bytes() == (four / f).read_bytes() for f in files)
+
+
+def test_a_bad_file_stops_a_threaded_build_with_its_name(tmp_path: Path, tiny_corpus: Path) -> None:
+    import shutil
+
+    corpus = tmp_path / "an4"
+    shutil.copytree(tiny_corpus / "an4", corpus)
+    utts = read_an4_raw(corpus, "test")
+    Path(utts[2].audio).write_bytes(b"\x00")  # one odd byte: not whole 16-bit samples
+    with pytest.raises(AudioError, match=Path(utts[2].audio).name):
+        build_dataset(utts, tmp_path / "ds", _card(), {"kind": "an4_raw"}, BuildOptions(), progress=False, threads=3)
+    with pytest.raises(DatasetDirError, match="incomplete"):
+        DatasetDir.open(tmp_path / "ds")
+
+
 def test_interrupted_preprocess_resumes(tmp_path: Path, tiny_corpus: Path) -> None:
     utts = read_an4_raw(tiny_corpus / "an4", "test")
     out = build_dataset(utts, tmp_path / "ds", _card(), {"kind": "an4_raw"}, BuildOptions(), progress=False)
