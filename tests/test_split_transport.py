@@ -29,11 +29,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from split.codecs.klt import KLT_FILE, fit_klt
+    from split.codecs.klt import KLT_FILE, fit_klt, with_predictors
     from tests.split_helpers import boundary_example
 
     out = make_split_pair(tmp_path_factory.mktemp("pair"))
-    fit_klt(boundary_example(seed=7, frames=200)[0], relative_step=0.05).save(out / KLT_FILE)
+    train = [boundary_example(seed=s, frames=100)[0] for s in (7, 8)]
+    with_predictors(fit_klt(np.concatenate(train), relative_step=0.05), train).save(out / KLT_FILE)
     return out
 
 
@@ -122,12 +123,12 @@ def test_infer_matches_local_tail_of_head(server, head: HeadModel, tail: TailMod
     assert abs(sum(row[s] for s in stages) - row["e2e"]) <= 0.05 * row["e2e"] + 0.5
     health = client.health()
     assert health.status == "SERVING" and "q4-ans" in health.codecs and "ae-q4-ans" in health.codecs
-    assert "klt-ans" in health.codecs
+    assert "klt-ans" in health.codecs and "klt-lp-3x" in health.codecs
     assert health.tail_input == "features" and list(health.tail_input_shape) == [-1, -1, CHANNELS]
     client.close()
 
 
-@pytest.mark.parametrize("codec", ["int8-huffman", "q4-ans", "ae-q4-ans", "klt-ans"])
+@pytest.mark.parametrize("codec", ["int8-huffman", "q4-ans", "ae-q4-ans", "klt-ans", "klt-lp-3x"])
 def test_lossy_codecs_reach_the_tail(server, head: HeadModel, pair: Path, codec: str) -> None:
     target, _ = server
     client = EdgeClient(target)
