@@ -61,7 +61,7 @@ def choose_fallback(candidates: list[str], quantise: Quantise, judge: Judge, bud
     sensitivity: dict[str, float] = {}
     for node in tqdm(candidates, desc="sensitivity", unit="node", disable=not progress):
         sensitivity[node] = measure([n for n in candidates if n != node], "one").kl
-    order = sorted(candidates, key=lambda n: (-sensitivity[n], candidates.index(n)))
+    order = sorted(candidates, key=lambda n: -sensitivity[n])  # stable: ties keep the graph's order
     tried: dict[int, Measure] = {}
 
     def ok(k: int) -> bool:

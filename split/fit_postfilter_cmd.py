@@ -56,8 +56,7 @@ def main(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from split.codecs import Learned
-    from split.codecs.klt import KLT_FILE, KltQuantizer, KltTransform, standardize_frames
+    from split.codecs.klt import KLT_FILE, KltQuantizer, KltTransform, load_klt, standardize_frames
     from split.codecs.postfilter import META_COARSENESS, META_KLT_CRC, postfilter_file
     from split.edge import HeadModel, utterances_from_dataset
 
@@ -68,9 +67,9 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--kernel {args.kernel}: expected an odd width (the filter keeps the frame count)")
     if not (args.learned / KLT_FILE).is_file():
         raise FileNotFoundError(f"--learned {args.learned}: no {KLT_FILE} (python -m split fit-klt first)")
-    learned = Learned.from_dir(args.learned)
-    fit = learned.klt
-    assert fit is not None
+    # The fit alone: the folder's filters may have been trained with an earlier klt.json, and replacing
+    # them after a refit is what this command is for (Learned.from_dir would refuse them).
+    fit = load_klt(args.learned / KLT_FILE)
     # What any codec at this step decodes before its filter (the entropy stage is lossless, so not run here).
     quantizer, transform = KltQuantizer(fit, args.coarseness), KltTransform(fit)
     head = HeadModel(args.head)

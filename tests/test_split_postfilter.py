@@ -86,6 +86,22 @@ def test_filter_trained_with_another_fit_is_refused(fitted: tuple[Path, Path], t
         Learned.from_dir(other)
 
 
+def test_fit_postfilter_replaces_a_filter_of_an_earlier_fit(fitted: tuple[Path, Path], tmp_path: Path) -> None:
+    """After fit-klt refits, the old filter no longer matches klt.json; retraining it must still work."""
+    from split.__main__ import main
+
+    pair, ds = fitted
+    work = tmp_path / "pair"
+    shutil.copytree(pair, work)
+    assert main(["fit-klt", "--head", str(work / "head.onnx"), "--dataset", str(ds), "--out", str(work / KLT_FILE),
+                 "--relative-step", "0.1", "--no-progress"]) == 0
+    with pytest.raises(ValueError, match="trained with another klt.json"):
+        Learned.from_dir(work)
+    assert main(["fit-postfilter", "--head", str(work / "head.onnx"), "--dataset", str(ds), "--learned", str(work),
+                 "--steps", "5", "--crop", "8", "--hidden", "16", "--no-progress"]) == 0
+    assert "klt-ans-4x-pf" in codec_names(Learned.from_dir(work))
+
+
 def test_fit_postfilter_bad_input(fitted: tuple[Path, Path], tmp_path: Path) -> None:
     from split.__main__ import main
 

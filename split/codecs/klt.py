@@ -210,13 +210,11 @@ def with_predictors(fit: KltFit, boundaries: list[np.ndarray],
                     coarsenesses: tuple[float, ...] = PREDICTED_COARSENESS) -> KltFit:
     """The fit with a frame-to-frame predictor per coarseness, fitted on these utterances' boundaries
     ((frames, C) each, in order)."""
+    zs = [fit.forward_transform(b) for b in boundaries]
     predictors = {}
     for coarseness in coarsenesses:
         quantizer = KltQuantizer(fit, coarseness)
-        sequences = []
-        for b in boundaries:
-            z = fit.forward_transform(b)
-            sequences.append((quantizer.quantize(z)[0], z.astype(np.float64) / quantizer.step))
+        sequences = [(quantizer.quantize(z)[0], z.astype(np.float64) / quantizer.step) for z in zs]
         predictors[coarseness_tag(coarseness)] = fit_predictor(sequences, MIN_SCALE_STEPS)
     return replace(fit, predictors=predictors)
 
