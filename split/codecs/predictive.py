@@ -86,13 +86,13 @@ def fit_predictor(sequences: list[tuple[np.ndarray, np.ndarray]], min_scale: flo
     (symbols (frames, C) int, values (frames, C) float); scales are the mean absolute residual, floored."""
     if not sequences:
         raise ValueError("no utterances to fit the predictor on")
-    x = np.vstack([history_rows(q) for q, _ in sequences]).astype(np.float64)
+    history = np.vstack([history_rows(q) for q, _ in sequences])
     y = np.vstack([u for _, u in sequences]).astype(np.float64)
-    x1 = np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
+    x1 = np.concatenate([history.astype(np.float64), np.ones((history.shape[0], 1))], axis=1)
     coef, *_ = np.linalg.lstsq(x1, y, rcond=None)
     matrix = np.rint(coef * (1 << FRACTION_BITS)).astype(np.int64)
-    pred = Predictor(matrix, np.ones(y.shape[1]))
-    residual = y - pred.means(x.astype(np.int64))
+    # The residual of the prediction as the coder will make it: the fixed-point matrix on integer symbols.
+    residual = y - Predictor(matrix, np.ones(y.shape[1])).means(history)
     scales = np.maximum(np.abs(residual).mean(axis=0), min_scale)
     return Predictor(matrix, scales.astype(np.float32).astype(np.float64))
 
