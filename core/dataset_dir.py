@@ -111,7 +111,7 @@ def read_bin(path: Path, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
     if size != expected:
         raise DatasetDirError(f"{path}: {size} bytes, expected {expected} for {dtype} shape {list(shape)} "
                               "(truncated or from another run?)")
-    return np.fromfile(path, dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype).reshape(shape)
+    return np.fromfile(path, dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
 
 
 class DatasetDir:

@@ -286,6 +286,41 @@ def test_runner_refuses_a_nan_input_naming_the_sample(tmp_path: Path, tiny_expor
     assert sample.key in caplog.text and "NaN" in caplog.text
 
 
+def test_runner_refuses_a_nan_output_and_writes_no_run_json(tmp_path: Path, tiny_export: Path,
+                                                             dataset: Path) -> None:
+    """A backend that returns NaN for one sample: the run stops naming that sample, and the outputs of the
+    batches before it (written on the run loop's file thread) do not become a finished run."""
+    from core.card import load_model_and_card
+    from core.dataset_dir import DatasetDir
+    from core.run_dir import RunError
+    from runners.base import RunOptions, run_dataset
+    from runners.onnxruntime_backend import OnnxRuntimeBackend
+
+    _, card = load_model_and_card(tiny_export)
+    ds = DatasetDir.open(dataset)
+    real = OnnxRuntimeBackend(tiny_export, card, threads=1)
+    calls = []
+
+    class NanOnThirdSample:
+        name = "nan-on-third"
+
+        def infer(self, inputs: dict) -> dict:
+            calls.append(1)
+            outputs = real.infer(inputs)
+            if len(calls) == 3 + 2:  # after the two warm-up calls
+                outputs[card.outputs[0].name][0, 0, 0] = np.nan
+            return outputs
+
+        def info(self) -> dict:
+            return {}
+
+    with pytest.raises(RunError, match=f"sample {ds.samples[2].key} .*output .*NaN"):
+        run_dataset(NanOnThirdSample(), ds, card, tmp_path / "run", RunOptions(progress=False))
+    assert not (tmp_path / "run" / "run.json").exists()
+    assert (tmp_path / "run" / card.outputs[0].name / f"{ds.samples[0].key}.bin").is_file()
+    assert not (tmp_path / "run" / card.outputs[0].name / f"{ds.samples[2].key}.bin").exists()
+
+
 # ---- section 4: one line and exit code 2 ----
 
 def test_out_that_is_a_file_is_refused_by_every_stage(tmp_path: Path, tiny_export: Path, tiny_ckpt: Path,

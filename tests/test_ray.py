@@ -114,7 +114,9 @@ def test_killed_worker_loses_nothing(ray_local, tiny_export, tiny_an4_test, tmp_
     run = open_run(out)
     pids = {w["pid"] for w in run["ray"]["per_worker"]}
     assert killed and killed[0] in pids
-    assert len(pids) >= 3, "no restarted worker took over the killed one's batches"
+    # Its unfinished batches were redone elsewhere: by its restarted actor or, when the survivor drains the
+    # retried tasks before the restart is up, by the survivor alone (Ray's timing decides which).
+    assert len(pids - {killed[0]}) >= 1, "no other worker took over the killed one's batches"
     assert output_files(out) == output_files(single)
     assert sorted(s["key"] for s in run["samples"]) == sorted(s.key for s in ds.samples)
 
