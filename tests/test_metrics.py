@@ -282,3 +282,17 @@ def test_sdi_total_equals_levenshtein_distance_random():
         assert w.errors == _word_distance(ref_w, hyp_w) == Levenshtein.distance(ref_w, hyp_w)
         assert w.n == len(ref_w)
         assert w.h + w.s + w.i == len(hyp_w)
+
+
+def test_ascii_fast_path_deletes_what_the_unicode_rule_deletes() -> None:
+    """normalize_transcript takes a translate table for ASCII text; every ASCII character must come out as the
+    general rule (delete category P* except the apostrophe) has it, symbols such as $ + < = > kept."""
+    import unicodedata
+
+    from core.metrics import normalize_transcript
+
+    for code in range(33, 128):
+        c = chr(code)
+        kept = c == "'" or not unicodedata.category(c).startswith("P")
+        assert normalize_transcript(f"a{c}b") == ("A" + c.upper() + "B" if kept else "AB"), repr(c)
+    assert normalize_transcript("it\u2019s \u00abnaïve\u00bb") == "IT'S NAÏVE"  # the non-ASCII path
