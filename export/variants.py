@@ -79,10 +79,18 @@ def batch1_inputs(dataset: DatasetDir, card: ModelCard, samples: list[Sample]) -
 
 
 class DatasetCalibrationReader:
-    """onnxruntime's CalibrationDataReader over a preprocessed dataset dir, batch 1."""
+    """onnxruntime's CalibrationDataReader over a preprocessed dataset dir, batch 1; `set_range` (with `len`)
+    lets quantize_static collect a few samples at a time (its CalibStridedMinMax option)."""
 
     def __init__(self, dataset: DatasetDir, card: ModelCard, samples: list[Sample]) -> None:
+        self._dataset, self._card, self._samples = dataset, card, samples
         self._iter = batch1_inputs(dataset, card, samples)
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._iter = batch1_inputs(self._dataset, self._card, self._samples[start_index:end_index])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._iter, None)
@@ -155,12 +163,20 @@ def convert(src: Path, dst: Path, card: ModelCard, opts: VariantOptions, dataset
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         nodes_to_exclude=opts.exclude_nodes or None,
                         calibrate_method=getattr(CalibrationMethod, opts.calibration),
-                        extra_options={"CalibTensorRangeSymmetric": False},
+                        extra_options={"CalibTensorRangeSymmetric": False, **_one_sample_at_a_time(opts)},
                         calibration_cache_path=cache)
     done.update({"format": "QDQ", "weights": "int8 (QInt8)", "activations": "uint8 (QUInt8), calibrated",
                  "calibration": {"method": opts.calibration, "samples": len(calib),
                                  "dataset": str(dataset.path)}})
     return done
+
+
+def _one_sample_at_a_time(opts: VariantOptions) -> dict[str, Any]:
+    """Entropy and Percentile build histograms from the activations of all samples collected at once, which
+    fails on inputs of different lengths (numpy cannot stack them) and holds every activation of every sample
+    in memory; collected one sample at a time, their histograms merge instead. MinMax keeps only per-sample
+    minima and maxima, so it needs neither."""
+    return {"CalibStridedMinMax": 1} if opts.calibration in ("Entropy", "Percentile") else {}
 
 
 def _op_types(card: ModelCard, opts: VariantOptions) -> list[str] | None:
