@@ -9,8 +9,10 @@ Only family-independent helpers live here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Callable
 
+import librosa
 import numpy as np
 
 from core.audio import AudioError
@@ -29,6 +31,16 @@ def normalize_utterance(x: np.ndarray, ddof: int) -> np.ndarray:
     mean = x.mean(dtype=np.float64)
     std = x.std(dtype=np.float64, ddof=ddof)
     return ((x - mean) / max(std, SPECT_STD_FLOOR)).astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def stft_window(name: str, length: int) -> np.ndarray:
+    """The window librosa.stft builds from a window name (periodic, as for an FFT), made once per config and
+    passed to it as an array instead of rebuilt for every clip (on short clips, building it is a visible
+    share of the STFT's time)."""
+    window = librosa.filters.get_window(name, length, fftbins=True)
+    window.setflags(write=False)  # shared by every clip
+    return window
 
 
 def samples_as_frames(num_samples: int, cfg: dict[str, Any]) -> int:

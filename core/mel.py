@@ -16,6 +16,8 @@ from typing import Any
 import librosa
 import numpy as np
 
+from core.features import stft_window
+
 MEL_SCALES = ("htk", "slaney")
 
 
@@ -55,7 +57,7 @@ def mel_spectrogram(audio: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
     """(n_mels, frames) float32 for mono float audio, frames = mel_frames(len(audio), cfg)."""
     sr, n_fft, win, hop, f_min, f_max, scale, norm = _params(cfg)
     stft = librosa.stft(audio.astype(np.float32), n_fft=n_fft, hop_length=hop, win_length=win,
-                        window=cfg.get("window", "hann"), center=bool(cfg.get("center", True)),
+                        window=stft_window(cfg.get("window", "hann"), win), center=bool(cfg.get("center", True)),
                         pad_mode=cfg.get("pad_mode", "reflect"))
     power = float(cfg.get("power", 2.0))
     spec = np.abs(stft) ** power if power != 1.0 else np.abs(stft)

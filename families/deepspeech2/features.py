@@ -6,7 +6,7 @@ from typing import Any
 import librosa
 import numpy as np
 
-from core.features import normalize_utterance
+from core.features import normalize_utterance, stft_window
 
 FEATURE_KIND = "deepspeech_spectrogram"
 
@@ -24,7 +24,7 @@ def deepspeech_spectrogram(audio: np.ndarray, cfg: dict[str, Any]) -> np.ndarray
         n_fft=int(cfg["n_fft"]),
         hop_length=int(cfg["hop_length"]),
         win_length=int(cfg["win_length"]),
-        window=cfg["window"],
+        window=stft_window(cfg["window"], int(cfg["win_length"])),
         center=bool(cfg.get("center", True)),
         pad_mode=cfg.get("pad_mode", "reflect"),
     )
