@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,8 +30,7 @@ class Backend(Protocol):
     name: str
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run one batch; inputs and outputs are keyed by the card's tensor names. The outputs must be the
-        caller's to keep (not buffers a later call overwrites): the run loop writes them while the next batch runs."""
+        """Run one batch; inputs and outputs are keyed by the card's tensor names."""
 
     def info(self) -> dict[str, Any]:
         """Versions, threads, providers: whatever decides this backend's numbers."""
@@ -139,58 +136,6 @@ def assemble(dataset: DatasetDir, card: ModelCard, batch: list[Sample],
     return inputs
 
 
-class _FileTraffic:
-    """The run loop's file traffic and checks, on one thread beside the model: the next batch's inputs are read
-    and checked, and the last batch's outputs checked and written, while the backend computes (the backends
-    release the GIL). File creation is a real share of a small model's run on some file systems, and Python
-    work in the run loop's own thread waits for the GIL whenever this thread holds it, so the loop itself does
-    nothing but call the model. One worker keeps the order: a batch's reads finish before any later
-    write starts. Errors (a damaged .bin, NaN, a full disk) surface in the run loop, and leaving the block waits
-    for every write, so run.json is only written over complete, checked outputs."""
-
-    MAX_PENDING = 4  # batches of outputs waiting to be written, which bounds the memory they hold
-
-    def __init__(self, dataset: DatasetDir, card: ModelCard, fixed: int | None, out: Path) -> None:
-        self.dataset, self.card, self.fixed, self.out = dataset, card, fixed, out
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="run-files")
-        self.next: Future | None = None
-        self.writes: deque[Future] = deque()
-
-    def __enter__(self) -> "_FileTraffic":
-        return self
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        try:
-            if exc_type is None:
-                while self.writes:
-                    self.writes.popleft().result()
-        finally:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-
-    def prefetch(self, batch: list[Sample]) -> None:
-        self.next = self.pool.submit(self._read, batch)
-
-    def inputs(self) -> dict[str, np.ndarray]:
-        assert self.next is not None, "prefetch() a batch first"
-        return self.next.result()
-
-    def write(self, batch: list[Sample], outputs: dict[str, np.ndarray]) -> None:
-        self.writes.append(self.pool.submit(self._write, batch, outputs))
-        while len(self.writes) > self.MAX_PENDING or (self.writes and self.writes[0].done()):
-            self.writes.popleft().result()
-
-    def _read(self, batch: list[Sample]) -> dict[str, np.ndarray]:
-        inputs = assemble(self.dataset, self.card, batch, self.fixed)
-        check_finite(inputs, batch, "input")
-        return inputs
-
-    def _write(self, batch: list[Sample], outputs: dict[str, np.ndarray]) -> None:
-        check_finite(outputs, batch, "output")
-        for row, sample in enumerate(batch):
-            for spec in self.card.outputs:
-                write_bin(self.out / spec.name / f"{sample.key}.bin", outputs[spec.name][row], spec.dtype)
-
-
 def batch_input_length(card: ModelCard, inputs: dict[str, np.ndarray]) -> int | None:
     """The time length a batch was padded to (what the outputs' time axis follows), for score's checks."""
     spec = card.time_input
@@ -250,26 +195,25 @@ def _run_locked(backend: Backend, dataset: DatasetDir, card: ModelCard, out: Pat
     latencies_ms: list[float] = []
     samples_meta: list[dict[str, Any]] = []
     wall0 = time.perf_counter()
-    with _FileTraffic(dataset, card, fixed, out) as files:
-        files.prefetch(batches[0])
-        for batch_index, batch in enumerate(tqdm(batches, desc=f"{backend.name} bs{opts.batch_size}",
-                                                 unit="batch", disable=not opts.progress)):
-            inputs = files.inputs()
-            if batch_index + 1 < len(batches):
-                files.prefetch(batches[batch_index + 1])
-            padded_to = batch_input_length(card, inputs)
-            t0 = time.perf_counter()
-            outputs = backend.infer(inputs)
-            latencies_ms.append((time.perf_counter() - t0) * 1000.0)
+    for batch_index, batch in enumerate(tqdm(batches, desc=f"{backend.name} bs{opts.batch_size}", unit="batch",
+                                             disable=not opts.progress)):
+        inputs = assemble(dataset, card, batch, fixed)
+        check_finite(inputs, batch, "input")
+        padded_to = batch_input_length(card, inputs)
+        t0 = time.perf_counter()
+        outputs = backend.infer(inputs)
+        latencies_ms.append((time.perf_counter() - t0) * 1000.0)
+        for spec in card.outputs:
+            if spec.name not in outputs:
+                raise RunError(f"backend {backend.name} returned no output {spec.name!r}")
+        check_finite(outputs, batch, "output")
+        for row, sample in enumerate(batch):
+            shapes = {}
             for spec in card.outputs:
-                if spec.name not in outputs:
-                    raise RunError(f"backend {backend.name} returned no output {spec.name!r}")
-            files.write(batch, outputs)
-            for row, sample in enumerate(batch):
-                # as write_bin stores it: a row of a 1-D output (a 0-d value) is written as one element
-                shapes = {spec.name: list(np.atleast_1d(outputs[spec.name][row]).shape) for spec in card.outputs}
-                samples_meta.append({"key": sample.key, "batch": batch_index, "shapes": shapes,
-                                     "input_length": padded_to})
+                ref = write_bin(out / spec.name / f"{sample.key}.bin", outputs[spec.name][row], spec.dtype)
+                shapes[spec.name] = list(ref.shape)
+            samples_meta.append({"key": sample.key, "batch": batch_index, "shapes": shapes,
+                                 "input_length": padded_to})
     wall_s = time.perf_counter() - wall0
     # A backend may have work to do once the timed batches are done (e.g. write a profile into the run dir);
     # what it returns is added to run.json.

@@ -288,8 +288,8 @@ def test_runner_refuses_a_nan_input_naming_the_sample(tmp_path: Path, tiny_expor
 
 def test_runner_refuses_a_nan_output_and_writes_no_run_json(tmp_path: Path, tiny_export: Path,
                                                              dataset: Path) -> None:
-    """A backend that returns NaN for one sample: the run stops naming that sample, and the outputs of the
-    batches before it (written on the run loop's file thread) do not become a finished run."""
+    """A backend that returns NaN for one sample: the run stops naming that sample, nothing is written for
+    it, and the outputs of the batches before it do not become a finished run."""
     from core.card import load_model_and_card
     from core.dataset_dir import DatasetDir
     from core.run_dir import RunError

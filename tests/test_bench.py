@@ -46,7 +46,7 @@ def test_bench_prints_rows(tmp_path: Path, tiny_ckpt: Path, tiny_export: Path, t
     assert pre["stage"] == "preprocess" and pre["utterances"] == 6 and pre["x_real_time"] > 0
     assert pipe["stage"] == "pipeline" and 0 < pipe["not_model_share"] < 1
     assert pipe["model_execution_s"] < pipe["total_s"] and 0 < pipe["model_alone_s"] < pipe["total_s"]
-    assert pipe["repeats"] == 3 and "medians" in pipe["note"]
+    assert pipe["repeats"] == 3 and "medians" in pipe["note"] and pipe["in_run_over_alone"] > 0
     assert (tmp_path / "bench_pipeline.png").stat().st_size > 0
 
 
