@@ -2,16 +2,19 @@
 
     python -m bench [models] [--threads 2] [--repeats 15] [--wav2vec2-base] [--deepspeech2-real] [...]
     python -m bench scale --model M.onnx --dataset DS --out DIR [--workers W] [--threads T]
+    python -m bench markdown results/bench.json      # its tables as Markdown (results/bench.md), no timing
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from bench import runtimes, scale
+from bench.markdown import write_bench_markdown
 
-COMMANDS = ("models", "scale")
+COMMANDS = ("models", "scale", "markdown")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
                         description=(scale.__doc__ or "").strip(),
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     scale.add_arguments(sc)
+    md = sub.add_parser("markdown", help="a bench.json's tables as Markdown (written beside it as .md)",
+                        description="Render a bench.json (from `python -m bench models --out`) as Markdown tables: "
+                                    "runtimes side by side, the roofline, the stages around the model. Nothing is "
+                                    "timed; the numbers are the JSON's.")
+    md.add_argument("bench_json", type=Path)
+    md.add_argument("--out", type=Path, default=None, help="default: BENCH_JSON with .md")
     return p
 
 
@@ -41,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "scale":
         return scale.main(args)
+    if args.command == "markdown":
+        try:
+            print(write_bench_markdown(args.bench_json, args.out))
+        except ValueError as exc:
+            print(f"bench markdown: {exc}", file=sys.stderr)
+            return 2
+        return 0
     return runtimes.main(args)
 
 

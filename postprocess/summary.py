@@ -71,8 +71,11 @@ def write_results_readme(results: Path, names: list[str], trainings: list[Path])
     if bench.is_file():
         parts += ["## Benchmark", "", "`bash scripts/bench.sh` (contenders timed side by side in one run; see "
                   "docs/benchmark.md): `bench.json`.", ""]
-        if (results / "bench_pipeline.png").is_file():
-            parts += ["![pipeline time per stage](bench_pipeline.png)", ""]
+        if (results / "bench.md").is_file():
+            parts += [(results / "bench.md").read_text()]
+        for png, alt in (("bench_roofline.png", "roofline"), ("bench_pipeline.png", "pipeline time per stage")):
+            if (results / png).is_file():
+                parts += [f"![{alt}]({png})", ""]
     out = results / "README.md"
     atomic_write_bytes(out, "\n".join(parts).encode())
     return out

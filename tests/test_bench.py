@@ -48,6 +48,15 @@ def test_bench_prints_rows(tmp_path: Path, tiny_ckpt: Path, tiny_export: Path, t
     assert pipe["model_execution_s"] < pipe["total_s"] and 0 < pipe["model_alone_s"] < pipe["total_s"]
     assert pipe["repeats"] == 3 and "medians" in pipe["note"] and pipe["in_run_over_alone"] > 0
     assert (tmp_path / "bench_pipeline.png").stat().st_size > 0
+    # The same numbers as Markdown tables, and `python -m bench markdown` remakes that page from the JSON alone.
+    page = (tmp_path / "bench.md").read_text()
+    assert "### Runtimes side by side" in page and "### Roofline" in page and "### Around the model" in page
+    assert "| DeepSpeech2 (demo) | 2 |" in page and f"{100 * pipe['not_model_share']:.1f}%" in page
+    assert main(["markdown", str(out), "--out", str(tmp_path / "again.md")]) == 0
+    assert (tmp_path / "again.md").read_text() == page
+    (tmp_path / "broken.json").write_text("{")
+    assert main(["markdown", str(tmp_path / "broken.json")]) == 2
+    assert "broken.json is not valid JSON" in capsys.readouterr().err
 
 
 def test_an4_size_deepspeech2_checkpoint(tmp_path: Path) -> None:

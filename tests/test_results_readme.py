@@ -33,6 +33,14 @@ def test_readme_gathers_the_sections_other_scripts_wrote(tmp_path: Path) -> None
     assert "](fam_uni_streaming.png)" in text and "## Scaling over Ray" in text
 
 
+def test_readme_includes_the_benchmark_tables(tmp_path: Path) -> None:
+    (tmp_path / "bench.json").write_text("{}")
+    (tmp_path / "bench.md").write_text("BENCH TABLES\n")
+    (tmp_path / "bench_roofline.png").write_bytes(b"\x89PNG")
+    text = write_results_readme(tmp_path, [], []).read_text()
+    assert text.index("## Benchmark") < text.index("BENCH TABLES") < text.index("](bench_roofline.png)")
+
+
 def test_training_paragraph_says_whether_the_model_is_cpu_portable() -> None:
     from postprocess.summary import training_section
 
