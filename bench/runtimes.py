@@ -25,10 +25,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from bench.markdown import write_bench_markdown
 from bench.peer import OptimumPeer
 from core.cli_types import non_negative_int, positive_int, thread_count
 from core.family import BenchModel, Family, resolve
-from core.machine import machine_info, machine_label
+from core.machine import cpu_has_native_bf16, machine_info, machine_label
 from core.model_card import ModelCard
 from families.registry import family_module, family_names, get_family
 from runners.openvino_backend import OpenVinoBackend
@@ -156,11 +157,12 @@ def _fused_variant(family: str, onnx_path: Path, card: ModelCard) -> Path | None
     return out
 
 
-def _openvino_runner(loaded: Any, onnx_path: Path, threads: int) -> Callable[[dict[str, np.ndarray]], Any] | None:
+def _openvino_runner(loaded: Any, onnx_path: Path, threads: int,
+                     precision: str = "f32") -> Callable[[dict[str, np.ndarray]], Any] | None:
     try:
-        backend = OpenVinoBackend(onnx_path, _bare_card(loaded, onnx_path), threads=threads)
+        backend = OpenVinoBackend(onnx_path, _bare_card(loaded, onnx_path), threads=threads, precision=precision)
     except Exception as exc:  # not installed, or cannot compile this graph: reported, not fatal
-        log.warning("no OpenVINO contender for %s: %s", onnx_path.name, exc)
+        log.warning("no OpenVINO %s contender for %s: %s", precision, onnx_path.name, exc)
         return None
     return backend.infer
 
@@ -170,7 +172,7 @@ def _ms(times: list[float]) -> dict[str, float]:
 
 
 # Which graph's bytes each contender moves (torch and OpenVINO run the fp32 computation).
-GRAPH_OF_CONTENDER = {"torch eager": "fp32", "onnxruntime": "fp32", "openvino": "fp32",
+GRAPH_OF_CONTENDER = {"torch eager": "fp32", "onnxruntime": "fp32", "openvino": "fp32", "openvino bf16": "fp32",
                       "onnxruntime int8": "int8", "onnxruntime fused": "fused",
                       "optimum fp32": "optimum fp32", "optimum int8": "optimum int8"}
 
@@ -212,6 +214,8 @@ def bench_model(label: str, family: str, loaded: Any, onnx_path: Path, batch_siz
     int8_path = _int8_variant(family, onnx_path, card)
     int8 = create_session(int8_path, threads=threads) if int8_path else None
     openvino = _openvino_runner(loaded, onnx_path, threads)
+    # bf16 only where the CPU computes it: elsewhere OpenVINO emulates it or runs fp32 under that name.
+    openvino_bf16 = _openvino_runner(loaded, onnx_path, threads, "bf16") if cpu_has_native_bf16() else None
     fused_path = _fused_variant(family, onnx_path, card)
     fused = create_session(fused_path, threads=threads) if fused_path else None
     rows = []
@@ -230,6 +234,8 @@ def bench_model(label: str, family: str, loaded: Any, onnx_path: Path, batch_siz
             contenders.append(Contender("onnxruntime int8", lambda: int8.run(names, feeds)))
         if openvino is not None:
             contenders.append(Contender("openvino", lambda: openvino(feeds)))
+        if openvino_bf16 is not None:
+            contenders.append(Contender("openvino bf16", lambda: openvino_bf16(feeds)))
         if fused is not None:
             contenders.append(Contender("onnxruntime fused", lambda: fused.run(names, feeds)))
         peer_diff = None
@@ -261,6 +267,9 @@ def bench_model(label: str, family: str, loaded: Any, onnx_path: Path, batch_siz
         if "openvino" in med:
             row["openvino_ms"] = _ms(times["openvino"])
             row["openvino_over_ort"] = med["onnxruntime"] / med["openvino"]
+        if "openvino bf16" in med:
+            row["openvino_bf16_ms"] = _ms(times["openvino bf16"])
+            row["openvino_bf16_over_ort"] = med["onnxruntime"] / med["openvino bf16"]
         if "optimum fp32" in med:
             row["optimum_fp32_ms"] = _ms(times["optimum fp32"])
             row["optimum_int8_ms"] = _ms(times["optimum int8"])
@@ -398,6 +407,7 @@ def main(args: argparse.Namespace) -> int:
         args.out.write_text(json.dumps({"matmul_peak_gflops": peaks, "memory_bandwidth_gbs": bandwidth, "rows": rows,
                                         "stages": stages, "machine": machine, "peer": peer_info,
                                         "torch": torch.__version__}, indent=2) + "\n")
+        print(f"tables to paste: {write_bench_markdown(args.out)}")
     return 0
 
 

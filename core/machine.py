@@ -91,6 +91,13 @@ def cpu_facts() -> dict[str, Any]:
     }
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether the CPU computes bfloat16 in hardware (avx512_bf16 or AMX). Elsewhere runtimes emulate it, or
+    quietly run fp32 instead, so a bf16 row there would measure something else than its name says."""
+    flags = set(_cpuinfo_fields().get("flags", "").split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def machine_info() -> dict[str, Any]:
     mem_gb = None
     try:

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from core.ctc import greedy_decode_batch
 from core.fsio import atomic_write_json
+from core.machine import cpu_has_native_bf16
 from core.metrics import corpus_scores
 from core.numerics import TRAIN_THREADS, numerics_record
 
@@ -29,14 +30,6 @@ log = logging.getLogger("train")
 
 Item = TypeVar("Item")
 Batch = TypeVar("Batch")
-
-
-def cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def use_bf16(choice: str) -> bool:

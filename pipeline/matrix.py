@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.machine import cpu_has_native_bf16
 from core.plan import DemoModel, Plan
 from pipeline import corpora, demo
 from pipeline.options import Options, env_args
@@ -24,7 +25,11 @@ VARIANT_LABELS = {
     ("onnxruntime", "fused"): "ONNX Runtime fp32 + transformer fusions",
     ("openvino", ""): "OpenVINO fp32",
     ("openvino", "int8-static"): "OpenVINO int8 static (QDQ)",
+    ("openvino", "bf16"): "OpenVINO bf16 (precision hint, fp32 graph)",
 }
+# OpenVINO "variants" that are a precision the runtime applies to the fp32 graph, not a variant file: their
+# runner options. bf16 runs only where the CPU computes it (core.machine.cpu_has_native_bf16).
+OPENVINO_PRECISIONS = {"bf16": ("--ov-precision", "bf16")}
 
 
 @dataclass
@@ -114,9 +119,10 @@ def preprocess(runner: Runner, fr: FamilyRun, source: list[str], out: Path, *ext
     runner.run(runner.py("preprocess", *fr.ray(), *source, "--card", str(fr.card), "--out", str(out), *extra))
 
 
-def run(runner: Runner, fr: FamilyRun, backend: str, bs: int, variant: str = "", onnx: Path | None = None) -> Path:
+def run(runner: Runner, fr: FamilyRun, backend: str, bs: int, variant: str = "", onnx: Path | None = None,
+        extra: tuple[str, ...] = ()) -> Path:
     out = fr.run_dir(backend, bs, variant)
-    runner.run(runner.py("runners", *fr.ray(), "--backend", backend, *fr.model_args(backend, onnx),
+    runner.run(runner.py("runners", *fr.ray(), "--backend", backend, *fr.model_args(backend, onnx), *extra,
                          "--dataset", str(fr.data), "--out", str(out), "--batch-size", str(bs),
                          "--threads", str(fr.opts.threads), "--no-progress"))
     return out
@@ -197,6 +203,10 @@ def variants(runner: Runner, fr: FamilyRun) -> None:
                              "--threads", str(opts.threads), *gate, *(budget if kind == "int8-static" else ())))
     ort_variants = ("", *v.kinds)
     ov_variants = tuple("" if k == "fp32" else k for k in v.openvino)
+    if "bf16" in ov_variants and not cpu_has_native_bf16():
+        runner.note("OpenVINO bf16 not run: this CPU has neither avx512_bf16 nor AMX, where bf16 is emulated or "
+                    "quietly run as fp32")
+        ov_variants = tuple(k for k in ov_variants if k != "bf16")
     for bs in v.batch_sizes:
         run(runner, fr, "torch", bs)
         for kind in ort_variants:
@@ -204,7 +214,10 @@ def variants(runner: Runner, fr: FamilyRun) -> None:
             run(runner, fr, "onnxruntime", bs, kind, Path(f"{stem}.{kind}.onnx") if kind else None)
         for kind in ov_variants:
             runner.step(f"{fr.title}: openvino.{kind or 'fp32'} batch {bs}")
-            run(runner, fr, "openvino", bs, kind, Path(f"{stem}.{kind}.onnx") if kind else None)
+            if kind in OPENVINO_PRECISIONS:
+                run(runner, fr, "openvino", bs, kind, None, OPENVINO_PRECISIONS[kind])
+            else:
+                run(runner, fr, "openvino", bs, kind, Path(f"{stem}.{kind}.onnx") if kind else None)
 
     def row(label: str, backend: str, kind: str = "") -> list[str]:
         return ["--row", f"{label}=" + ",".join(str(fr.run_dir(backend, bs, kind)) for bs in v.batch_sizes)]

@@ -253,3 +253,26 @@ def test_the_driver_names_no_family() -> None:
             continue
         text = path.read_text()
         assert not [f for f in PLANNED if f in text], path
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_openvino_bf16_runs_only_where_the_cpu_computes_bf16(tmp_path: Path, monkeypatch, capsys,
+                                                              native: bool) -> None:
+    import pipeline.matrix as matrix
+
+    monkeypatch.setattr(matrix, "cpu_has_native_bf16", lambda: native)
+    opts = _opts(tmp_path, "--deepspeech-ckpt", "m.ckpt", "--an4-root", "/an4")
+    plan = _tiny_plan(variants=Variants(kinds=("int8-static",), batch_sizes=(1,), openvino=("fp32", "bf16"),
+                                        calibration="data/calib"))
+    commands, _ = _walk(plan, opts)
+    w = tmp_path / "w"
+    bf16 = [c for c in commands if "--ov-precision bf16" in c]
+    table = commands[-1]
+    if native:  # the fp32 graph with the precision hint, into a run dir of its own, and a row in the table
+        assert bf16 == [f"PY -m runners --backend openvino --model {w}/export/fam/model.onnx --ov-precision bf16 "
+                        f"--dataset {w}/data/fam_test --out {w}/runs/fam/openvino.bf16_bs1 --batch-size 1 "
+                        "--threads 3 --no-progress"]
+        assert f"OpenVINO bf16 (precision hint, fp32 graph)={w}/runs/fam/openvino.bf16_bs1" in table
+    else:
+        assert not bf16 and "OpenVINO bf16" not in table
+        assert "OpenVINO bf16 not run: this CPU has neither avx512_bf16 nor AMX" in capsys.readouterr().out
