@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
                                             "`models` (the default when no command is given): torch eager vs "
                                             "onnxruntime (and OpenVINO, the HF Optimum peer), with GFLOP/s against "
                                             "the matmul peak and the roofline. `scale`: the Ray runner against the "
-                                            "single-process runner at equal threads, with N-worker projections.")
+                                            "single-process runner at equal threads, with N-worker projections. "
+                                            "`markdown`: a bench.json's tables as Markdown, nothing timed.")
     sub = p.add_subparsers(dest="command", required=True)
     m = sub.add_parser("models", help="torch eager vs onnxruntime, side by side, with GFLOP/s vs matmul peak",
                        description=(runtimes.__doc__ or "").strip(),
