@@ -12,8 +12,9 @@ from core.fsio import atomic_write_bytes, read_json_file
 from core.machine import machine_label
 
 
-def _ms(span: dict[str, float] | None) -> str:
-    return f"{span['median']:.1f} ({span['min']:.1f}-{span['max']:.1f})" if span else "-"
+def span(ms: dict[str, float] | None) -> str:
+    """A timing as "median (min-max)" in ms, "-" for a contender that did not run."""
+    return f"{ms['median']:.1f} ({ms['min']:.1f}-{ms['max']:.1f})" if ms else "-"
 
 
 def _x(value: float | None) -> str:
@@ -36,10 +37,10 @@ def runtime_table(rows: list[dict[str, Any]]) -> list[str]:
     head += ["ours / Optimum fp32", "our int8 / Optimum int8"] if peer else []
     body = []
     for r in rows:
-        line = [r["model"], str(r["batch"]), _ms(r["torch_ms"]), _ms(r["onnxruntime_ms"]), _ms(r.get("int8_ms")),
-                _ms(r.get("fused_ms")), _ms(r.get("openvino_ms"))]
-        line += [_ms(r.get("openvino_bf16_ms"))] if bf16 else []
-        line += [_ms(r.get("optimum_fp32_ms")), _ms(r.get("optimum_int8_ms"))] if peer else []
+        line = [r["model"], str(r["batch"]), span(r["torch_ms"]), span(r["onnxruntime_ms"]),
+                span(r.get("int8_ms")), span(r.get("fused_ms")), span(r.get("openvino_ms"))]
+        line += [span(r.get("openvino_bf16_ms"))] if bf16 else []
+        line += [span(r.get("optimum_fp32_ms")), span(r.get("optimum_int8_ms"))] if peer else []
         line += [_x(r["ort_over_torch"]), _x(r.get("int8_over_fp32")), _x(r.get("fused_over_torch")),
                  _x(r.get("openvino_over_ort"))]
         line += [_x(r.get("openvino_bf16_over_ort"))] if bf16 else []

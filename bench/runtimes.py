@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from bench.markdown import write_bench_markdown
+from bench.markdown import span, write_bench_markdown
 from bench.peer import OptimumPeer
 from core.cli_types import non_negative_int, positive_int, thread_count
 from core.family import BenchModel, Family, resolve
@@ -286,10 +286,6 @@ def bench_model(label: str, family: str, loaded: Any, onnx_path: Path, batch_siz
     return rows
 
 
-def _span(ms: dict[str, float]) -> str:
-    return f"{ms['median']:.1f} ({ms['min']:.1f}-{ms['max']:.1f})"
-
-
 def _print(rows: list[dict[str, Any]], peaks: dict[str, float], stages: list[dict[str, Any]], triad: float) -> None:
     peak = peaks["peak"]
     print(f"matmul peak (fp32 {peaks['n']}x{peaks['n']}, {peaks['threads']} threads): torch {peaks['torch']:.1f}, "
@@ -300,11 +296,10 @@ def _print(rows: list[dict[str, Any]], peaks: dict[str, float], stages: list[dic
     print(head)
     print("-" * len(head))
     for r in rows:
-        int8 = _span(r["int8_ms"]) if "int8_ms" in r else "-"
-        ov = _span(r["openvino_ms"]) if "openvino_ms" in r else "-"
+        int8, ov = span(r.get("int8_ms")), span(r.get("openvino_ms"))
         ratio8 = f"{r['int8_over_fp32']:.2f}x" if "int8_over_fp32" in r else "-"
         ratio_ov = f"{r['openvino_over_ort']:.2f}x" if "openvino_over_ort" in r else "-"
-        print(f"{r['model']:<28} {r['batch']:>3} {_span(r['torch_ms']):>22} {_span(r['onnxruntime_ms']):>22} "
+        print(f"{r['model']:<28} {r['batch']:>3} {span(r['torch_ms']):>22} {span(r['onnxruntime_ms']):>22} "
               f"{int8:>22} {ov:>22} {r['ort_over_torch']:>8.2f}x {ratio8:>9} {ratio_ov:>7} "
               f"{r['ort_gflops']:>11.1f} {100 * r['ort_gflops'] / peak:>6.1f}% "
               f"{(format(r['fused_over_torch'], '.2f') + 'x') if 'fused_over_torch' in r else '-':>11}")
@@ -317,7 +312,7 @@ def _print(rows: list[dict[str, Any]], peaks: dict[str, float], stages: list[dic
         print("-" * len(head))
         for r in peer_rows:
             ratio8 = f"{r['int8_over_optimum_int8']:.2f}x" if "int8_over_optimum_int8" in r else "-"
-            print(f"{r['model']:<28} {r['batch']:>3} {_span(r['optimum_fp32_ms']):>22} {_span(r['optimum_int8_ms']):>22} "
+            print(f"{r['model']:<28} {r['batch']:>3} {span(r['optimum_fp32_ms']):>22} {span(r['optimum_int8_ms']):>22} "
                   f"{r['ort_over_optimum']:>12.2f}x {ratio8:>13} {r['optimum_logits_max_abs_diff']:>14.2e}")
     roofline = [(r, name, pt) for r in rows for name, pt in r.get("roofline", {}).items()]
     if roofline:
