@@ -193,7 +193,6 @@ def _build_locked(utts: list[Utterance], out: Path, card: ModelCard, source: dic
                   mapper: Mapper | None, local: Mapper) -> Path:
     batched = opts.layout == "modelzoo" and guide_profile(card)["layout"] == "batch_files"
     plan = _input_plan(card, opts.layout)
-    keyed = [] if batched else plan_keys(utts, card, opts)
     if batched and mapper is not None:
         raise DatasetDirError("ModelZoo batch files are built in one process; drop --ray")
     if batched:
@@ -212,7 +211,7 @@ def _build_locked(utts: list[Utterance], out: Path, card: ModelCard, source: dic
         utts = keep
         if not utts:
             raise DatasetDirError(f"every clip is longer than --max-samples {opts.max_samples}")
-        keyed = plan_keys(utts, card, opts)
+    keyed = plan_keys(utts, card, opts)  # after the length filter: in the ModelZoo layout it reads every header
     max_frames = max(f for _, _, f in keyed)
     pad_to = opts.pad_to
     if opts.layout == "modelzoo" and pad_to is None:
