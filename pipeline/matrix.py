@@ -214,10 +214,9 @@ def variants(runner: Runner, fr: FamilyRun) -> None:
             run(runner, fr, "onnxruntime", bs, kind, Path(f"{stem}.{kind}.onnx") if kind else None)
         for kind in ov_variants:
             runner.step(f"{fr.title}: openvino.{kind or 'fp32'} batch {bs}")
-            if kind in OPENVINO_PRECISIONS:
-                run(runner, fr, "openvino", bs, kind, None, OPENVINO_PRECISIONS[kind])
-            else:
-                run(runner, fr, "openvino", bs, kind, Path(f"{stem}.{kind}.onnx") if kind else None)
+            variant_file = kind and kind not in OPENVINO_PRECISIONS
+            run(runner, fr, "openvino", bs, kind, Path(f"{stem}.{kind}.onnx") if variant_file else None,
+                OPENVINO_PRECISIONS.get(kind, ()))
 
     def row(label: str, backend: str, kind: str = "") -> list[str]:
         return ["--row", f"{label}=" + ",".join(str(fr.run_dir(backend, bs, kind)) for bs in v.batch_sizes)]
