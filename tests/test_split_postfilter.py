@@ -110,3 +110,19 @@ def test_fit_postfilter_bad_input(fitted: tuple[Path, Path], tmp_path: Path) -> 
                  str(tmp_path), "--no-progress"]) == 2  # no klt.json there
     assert main(["fit-postfilter", "--head", str(pair / "head.onnx"), "--dataset", str(ds), "--learned",
                  str(pair), "--kernel", "4", "--no-progress"]) == 2
+
+
+def test_the_post_filter_steps_are_listed_alike_in_all_three_places() -> None:
+    """fit-postfilter's --coarseness choices, the -pf codecs of the registry and the steps run_all trains
+    filters for are three lists (the CLI keeps --help free of the codec imports; the pipeline does not import
+    split/); they must name the same steps, or a codec would have no way to get its filter."""
+    from pipeline.run_all import load_plan
+    from split.codecs import CODECS
+    from split.codecs.klt import coarseness_tag
+    from split.fit_postfilter_cmd import SUPPORTED
+
+    registered = {spec.postfilter for spec in CODECS.values() if spec.postfilter}
+    assert registered == {coarseness_tag(c) for c in SUPPORTED}
+    section = load_plan("split_asr").split
+    assert section is not None and section.postfilter_steps
+    assert registered == {coarseness_tag(c) for c in section.postfilter_coarseness}
