@@ -16,6 +16,7 @@ from typing import Any, Iterator
 from core.card import ModelCard, load_model_and_card
 from core.corpora import CORPUS_READERS, Utterance
 from core.dataset_dir import DatasetDir
+from core.fsio import atomic_write_bytes
 from families.registry import get_family
 from postprocess.score import score_run
 from preprocess.build import BuildOptions, build_dataset
@@ -42,11 +43,11 @@ def one_core() -> Iterator[int]:
         os.sched_setaffinity(0, before)
 
 
-def preprocessing_rtf(onnx_path: Path, data: Path, limit: int = 200) -> dict[str, Any]:
+def preprocessing_rtf(onnx_path: Path, data: Path, limit: int = 200, scratch: Path | None = None) -> dict[str, Any]:
     """Audio seconds preprocessed per second on one core: read audio, features, .bin + manifest."""
     _, card = load_model_and_card(onnx_path)
     utts, source = utterances_for(card, data, limit)
-    with tempfile.TemporaryDirectory() as tmp, one_core():
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp, one_core():
         # Untimed warm-up: the first STFT pays for FFT planning and lazy imports, not per-audio work.
         build_dataset(utts[:2], Path(tmp) / "warm", card, source, BuildOptions(), progress=False)
         t0 = time.perf_counter()
@@ -58,7 +59,8 @@ def preprocessing_rtf(onnx_path: Path, data: Path, limit: int = 200) -> dict[str
             "x_real_time": audio_s / seconds if seconds > 0 else None, "cores": 1}
 
 
-def pipeline_share(onnx_path: Path, data: Path, threads: int, limit: int = 200, repeats: int = 3) -> dict[str, Any]:
+def pipeline_share(onnx_path: Path, data: Path, threads: int, limit: int = 200, repeats: int = 3,
+                   scratch: Path | None = None) -> dict[str, Any]:
     """Wall time of preprocess + onnxruntime run + scoring, and the share that is not model execution (the
     run's timed batches), medians of `repeats` pipeline runs.
 
@@ -67,14 +69,20 @@ def pipeline_share(onnx_path: Path, data: Path, threads: int, limit: int = 200, 
     look better than it is; `in_run_over_alone` shows whether it does. The share itself is taken within one
     wall-clock window (the run's own batches): on a noisy host, a model-alone time from another moment
     moves it more than that effect.
+
+    The share depends on the model (a small demo model makes the same work around it look big), so the
+    row also gives that work per utterance, which carries over to another model on the same machine, and
+    what creating one file costs on the scratch dir's file system: a run writes one file per input and per
+    output (msame's layout), and on some virtual disks file creation alone is a large part of the rest.
     """
     from runners.onnxruntime_backend import OnnxRuntimeBackend
 
     _, card = load_model_and_card(onnx_path)
     utts, source = utterances_for(card, data, limit)
     runs: list[dict[str, float]] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
         build_dataset(utts[:2], Path(tmp) / "warm", card, source, BuildOptions(), progress=False)
+        create_ms = file_create_ms(Path(tmp) / "files")
         for r in range(repeats):
             t0 = time.perf_counter()
             ds_path = build_dataset(utts, Path(tmp) / f"ds{r}", card, source, BuildOptions(), progress=False)
@@ -92,12 +100,45 @@ def pipeline_share(onnx_path: Path, data: Path, threads: int, limit: int = 200, 
             runs.append({"preprocess_s": t_pre, "run_wall_s": t_run, "model_execution_s": run["compute_s"],
                          "model_alone_s": alone, "score_s": t_score, "total_s": total,
                          "not_model_share": 1 - run["compute_s"] / total, "in_run_over_alone": run["compute_s"] / alone})
+        files = sum(1 for p in (Path(tmp) / "ds0").rglob("*") if p.is_file()) + \
+            sum(1 for p in (Path(tmp) / "run0").rglob("*") if p.is_file())
+        mount, fs_type = filesystem_of(Path(tmp))
     result: dict[str, Any] = {"stage": "pipeline", "utterances": len(utts), "threads": threads, "repeats": repeats}
     result.update({key: statistics.median(r[key] for r in runs) for key in runs[0]})
+    result.update({"files_written": files, "file_create_ms": create_ms,
+                   "scratch": {"dir": str(Path(tmp).parent), "mount": mount, "fs_type": fs_type}})
     result["note"] = ("medians; run_wall_s includes session creation and warm-up; model_execution_s is the run's "
                       "timed batches, model_alone_s the same batches with no file traffic beside them; "
-                      "not_model_share = 1 - model_execution_s / total_s")
+                      "not_model_share = 1 - model_execution_s / total_s; files_written by one preprocess + run "
+                      "(inputs, outputs, manifests, headers), file_create_ms one atomic small-file write there")
     return result
+
+
+def file_create_ms(folder: Path, count: int = 200) -> float:
+    """Milliseconds to create one small file the way every stage writes (core.fsio.atomic_write_bytes:
+    a temporary file renamed into place), the mean over `count` new files in `folder`: what a run pays for
+    its files is their total."""
+    folder.mkdir(parents=True)
+    data = bytes(4096)
+    t0 = time.perf_counter()
+    for i in range(count):
+        atomic_write_bytes(folder / f"{i}.bin", data)
+    return 1000 * (time.perf_counter() - t0) / count
+
+
+def filesystem_of(path: Path) -> tuple[str | None, str | None]:
+    """(mount point, file system type) that `path` lives on, from /proc/mounts; (None, None) elsewhere."""
+    try:
+        mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return None, None
+    resolved = str(Path(path).resolve())
+    best: tuple[str | None, str | None] = (None, None)
+    for mount, fs_type in mounts:
+        inside = resolved == mount or resolved.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best[0] or ""):
+            best = (mount, fs_type)
+    return best
 
 
 def model_alone_s(backend: Backend, dataset: DatasetDir, card: ModelCard) -> float:

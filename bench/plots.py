@@ -28,9 +28,9 @@ def pipeline_breakdown_plot(stages: list[dict[str, Any]], path: Path) -> Path:
 
 
 def roofline_plot(rows: list[dict[str, Any]], peaks: dict[str, Any], bandwidth_gbs: float, path: Path,
-                  machine: str) -> Path:
-    """Log-log roofline: the bandwidth roof (triad) and compute roofs (GEMM peaks), one point per
-    model, backend and batch size (benchmark rows with a "roofline" entry)."""
+                  machine: str, cache_bandwidth_gbs: float | None = None) -> Path:
+    """Log-log roofline: the bandwidth roof (triad), the last-level cache's when measured, and compute roofs
+    (GEMM peaks), one point per model, backend and batch size (benchmark rows with a "roofline" entry)."""
     points = [(r["model"], r["batch"], name, pt) for r in rows for name, pt in r.get("roofline", {}).items()]
     fig, ax = plt.subplots(figsize=(9, 6))
     xs = [pt["intensity_flop_per_byte"] for *_, pt in points]
@@ -38,6 +38,9 @@ def roofline_plot(rows: list[dict[str, Any]], peaks: dict[str, Any], bandwidth_g
     grid = [lo * (hi / lo) ** (i / 200) for i in range(201)]
     ax.plot(grid, [min(peaks["peak"], bandwidth_gbs * x) for x in grid], color="black", lw=2,
             label=f"roof: min({peaks['peak']:.0f} GFLOP/s, {bandwidth_gbs:.1f} GB/s x intensity)")
+    if cache_bandwidth_gbs:
+        ax.plot(grid, [min(peaks["peak"], cache_bandwidth_gbs * x) for x in grid], color="black", lw=1, ls="-.",
+                label=f"last-level cache roof: {cache_bandwidth_gbs:.1f} GB/s x intensity")
     for runtime, style in (("torch", ":"), ("onnxruntime", "--")):
         if runtime in peaks:
             ax.axhline(peaks[runtime], color="grey", ls=style, lw=1, label=f"{runtime} GEMM peak {peaks[runtime]:.0f}")

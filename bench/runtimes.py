@@ -25,11 +25,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from bench.markdown import span, write_bench_markdown
+from bench.markdown import not_model_ms_per_utterance, percent_of_cache as _percent_of_cache, span, write_bench_markdown
 from bench.peer import OptimumPeer
-from core.cli_types import non_negative_int, positive_int, thread_count
+from core.cli_types import non_negative_int, out_dir, positive_int, thread_count
 from core.family import BenchModel, Family, resolve
-from core.machine import cpu_has_native_bf16, machine_info, machine_label
+from core.machine import cpu_has_native_bf16, last_level_cache_bytes, machine_info, machine_label
 from core.model_card import ModelCard
 from families.registry import family_module, family_names, get_family
 from runners.openvino_backend import OpenVinoBackend
@@ -96,19 +96,37 @@ def matmul_peak_gflops(threads: int, n: int = 2048, repeats: int = 8) -> dict[st
     return result
 
 
-def memory_bandwidth_gbs(threads: int, mib: int = 256, repeats: int = 8) -> dict[str, float]:
-    """Best GB/s of a STREAM-style triad `a = b + s * c` on fp32 arrays far larger than the caches.
+def memory_bandwidth_gbs(threads: int, mib: int = 256, repeats: int = 8) -> dict[str, Any]:
+    """Best GB/s of a STREAM-style triad `a = b + s * c` on fp32 arrays far larger than the caches, and
+    the same with arrays that fit in the last-level cache (`llc_triad`, None where sysfs names no cache).
 
     The real-size DeepSpeech2 re-reads its recurrent weights every frame, so memory bandwidth, not the
-    GEMM peak, is the roof it runs into; bytes counted as STREAM does (two reads and one write).
+    GEMM peak, is the roof it runs into; where those weights fit in the cache, the cache's is. Bytes
+    counted as STREAM does (two reads and one write).
     """
     torch.set_num_threads(threads)
-    n = mib * (1 << 20) // 4
+    llc = last_level_cache_bytes()
+    # Three arrays in three eighths of the cache: resident, with room for what else runs.
+    llc_mib = llc / 8 / (1 << 20) if llc else None
+    return {"triad": _triad_gbs(mib, repeats), "array_mib": mib, "threads": threads,
+            "llc_triad": _triad_gbs(llc_mib, 4 * repeats) if llc_mib else None,
+            "llc_array_mib": round(llc_mib, 3) if llc_mib else None}
+
+
+def _triad_gbs(mib: float, repeats: int) -> float:
+    n = max(1024, int(mib * (1 << 20)) // 4)
     a, b, c = torch.empty(n), torch.rand(n), torch.rand(n)
+    # Small arrays take microseconds: time enough passes of them together that the clock resolves them.
+    passes = max(1, (64 << 20) // (12 * n))
+
+    def triad() -> None:
+        for _ in range(passes):
+            torch.add(b, c, alpha=3.0, out=a)
+
     for _ in range(2):
-        torch.add(b, c, alpha=3.0, out=a)
-    best = min(_timed(lambda: torch.add(b, c, alpha=3.0, out=a)) for _ in range(repeats))
-    return {"triad": 3 * n * 4 / best / 1e9, "array_mib": mib, "threads": threads}
+        triad()
+    best = min(_timed(triad) for _ in range(repeats))
+    return 3 * n * 4 * passes / best / 1e9
 
 
 def _timed(fn: Callable[[], Any]) -> float:
@@ -178,7 +196,8 @@ GRAPH_OF_CONTENDER = {"torch eager": "fp32", "onnxruntime": "fp32", "openvino": 
 
 
 def roofline_of(times: dict[str, list[float]], flops: int, graphs: dict[str, Path],
-                shapes: dict[str, list[int]], peak_gflops: float, bandwidth_gbs: float) -> tuple[dict, dict]:
+                shapes: dict[str, list[int]], peak_gflops: float, bandwidth_gbs: float,
+                cache_bandwidth_gbs: float | None = None) -> tuple[dict, dict]:
     """Per graph the bytes one forward moves, and per contender its point on the roofline (median time)."""
     from bench.roofline import graph_traffic, roofline_point
 
@@ -193,16 +212,16 @@ def roofline_of(times: dict[str, list[float]], flops: int, graphs: dict[str, Pat
         kind = GRAPH_OF_CONTENDER.get(name)
         if kind in traffic:
             points[name] = roofline_point(flops, traffic[kind]["total_bytes"], statistics.median(ts),
-                                          peak_gflops, bandwidth_gbs)
+                                          peak_gflops, bandwidth_gbs, cache_bandwidth_gbs)
     return traffic, points
 
 
 def bench_model(label: str, family: str, loaded: Any, onnx_path: Path, batch_sizes: list[int], length: int,
-                threads: int, repeats: int, warmup: int, roofs: tuple[float, float] | None = None,
+                threads: int, repeats: int, warmup: int, roofs: tuple[float, float, float | None] | None = None,
                 peer: Any = None, peer_graphs: dict[str, Path] | None = None) -> list[dict[str, Any]]:
     """torch eager, onnxruntime fp32, onnxruntime int8-dynamic and OpenVINO fp32, alternating.
 
-    `roofs` = (GEMM peak GFLOP/s, triad GB/s): each row then also gets the bytes its graphs move and
+    `roofs` = (GEMM peak GFLOP/s, triad GB/s, cache triad GB/s or None): each row then also gets the bytes its graphs move and
     every contender's point on the roofline (bench/roofline.py). `peer` (an OptimumPeer that has
     exported this model; `peer_graphs` its ONNX files) adds Optimum's fp32 and int8 to the alternation.
     """
@@ -317,15 +336,16 @@ def _print(rows: list[dict[str, Any]], peaks: dict[str, float], stages: list[dic
     roofline = [(r, name, pt) for r in rows for name, pt in r.get("roofline", {}).items()]
     if roofline:
         print("roofline: intensity = FLOPs / bytes moved (weights + activations, bench/roofline.py); "
-              "% roof = attained / min(GEMM peak, triad x intensity); % triad = attained GB/s / triad GB/s")
+              "% roof = attained / min(GEMM peak, triad x intensity), the cache's triad for a point past the memory "
+              "roof; % triad / % cache = attained GB/s / that triad's GB/s")
         head = (f"{'model':<28} {'bs':>3} {'backend':<18} {'MB moved':>9} {'FLOP/byte':>9} {'GFLOP/s':>8} "
-                f"{'GB/s':>7} {'% triad':>7} {'bound':>7} {'% roof':>7}")
+                f"{'GB/s':>7} {'% triad':>7} {'% cache':>7} {'bound':>7} {'% roof':>7}")
         print(head)
         print("-" * len(head))
         for r, name, pt in roofline:
             print(f"{r['model']:<28} {r['batch']:>3} {name:<18} {pt['bytes'] / 1e6:>9.1f} {pt['intensity_flop_per_byte']:>9.2f} "
                   f"{pt['attained_gflops']:>8.1f} {pt['attained_gbs']:>7.1f} {100 * pt['attained_gbs'] / triad:>6.1f}% "
-                  f"{pt['bound']:>7} "
+                  f"{_percent_of_cache(pt):>7} {pt['bound']:>7} "
                   f"{100 * pt['fraction_of_roof']:>6.1f}%")
     for st in stages:
         if st["stage"] == "preprocess":
@@ -337,7 +357,9 @@ def _print(rows: list[dict[str, Any]], peaks: dict[str, float], stages: list[dic
                   f"{100 * st['not_model_share']:.1f}% (preprocess {st['preprocess_s']:.2f} s, run wall "
                   f"{st['run_wall_s']:.2f} s, scoring {st['score_s']:.2f} s; the model alone "
                   f"{st['model_alone_s']:.2f} s, in the run {st['in_run_over_alone']:.2f}x that; medians of "
-                  f"{st['repeats']})")
+                  f"{st['repeats']}); not model execution per utterance {not_model_ms_per_utterance(st):.2f} ms; "
+                  f"{st['files_written']} files written, one costs {st['file_create_ms']:.3f} ms on "
+                  f"{st['scratch']['dir']} ({st['scratch']['fs_type']})")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -371,7 +393,7 @@ def main(args: argparse.Namespace) -> int:
                                    "optimum int8": Path(info["int8_dir"]) / "model_quantized.onnx"}
                 log.info("benchmarking %s", label)
                 rows += bench_model(label, family, loaded, onnx_path, args.batch_sizes, length, args.threads,
-                                    args.repeats, args.warmup, roofs=(peaks["peak"], bandwidth["triad"]),
+                                    args.repeats, args.warmup, roofs=(peaks["peak"], bandwidth["triad"], bandwidth["llc_triad"]),
                                     peer=peer if peer_graphs else None, peer_graphs=peer_graphs)
     stages: list[dict[str, Any]] = []
     for spec in args.pipeline:
@@ -379,20 +401,22 @@ def main(args: argparse.Namespace) -> int:
 
         model, data = spec.split("=", 1)
         log.info("benchmarking the stages around %s", model)
-        for st in (preprocessing_rtf(Path(model), Path(data), args.pipeline_utterances),
-                   pipeline_share(Path(model), Path(data), args.threads, args.pipeline_utterances)):
+        for st in (preprocessing_rtf(Path(model), Path(data), args.pipeline_utterances, args.pipeline_scratch),
+                   pipeline_share(Path(model), Path(data), args.threads, args.pipeline_utterances,
+                                  scratch=args.pipeline_scratch)):
             stages.append({"model": Path(model).parent.name, **st})
     _print(rows, peaks, stages, bandwidth["triad"])
 
     machine = machine_info()
     print(f"memory bandwidth (STREAM triad, {bandwidth['array_mib']} MiB arrays, {bandwidth['threads']} threads): "
-          f"{bandwidth['triad']:.1f} GB/s")
+          f"{bandwidth['triad']:.1f} GB/s" + (f"; last-level cache ({bandwidth['llc_array_mib']:g} MiB arrays): "
+                                               f"{bandwidth['llc_triad']:.1f} GB/s" if bandwidth["llc_triad"] else ""))
     print(f"machine: {machine_label(machine)}")
     if args.out and any("roofline" in r for r in rows):
         from bench.plots import roofline_plot
 
         roofline_plot(rows, peaks, bandwidth["triad"], args.out.with_name(args.out.stem + "_roofline.png"),
-                      machine_label(machine))
+                      machine_label(machine), bandwidth["llc_triad"])
     if args.out and stages:
         from bench.plots import pipeline_breakdown_plot
 
@@ -453,4 +477,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also time the stages around this exported model on DATA (AN4 root or LibriSpeech split): "
                         "preprocessing speed on one core, and the share of a whole run that is not model execution")
     p.add_argument("--pipeline-utterances", type=positive_int, default=200, help="utterances for --pipeline (default 200)")
+    p.add_argument("--pipeline-scratch", type=out_dir,
+                   help="folder --pipeline writes its dataset and run dirs in (default: the system's temporary "
+                        "folder, TMPDIR): put it on the disk your runs will use, since file creation is part of "
+                        "the time around the model")
     p.add_argument("--out", type=Path, help="also write the rows as JSON here")

@@ -77,6 +77,20 @@ def cache_sizes(cpu: int = 0) -> dict[str, str]:
     return out
 
 
+def last_level_cache_bytes(cpu: int = 0) -> int | None:
+    """Bytes of the highest cache level sysfs lists for this CPU (sizes like "32768K"), or None."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    best: tuple[int, int] | None = None
+    for name, size in cache_sizes(cpu).items():
+        level = int(name[1]) if name[1:2].isdigit() else 0
+        number, unit = size[:-1], size[-1:].upper()
+        if unit not in units or not number.isdigit() or name.endswith("i"):
+            continue
+        if best is None or level > best[0]:
+            best = (level, int(number) * units[unit])
+    return best[1] if best else None
+
+
 def cpu_facts() -> dict[str, Any]:
     """Vendor, family/model/stepping, the flags that matter (present or not), and caches."""
     info = _cpuinfo_fields()

@@ -22,7 +22,8 @@ def test_bench_prints_rows(tmp_path: Path, tiny_ckpt: Path, tiny_export: Path, t
     assert "x real time" in printed and "not model execution" in printed
     assert "memory bandwidth (STREAM triad" in printed and "machine: " in printed
     result = json.loads(out.read_text())
-    assert result["memory_bandwidth_gbs"]["triad"] > 0
+    bandwidth = result["memory_bandwidth_gbs"]
+    assert bandwidth["triad"] > 0 and (bandwidth["llc_triad"] is None or bandwidth["llc_triad"] > 0)
     machine = result["machine"]
     assert machine["vendor"] and set(machine["flags"]) >= {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile"}
     assert all(isinstance(v, bool) for v in machine["flags"].values())
@@ -47,11 +48,16 @@ def test_bench_prints_rows(tmp_path: Path, tiny_ckpt: Path, tiny_export: Path, t
     assert pipe["stage"] == "pipeline" and 0 < pipe["not_model_share"] < 1
     assert pipe["model_execution_s"] < pipe["total_s"] and 0 < pipe["model_alone_s"] < pipe["total_s"]
     assert pipe["repeats"] == 3 and "medians" in pipe["note"] and pipe["in_run_over_alone"] > 0
+    # 6 utterances: one input .bin each (plus manifest and header), one output .bin each (plus run.json).
+    assert pipe["files_written"] >= 12 and pipe["file_create_ms"] > 0 and pipe["scratch"]["dir"]
     assert (tmp_path / "bench_pipeline.png").stat().st_size > 0
     # The same numbers as Markdown tables, and `python -m bench markdown` remakes that page from the JSON alone.
     page = (tmp_path / "bench.md").read_text()
     assert "### Runtimes side by side" in page and "### Roofline" in page and "### Around the model" in page
+    assert "| % of cache triad |" in page
     assert "| DeepSpeech2 (demo) | 2 |" in page and f"{100 * pipe['not_model_share']:.1f}%" in page
+    per_utt = 1000 * (pipe["total_s"] - pipe["model_execution_s"]) / pipe["utterances"]
+    assert f"| {per_utt:.2f} ms |" in page and f"{pipe['files_written']} files written" in page
     assert main(["markdown", str(out), "--out", str(tmp_path / "again.md")]) == 0
     assert (tmp_path / "again.md").read_text() == page
     (tmp_path / "broken.json").write_text("{")

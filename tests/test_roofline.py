@@ -80,6 +80,33 @@ def test_roofline_memory_and_compute_bound() -> None:
         roofline_point(1e9, 0, 0.1, peak, bw)
 
 
+def test_roofline_point_past_the_memory_roof_is_judged_against_the_cache() -> None:
+    peak, bw, cache = 200.0, 20.0, 80.0
+    # Intensity 1 at 40 GB/s: twice what memory allows, so part of the bytes came from cache.
+    fast = roofline_point(1e9, 1e9, 0.025, peak, bw, cache)
+    assert fast["bound"] == "cache" and fast["roof_gflops"] == pytest.approx(80.0)
+    assert fast["fraction_of_roof"] == pytest.approx(0.5) and fast["cache_bandwidth_gbs"] == cache
+    # Within the memory roof the cache changes nothing; without a cache triad the old reading stands (> 100%).
+    slow = roofline_point(1e9, 1e9, 0.1, peak, bw, cache)
+    assert slow["bound"] == "memory" and slow["fraction_of_roof"] == pytest.approx(0.5)
+    assert roofline_point(1e9, 1e9, 0.025, peak, bw)["fraction_of_roof"] == pytest.approx(2.0)
+    # A cache roof above the compute peak at this intensity: compute binds.
+    assert roofline_point(1e9, 1e8, 0.025, peak, bw, 5000.0)["bound"] == "compute"
+    with pytest.raises(ValueError, match="positive"):
+        roofline_point(1e9, 1e9, 0.1, peak, bw, 0.0)
+
+
+def test_last_level_cache_from_sysfs_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.machine as machine
+
+    monkeypatch.setattr(machine, "cache_sizes", lambda cpu=0: {"L1d": "32K", "L1i": "32K", "L2": "512K", "L3": "32768K"})
+    assert machine.last_level_cache_bytes() == 32 << 20
+    monkeypatch.setattr(machine, "cache_sizes", lambda cpu=0: {"L1d": "48K", "L2": "2M"})
+    assert machine.last_level_cache_bytes() == 2 << 20
+    monkeypatch.setattr(machine, "cache_sizes", lambda cpu=0: {})
+    assert machine.last_level_cache_bytes() is None
+
+
 def test_graph_traffic_falls_back_to_onnx_inference(tmp_path: Path) -> None:
     """An opset-18 ReduceL2 whose axes come from a Constant node (as in Optimum's wav2vec2 export) stops
     onnxruntime's symbolic inference; onnx's own inference still sizes every tensor."""
