@@ -71,7 +71,7 @@ def pipeline_share(onnx_path: Path, data: Path, threads: int, limit: int = 200, 
     moves it more than that effect.
 
     The share depends on the model (a small demo model makes the same work around it look big), so the
-    row also gives that work per utterance, which carries over to another model on the same machine, and
+    row also gives that work per utterance (decoding, features, files and scoring do not grow with the model), and
     what creating one file costs on the scratch dir's file system: a run writes one file per input and per
     output (msame's layout), and on some virtual disks file creation alone is a large part of the rest.
     """

@@ -177,7 +177,7 @@ def report(runner: Runner, fr: FamilyRun, throughput_runs: list[Path], guide_row
 
 
 def variants(runner: Runner, fr: FamilyRun) -> None:
-    """fp16 / int8 (/ fused) variants gated against fp32; torch, onnxruntime and OpenVINO runs; the variants table."""
+    """fp16 / int8 variants gated against fp32; torch, onnxruntime and OpenVINO runs; the variants table."""
     v = fr.plan.variants
     assert v is not None
     opts = fr.opts
@@ -221,11 +221,9 @@ def variants(runner: Runner, fr: FamilyRun) -> None:
     def row(label: str, backend: str, kind: str = "") -> list[str]:
         return ["--row", f"{label}=" + ",".join(str(fr.run_dir(backend, bs, kind)) for bs in v.batch_sizes)]
 
-    # The table's first row is its reference; onnxruntime's other graph forms (fused) come after the precisions.
-    precisions = [k for k in ort_variants if k != "fused"]
+    # The table's first row is its reference.
     rows = row("PyTorch fp32 (reference)", "torch")
-    for backend, kinds in (("onnxruntime", precisions), ("openvino", ov_variants),
-                           ("onnxruntime", [k for k in ort_variants if k == "fused"])):
+    for backend, kinds in (("onnxruntime", ort_variants), ("openvino", ov_variants)):
         for kind in kinds:
             rows += row(VARIANT_LABELS[(backend, kind)], backend, kind)
     runner.run(runner.py("postprocess", "variants", "--dataset", str(fr.data), "--card", f"{stem}.card.json", *rows,

@@ -24,8 +24,10 @@ PLAN = Plan(
                        label="ais_bench, {soc} OM, ModelZoo pre/postprocess (bs 8)"),
               GuideRun(run="torch_aie_modelzoo_bs8", backend="torch_aie", if_available=True,
                        label="torch_aie FP16, {soc}, ModelZoo pre/postprocess (bs 8)"))),
-    # "fused": onnxruntime's offline transformer fusions (the family's VARIANT_DEFAULTS say which).
-    variants=Variants(kinds=("fp16", "int8-dynamic", "int8-static", "fused"),
+    # No "fused" (onnxruntime's offline transformer fusions): on the CPUs measured it ran no faster than the fp32
+    # graph, whose session already fuses the layer norms and GELUs (docs/export.md); `export variant --kind
+    # fused` and the benchmark's contender stay, to check it on another machine.
+    variants=Variants(kinds=("fp16", "int8-dynamic", "int8-static"),
                       calibration="data/wav2vec2_librispeech_calibration", max_delta_wer=0.5),
     tables=("precision", "throughput"),
 )
