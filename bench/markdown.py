@@ -77,6 +77,9 @@ def stages_table(stages: list[dict[str, Any]]) -> list[str]:
         lines += _table(["model", "utterances", "audio s", "seconds (1 core)", "x real time"],
                         [[s["model"], str(s["utterances"]), f"{s['audio_s']:.1f}", f"{s['seconds']:.2f}",
                           f"{s['x_real_time']:.0f}"] for s in pre]) + [""]
+        if any(s.get("page_cache") == "warm" for s in pre):
+            lines += ["Preprocessing: every audio file read once before the timed pass (a warm page cache), so the "
+                      "seconds are decoding, features and writing the dataset dir, not the disk.", ""]
     pipe = [s for s in stages if s["stage"] == "pipeline"]
     if pipe:
         head = ["model", "utterances", "preprocess s", "run wall s", "model execution s", "scoring s", "total s",
