@@ -111,8 +111,8 @@ def bench_markdown(result: dict[str, Any]) -> str:
     rows, stages = result.get("rows", []), result.get("stages", [])
     lines = [f"Measured on {machine_label(result['machine'])}; torch {result.get('torch', '?')}. fp32 GEMM peak "
              f"({peaks['n']}x{peaks['n']}, {peaks['threads']} threads): torch {peaks['torch']:.1f}, onnxruntime "
-             f"{peaks['onnxruntime']:.1f} GFLOP/s; STREAM triad {triad:.1f} GB/s{_cache_triad(result)}. Ratios hold for this machine "
-             "(docs/benchmark.md).", ""]
+             f"{peaks['onnxruntime']:.1f} GFLOP/s; STREAM triad {triad:.1f} GB/s{_cache_triad(result)}. Ratios hold "
+             "for this machine (docs/benchmark.md).", ""]
     if rows:
         reps = sorted({r["repeats"] for r in rows})
         lines += ["### Runtimes side by side", "",

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from bench.markdown import not_model_ms_per_utterance, percent_of_cache as _percent_of_cache, span, write_bench_markdown
+from bench.markdown import not_model_ms_per_utterance, percent_of_cache, span, write_bench_markdown
 from bench.peer import OptimumPeer
 from core.cli_types import non_negative_int, out_dir, positive_int, thread_count
 from core.family import BenchModel, Family, resolve
@@ -221,8 +221,8 @@ def bench_model(label: str, family: str, loaded: Any, onnx_path: Path, batch_siz
                 peer: Any = None, peer_graphs: dict[str, Path] | None = None) -> list[dict[str, Any]]:
     """torch eager, onnxruntime fp32, onnxruntime int8-dynamic and OpenVINO fp32, alternating.
 
-    `roofs` = (GEMM peak GFLOP/s, triad GB/s, cache triad GB/s or None): each row then also gets the bytes its graphs move and
-    every contender's point on the roofline (bench/roofline.py). `peer` (an OptimumPeer that has
+    `roofs` = (GEMM peak GFLOP/s, triad GB/s, cache triad GB/s or None): each row then also gets the bytes
+    its graphs move and every contender's point on the roofline (bench/roofline.py). `peer` (an OptimumPeer that has
     exported this model; `peer_graphs` its ONNX files) adds Optimum's fp32 and int8 to the alternation.
     """
     from core.ort_session import create_session
@@ -345,7 +345,7 @@ def _print(rows: list[dict[str, Any]], peaks: dict[str, float], stages: list[dic
         for r, name, pt in roofline:
             print(f"{r['model']:<28} {r['batch']:>3} {name:<18} {pt['bytes'] / 1e6:>9.1f} {pt['intensity_flop_per_byte']:>9.2f} "
                   f"{pt['attained_gflops']:>8.1f} {pt['attained_gbs']:>7.1f} {100 * pt['attained_gbs'] / triad:>6.1f}% "
-                  f"{_percent_of_cache(pt):>7} {pt['bound']:>7} "
+                  f"{percent_of_cache(pt):>7} {pt['bound']:>7} "
                   f"{100 * pt['fraction_of_roof']:>6.1f}%")
     for st in stages:
         if st["stage"] == "preprocess":
@@ -393,7 +393,8 @@ def main(args: argparse.Namespace) -> int:
                                    "optimum int8": Path(info["int8_dir"]) / "model_quantized.onnx"}
                 log.info("benchmarking %s", label)
                 rows += bench_model(label, family, loaded, onnx_path, args.batch_sizes, length, args.threads,
-                                    args.repeats, args.warmup, roofs=(peaks["peak"], bandwidth["triad"], bandwidth["llc_triad"]),
+                                    args.repeats, args.warmup,
+                                    roofs=(peaks["peak"], bandwidth["triad"], bandwidth["llc_triad"]),
                                     peer=peer if peer_graphs else None, peer_graphs=peer_graphs)
     stages: list[dict[str, Any]] = []
     for spec in args.pipeline:
