@@ -278,7 +278,7 @@ def test_ais_bench_joins_files_up_to_the_om_batch(om: Path, tmp_path: Path) -> N
                                  "Ascend910B", "Ascend910B3", "Ascend910B4"])
 def test_atc_takes_chip_names(soc: str, tmp_path: Path) -> None:
     onnx_path = tiny_model(tmp_path / "tiny.onnx")
-    res = run_tool(["atc", "--framework=5", f"--model={onnx_path}", "--input_format=ND", f"--output=m",
+    res = run_tool(["atc", "--framework=5", f"--model={onnx_path}", "--input_format=ND", "--output=m",
                     f"--input_shape=x:1,3,{T};len:1", f"--soc_version={soc}"], tmp_path)
     assert res.returncode == 0, res.stdout
 
