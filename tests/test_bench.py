@@ -105,3 +105,16 @@ def test_bench_help_lists_both_benchmarks(capsys: pytest.CaptureFixture) -> None
     assert exc.value.code == 0
     printed = capsys.readouterr().out
     assert "models" in printed and "scale" in printed
+
+
+def test_pipeline_scratch_that_is_a_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--pipeline-scratch must be a folder it can write in: a file is refused before anything is timed."""
+    from bench.__main__ import main
+
+    afile = tmp_path / "scratch"
+    afile.write_text("not a folder")
+    with pytest.raises(SystemExit) as exc:
+        main(["--pipeline", "m.onnx=data", "--pipeline-scratch", str(afile)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--pipeline-scratch" in err and "scratch is a file" in err
