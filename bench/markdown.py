@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core.fsio import atomic_write_bytes, read_json_file
-from core.machine import machine_label
+from core.machine import NATIVE_BF16_FLAGS, machine_label
 
 
 def span(ms: dict[str, float] | None) -> str:
@@ -120,7 +120,7 @@ def bench_markdown(result: dict[str, Any]) -> str:
                   f"{rows[0]['threads']} threads each; ratios are throughput ratios of the medians.", ""]
         lines += runtime_table(rows) + [""]
         flags = result["machine"].get("flags") or {}
-        if not any("openvino_bf16_ms" in r for r in rows) and not (flags.get("avx512_bf16") or flags.get("amx_bf16")):
+        if not any("openvino_bf16_ms" in r for r in rows) and not any(flags.get(f) for f in NATIVE_BF16_FLAGS):
             lines += ["No bf16 contender: this CPU has neither avx512_bf16 nor AMX, so bf16 would be emulated.", ""]
         roof = roofline_table(rows, triad)
         if roof:

@@ -222,8 +222,9 @@ def bench_model(label: str, family: str, loaded: Any, onnx_path: Path, batch_siz
     """torch eager, onnxruntime fp32, onnxruntime int8-dynamic and OpenVINO fp32, alternating.
 
     `roofs` = (GEMM peak GFLOP/s, triad GB/s, cache triad GB/s or None): each row then also gets the bytes
-    its graphs move and every contender's point on the roofline (bench/roofline.py). `peer` (an OptimumPeer that has
-    exported this model; `peer_graphs` its ONNX files) adds Optimum's fp32 and int8 to the alternation.
+    its graphs move and every contender's point on the roofline (bench/roofline.py). `peer` (an OptimumPeer
+    that has exported this model; `peer_graphs` its ONNX files) adds Optimum's fp32 and int8 to the
+    alternation.
     """
     from core.ort_session import create_session
 

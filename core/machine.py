@@ -105,11 +105,15 @@ def cpu_facts() -> dict[str, Any]:
     }
 
 
+# The CPU flags with which bfloat16 is computed in hardware.
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether the CPU computes bfloat16 in hardware (avx512_bf16 or AMX). Elsewhere runtimes emulate it, or
     quietly run fp32 instead, so a bf16 row there would measure something else than its name says."""
     flags = set(_cpuinfo_fields().get("flags", "").split())
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return bool(flags.intersection(NATIVE_BF16_FLAGS))
 
 
 def machine_info() -> dict[str, Any]:
