@@ -84,9 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--title", help="table title (default: the name)")
     m = sub.add_parser("readme", help="gather the tables of several reports into <out>/README.md")
     m.add_argument("--out", type=out_dir, default=Path("results"), help="folder for the tables (default: results)")
-    m.add_argument("--names", nargs="+", required=True, help="report names (the --name of each report)")
+    m.add_argument("--names", nargs="+", default=[],
+                   help="report names (the --name of each report) or table stems, added to those <out>/readme.json "
+                        "lists from earlier calls")
     m.add_argument("--training", type=Path, action="append", default=[],
                    help="a demo model's training record (repeatable)")
+    m.add_argument("--replace", action="store_true",
+                   help="gather only what this call names (forget the reports earlier calls added)")
     return p
 
 
@@ -100,7 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "readme":
         from postprocess.summary import write_results_readme
 
-        log.info("wrote %s", write_results_readme(args.out, args.names, args.training))
+        try:
+            log.info("wrote %s", write_results_readme(args.out, args.names, args.training, args.replace))
+        except ValueError as exc:  # a corrupt readme.json names itself
+            log.error("%s", exc)
+            return 2
         return 0
     from core.card import CardError, read_card
     from core.dataset_dir import DatasetDir, DatasetDirError

@@ -6,6 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from core.dataset_dir import atomic_write_bytes
+from core.fsio import atomic_write_json, read_json_file
+
+# What the README gathers, kept beside it: a run of some of the families adds its reports to those of the
+# runs before it, instead of leaving a README with only its own tables while the others' files stay in results/.
+INDEX = "readme.json"
 
 
 def _numerics(train: dict[str, Any]) -> str:
@@ -35,7 +40,36 @@ def training_section(train: dict[str, Any]) -> str:
     return text + ". The test speakers never appear in training.\n"
 
 
-def write_results_readme(results: Path, names: list[str], trainings: list[Path]) -> Path:
+def remembered(results: Path, names: list[str], trainings: list[Path], replace: bool = False) -> tuple[list[str], list[Path]]:
+    """`names` and `trainings` after those results/readme.json already lists (in their order, each once), and
+    the index rewritten with them; `replace` forgets what it listed."""
+    path = results / INDEX
+    old: dict[str, Any] = {"names": [], "trainings": []}
+    if path.is_file() and not replace:
+        try:
+            old = read_json_file(path, "results README index", required=("names", "trainings"))
+        except ValueError as exc:
+            raise ValueError(f"{exc} (or gather anew: postprocess readme --replace --names ...)") from None
+    merged_names = list(dict.fromkeys([*old["names"], *names]))
+    merged_trainings = list(dict.fromkeys([*old["trainings"], *(_index_entry(results, t) for t in trainings)]))
+    atomic_write_json(path, {"names": merged_names, "trainings": merged_trainings,
+                             "note": "what README.md gathers; `python -m postprocess readme` adds to it, "
+                                     "--replace starts it again"})
+    return merged_names, [results / t if not Path(t).is_absolute() else Path(t) for t in merged_trainings]
+
+
+def _index_entry(results: Path, path: Path) -> str:
+    """A path inside results/ relative to it (the folder may move with the repo), anything else absolute."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(results).resolve()))
+    except ValueError:
+        return str(Path(path).resolve())
+
+
+def write_results_readme(results: Path, names: list[str], trainings: list[Path], replace: bool = False) -> Path:
+    """results/README.md with the reports of `names` and of every earlier call (results/readme.json)."""
+    Path(results).mkdir(parents=True, exist_ok=True)
+    names, trainings = remembered(results, names, trainings, replace)
     demo = [t for t in trainings if t.is_file()]
     what = ("on the embedded defaults (synthetic espeak-ng corpus in the real AN4 and LibriSpeech layouts, demo "
             "models trained by the repo)" if demo else "with the checkpoints and data named in the JSON files")

@@ -50,3 +50,30 @@ def test_training_paragraph_says_whether_the_model_is_cpu_portable() -> None:
     assert "meant to give the same model on any x86-64 CPU" in training_section(portable)
     assert "bfloat16 autocast, not capped: another CPU may train another model" in training_section(native)
     assert "autocast bfloat16" in training_section({**base, "autocast": "bfloat16"})  # an older record
+
+
+def test_readme_adds_to_what_earlier_calls_gathered(tmp_path: Path) -> None:
+    # run_all --families X writes only X's names: the other families' tables must stay in the README.
+    (tmp_path / "one_precision.md").write_text("ONE TABLE\n")
+    (tmp_path / "two_precision.md").write_text("TWO TABLE\n")
+    train = tmp_path / "one_demo_training.json"
+    train.write_text(json.dumps({"family": "one", "config": {"layers": 3}, "history": [], "seed": 5}))
+    write_results_readme(tmp_path, ["one"], [train])
+    text = write_results_readme(tmp_path, ["two"], []).read_text()
+    assert text.index("ONE TABLE") < text.index("TWO TABLE") and "layers 3" in text
+    index = json.loads((tmp_path / "readme.json").read_text())
+    assert index["names"] == ["one", "two"] and index["trainings"] == ["one_demo_training.json"]
+    assert write_results_readme(tmp_path, ["one"], []).read_text() == text  # named again: same place, once
+    text = write_results_readme(tmp_path, ["two"], [], replace=True).read_text()
+    assert "ONE TABLE" not in text and "TWO TABLE" in text and "layers 3" not in text
+
+
+def test_readme_refuses_a_corrupt_index_naming_it(tmp_path: Path) -> None:
+    from postprocess.__main__ import main
+
+    (tmp_path / "readme.json").write_text("{not json")
+    assert main(["readme", "--out", str(tmp_path), "--names", "t"]) == 2
+    assert not (tmp_path / "README.md").exists()
+    (tmp_path / "t_precision.md").write_text("T TABLE\n")
+    assert main(["readme", "--out", str(tmp_path), "--names", "t", "--replace"]) == 0
+    assert "T TABLE" in (tmp_path / "README.md").read_text()
