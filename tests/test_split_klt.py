@@ -204,3 +204,27 @@ def test_layer_norm_tail_is_detected_from_the_graph(tmp_path: Path) -> None:
         torch.onnx.export(cls().eval(), (torch.randn(1, 5, 6),), str(path), input_names=["features"],
                           output_names=["logits"], opset_version=17, dynamo=False)
         assert opens_with_layer_norm(path, "features") is expected
+
+
+def test_laplace_tables_are_exact_and_the_same_on_every_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Edge and cloud build the ANS tables apart: a last-bit difference (a SIMD exp on one CPU, libm's on the
+    # other) could change constriction's quantised table and make the cloud decode garbage.
+    import hashlib
+    import math
+
+    from split.codecs.klt import LIMIT, _exp_basic, laplace_pmf
+
+    for b in (0.15, 0.7049418757576238, 17.5):
+        pmf = laplace_pmf(b)
+        k = np.arange(-LIMIT, LIMIT + 1)
+        exact = np.where(k == 0, 1 - np.exp(-0.5 / b), np.exp(-(np.abs(k) - 0.5) / b) * -np.expm1(-1 / b) / 2)
+        assert np.array_equal(pmf, pmf[::-1])  # both tails alike: no 1 - tail rounding on the right
+        assert abs(pmf.sum() - 1) < 1e-12 and np.allclose(pmf, exact, rtol=1e-10, atol=1e-300)
+    for x in (-6.7, -1.0, -1e-3, 0.0):
+        assert abs(_exp_basic(x) - math.exp(x)) <= 1e-13 * math.exp(x)
+    # from + - * / alone (IEEE rounds those alike everywhere): no library exp is called ...
+    monkeypatch.setattr(np, "exp", None)
+    monkeypatch.setattr(math, "exp", None)
+    digests = {b: hashlib.sha256(laplace_pmf(b).tobytes()).hexdigest()[:16] for b in (0.15, 0.7049418757576238, 17.5)}
+    # ... so the tables are these bits on any CPU (a change here breaks decoding between old and new versions)
+    assert digests == {0.15: "e61b48a76f2e331d", 0.7049418757576238: "185861ad2d6f8d1b", 17.5: "28200b187890cb67"}

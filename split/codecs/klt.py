@@ -266,11 +266,42 @@ class KltQuantizer:
 
 
 def laplace_pmf(scale_steps: float) -> np.ndarray:
-    """P(k) for k in -LIMIT..LIMIT of a zero-mean Laplace of this scale (in steps) rounded to integers."""
-    edges = np.arange(-LIMIT, LIMIT + 2) - 0.5
-    tail = 0.5 * np.exp(-np.abs(edges) / scale_steps)
-    cdf = np.where(edges < 0, tail, 1 - tail)
-    return np.maximum(np.diff(cdf), 0.0)
+    """P(k) for k in -LIMIT..LIMIT of a zero-mean Laplace of this scale (in steps) rounded to integers.
+
+    Edge and cloud build these tables separately, and constriction's quantisation of them must come out the
+    same bit for bit on both, or the cloud decodes garbage. So they are made from +, *, / and - only, which
+    IEEE rounds the same on every CPU, never from a library exp (numpy and libm pick a SIMD or FMA variant by
+    CPU, and those differ in the last bit). Each side of the mass is computed from the tails directly, not as
+    1 - tail, whose rounding near 1 would leave the right-hand tail at multiples of 2^-53: noise, and
+    exactly the entries a last-bit difference would change."""
+    b = float(scale_steps)
+    ratio = _exp_basic(-1.0 / b)
+    # tail[j] = P(X > j + 1/2) = 0.5 * exp(-(j + 1/2) / b), by repeated multiplication (sequential: the same
+    # products everywhere); values that would be subnormal are set to zero, so a process that flushes
+    # subnormals (some BLAS and ML runtimes set that CPU mode) builds the same table.
+    steps = np.full(LIMIT + 1, ratio)
+    steps[0] = 0.5 * _exp_basic(-0.5 / b)
+    tail = np.cumprod(steps)
+    tail[tail < np.finfo(np.float64).tiny] = 0.0
+    side = tail[:-1] - tail[1:]  # P(k) for k = 1..LIMIT
+    center = 1.0 - 2.0 * tail[0]
+    return np.concatenate([side[::-1], [center], side])
+
+
+def _exp_basic(x: float) -> float:
+    """exp(x) for -64 <= x <= 0 from +, * and / alone (see laplace_pmf): a Taylor series of x / 2^8, squared
+    8 times. Accurate to far better than an entropy model needs; what matters is that it is the same
+    everywhere."""
+    if not -64.0 <= x <= 0.0:
+        raise ValueError(f"_exp_basic: {x} is outside [-64, 0]")
+    y = x / 256.0
+    term = total = 1.0
+    for n in range(1, 13):
+        term = term * y / n
+        total = total + term
+    for _ in range(8):
+        total = total * total
+    return total
 
 
 class LaplaceAns:
