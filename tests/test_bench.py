@@ -118,3 +118,22 @@ def test_pipeline_scratch_that_is_a_file_is_refused(tmp_path: Path, capsys: pyte
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--pipeline-scratch" in err and "scratch is a file" in err
+
+
+def test_bf16_contender_runs_where_the_cpu_would_compute_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No CPU here computes bf16, so the contender has never run for real: force the gate and check that the
+    # row, the roofline point and the table carry it. (OpenVINO runs it in f32 on this CPU: timings only.)
+    import bench.runtimes as runtimes
+    from bench.__main__ import main
+    from tests.test_wav2vec2 import make_tiny_model_dir
+
+    monkeypatch.setattr(runtimes, "cpu_has_native_bf16", lambda: True)
+    w2v = make_tiny_model_dir(tmp_path / "w2v")
+    out = tmp_path / "bench.json"
+    assert main(["--wav2vec2-dir", str(w2v), "--threads", "1", "--repeats", "2", "--warmup", "1",
+                 "--batch-sizes", "1", "--samples", "4000", "--triad-mib", "8", "--out", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["openvino_bf16_ms"]["median"] > 0 and row["openvino_bf16_over_ort"] > 0
+    assert "openvino bf16" in row["roofline"]
+    page = (tmp_path / "bench.md").read_text()
+    assert "OpenVINO bf16 ms" in page and "OpenVINO bf16 / ORT fp32" in page and "No bf16 contender" not in page
