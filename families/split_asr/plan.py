@@ -20,8 +20,13 @@ PLAN = Plan(
     batch_sizes=(1, 8),
     ray=False,
     split=SplitSection(
+        # The seed's autoencoder (96 -> 8 -> 96) trained on MSE alone keeps the boundary's energy but not what
+        # this Tail reads from it; trained against what the Tail makes of its quantised code
+        # (families/split_asr/ae_task.py) the same size keeps more of that (results/split_asr_codecs.md).
+        # More epochs or a heavier Tail term measured no better.
         autoencoder=DemoModel(option="split_asr_autoencoder", path="models/split_asr/autoencoder.pth",
-                              trainer_flags=("--autoencoder",), train_args=("--epochs", "10", "--limit", "600"),
+                              trainer_flags=("--autoencoder", "--ae-loss", "task"),
+                              train_args=("--epochs", "10", "--limit", "600"),
                               quick_train_args=("--epochs", "2", "--limit", "24")),
         # The model's own Head/Tail (after the Linear, with the autoencoder), and cuts after the residual CNNs
         # and after the first BiGRU.
