@@ -8,6 +8,7 @@ Every random draw happens in the order the trainers have always made it, so a se
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import random
@@ -168,8 +169,38 @@ def add_numerics_arguments(parser: argparse.ArgumentParser, bf16: bool) -> None:
                                  "where the CPU has it (default off: float32, with the AVX2 caps of core/numerics.py)")
 
 
-def write_record(path: Path, record: dict[str, Any]) -> None:
+def write_record(path: Path, record: dict[str, Any], args: argparse.Namespace | None = None) -> None:
     """The training record (<model>.train.json), written atomically beside the model, with the numerics it was
-    trained under (whether the same seed gives the same model on another CPU)."""
+    trained under (whether the same seed gives the same model on another CPU) and, given `args`, the options
+    (`training_options`) that `already_trained` compares on the next run."""
     record = {**record, "cpu_numerics": numerics_record(record.get("autocast", "off"), record.get("threads", 0))}
+    if args is not None:
+        record["options"] = training_options(args)
     atomic_write_json(path, record)
+
+
+def training_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options that decide what a trainer makes: its scalar options. Paths say where the corpus and the
+    model are, not what is trained (a moved work dir must not retrain an hour-long model); --force says
+    whether, not what."""
+    return {k: v for k, v in sorted(vars(args).items())
+            if k != "force" and (v is None or isinstance(v, (bool, int, float, str)))}
+
+
+def already_trained(out: Path, holds_model: bool, record: Path, args: argparse.Namespace) -> bool:
+    """Whether a trainer may leave the model at `out` as it is: it holds one, --force is not given, and its
+    training record says it was made with these options. A changed option (more epochs, another loss) trains
+    again, and says which; a record from before options were recorded is taken at its word."""
+    if not holds_model or args.force:
+        return False
+    try:
+        old = json.loads(Path(record).read_text()).get("options")
+    except (OSError, ValueError, AttributeError):
+        old = None
+    new = training_options(args)
+    changed = [f"{k} {old[k]!r} -> {new[k]!r}" for k in new if isinstance(old, dict) and k in old and old[k] != new[k]]
+    if changed:
+        log.info("%s was trained with other options (%s); training it again", out, ", ".join(changed))
+        return False
+    log.info("%s already holds a model trained with these options; not retraining (--force to retrain)", out)
+    return True

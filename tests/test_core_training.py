@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from core.training import (
+    already_trained,
     ctc_targets,
     ctc_validation,
     hold_out,
@@ -15,7 +16,9 @@ from core.training import (
     pad_last_axis,
     seed_everything,
     train_epochs,
+    training_options,
     validation_count,
+    write_record,
 )
 
 
@@ -88,3 +91,21 @@ def test_train_epochs_without_validation_keeps_the_last_epoch_and_is_reproducibl
     model_b, _, _ = _toy(2, None)
     assert result.chosen_epoch == 2 and "val_wer" not in result.history[0]
     assert torch.equal(model_a.weight, model_b.weight)  # the same seed, the same model
+
+
+def test_a_model_is_kept_only_when_trained_with_the_same_options(tmp_path) -> None:
+    import argparse
+    from pathlib import Path
+
+    args = argparse.Namespace(corpus=Path("a"), out=tmp_path / "m.pt", epochs=3, lr=1e-3, limit=None, force=False)
+    record = tmp_path / "m.train.json"
+    assert training_options(args) == {"epochs": 3, "limit": None, "lr": 1e-3}  # paths and --force are not options
+    assert not already_trained(args.out, False, record, args)  # nothing there yet
+    write_record(record, {"threads": 1}, args)
+    assert already_trained(args.out, True, record, args)
+    moved = argparse.Namespace(**{**vars(args), "corpus": Path("elsewhere")})
+    assert already_trained(args.out, True, record, moved)  # a moved corpus is the same training
+    assert not already_trained(args.out, True, record, argparse.Namespace(**{**vars(args), "epochs": 4}))
+    assert not already_trained(args.out, True, record, argparse.Namespace(**{**vars(args), "force": True}))
+    record.write_text('{"threads": 1}')  # a record from before options were recorded: taken at its word
+    assert already_trained(args.out, True, record, argparse.Namespace(**{**vars(args), "epochs": 4}))

@@ -64,6 +64,29 @@ def test_rerun_keeps_the_trained_file(trained: tuple[Path, Path], tiny_corpus: P
     assert main(["train", "split_asr", "--librispeech", str(tiny_corpus / "LibriSpeech" / "train-demo"),
                  "--out", str(trained[0]), *TINY]) == 0
     assert trained[0].stat().st_mtime_ns == before
+    assert json.loads(trained[0].with_name("model.train.json").read_text())["options"]["rnn_dim"] == 8
+
+
+def test_rerun_with_other_options_trains_again(trained: tuple[Path, Path], tiny_corpus: Path, tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    # A changed option must not leave the old model in place (run_all passes the plan's options every time).
+    import logging
+    import shutil
+
+    from demo.__main__ import main
+
+    caplog.set_level(logging.INFO)
+    out = tmp_path / "autoencoder.pth"
+    shutil.copy(trained[1], out)
+    shutil.copy(trained[1].with_name("autoencoder.train.json"), tmp_path / "autoencoder.train.json")
+    args = ["train", "split_asr", "--autoencoder", "--checkpoint", str(trained[0]), "--librispeech",
+            str(tiny_corpus / "LibriSpeech" / "train-demo"), "--out", str(out), "--ae-hidden", "6", "--ae-bottleneck", "2"]
+    before = out.stat().st_mtime_ns
+    assert main([*args, *TINY]) == 0 and out.stat().st_mtime_ns == before
+    assert main([*args, *TINY, "--seed", "8"]) == 0
+    assert "trained with other options (seed 7 -> 8); training it again" in caplog.text
+    assert out.stat().st_mtime_ns != before
+    assert json.loads((tmp_path / "autoencoder.train.json").read_text())["options"]["seed"] == 8
 
 
 def test_autoencoder_needs_a_checkpoint(tmp_path: Path, tiny_corpus: Path, caplog: pytest.LogCaptureFixture) -> None:

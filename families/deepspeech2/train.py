@@ -23,6 +23,7 @@ from families.registry import extract
 from core.text import to_labels
 from core.training import (
     add_numerics_arguments,
+    already_trained,
     ctc_targets,
     ctc_validation,
     hold_out,
@@ -170,13 +171,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "lr": args.lr,
         "batch_size": args.batch_size,
     }
-    write_record(args.out.with_suffix(".train.json"), summary)
+    write_record(args.out.with_suffix(".train.json"), summary, args)
     return summary
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.out.is_file() and not args.force:
-        log.info("%s exists; not retraining (--force to retrain)", args.out)
+    if already_trained(args.out, args.out.is_file(), args.out.with_suffix(".train.json"), args):
         return 0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     summary = train(args)

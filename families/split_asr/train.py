@@ -39,6 +39,7 @@ from families.registry import extract
 from core.text import to_labels
 from core.training import (
     add_numerics_arguments,
+    already_trained,
     ctc_targets,
     ctc_validation,
     hold_out,
@@ -273,10 +274,13 @@ def _usable(path: Path, autoencoder: bool) -> bool:
     return True
 
 
+def _record_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".train.json")
+
+
 def main(args: argparse.Namespace) -> int:
     out: Path = args.out
-    if out.is_file() and _usable(out, args.autoencoder) and not args.force:
-        log.info("%s already holds a usable file; not retraining (--force to retrain)", out)
+    if already_trained(out, out.is_file() and _usable(out, args.autoencoder), _record_path(out), args):
         return 0
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -290,7 +294,7 @@ def main(args: argparse.Namespace) -> int:
                    librispeech=str(args.librispeech))
     out.parent.mkdir(parents=True, exist_ok=True)
     save_state_dict(module, out)
-    summary_path = out.with_name(out.stem + ".train.json")
-    write_record(summary_path, summary)
+    summary_path = _record_path(out)
+    write_record(summary_path, summary, args)
     log.info("saved %s (epoch %d of %d) and %s", out, summary["chosen_epoch"], args.epochs, summary_path.name)
     return 0

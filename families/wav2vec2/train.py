@@ -31,6 +31,7 @@ from families.wav2vec2.features import wav2vec2_waveform
 from core.text import to_labels
 from core.training import (
     add_numerics_arguments,
+    already_trained,
     ctc_targets,
     ctc_validation,
     hold_out,
@@ -222,7 +223,7 @@ def train(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         "batch_size": args.batch_size,
         "steps": result.steps,
     }
-    write_record(out / "train.json", summary)
+    write_record(out / "train.json", summary, args)
     return summary
 
 
@@ -236,8 +237,7 @@ def _holds_model(path: Path) -> bool:
 
 def main(args: argparse.Namespace) -> int:
     out: Path = args.out
-    if _holds_model(out) and not args.force:
-        log.info("%s already holds a model; not retraining (--force to retrain)", out)
+    if already_trained(out, _holds_model(out), out / "train.json", args):
         return 0
     if out.exists() and not out.is_dir():
         log.error("--out %s exists and is not a directory", out)
