@@ -10,7 +10,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence, TypeVar
 
 log = logging.getLogger("preprocess")
 
@@ -25,6 +25,18 @@ class Utterance:
     audio: Path
     transcript: str
     speaker: str = ""
+
+
+T = TypeVar("T")
+
+
+def spread_evenly(items: Sequence[T], n: int) -> list[T]:
+    """`n` of `items` at even steps over the whole list (a corpus in reading order: every speaker, not the
+    first few); all of them when there are no more than `n`."""
+    if n >= len(items):
+        return list(items)
+    step = len(items) / n
+    return [items[int(i * step)] for i in range(n)]
 
 
 def warn_empty_transcripts(utts: list[Utterance], source: Path) -> list[Utterance]:

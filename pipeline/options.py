@@ -31,7 +31,7 @@ Options (or environment variables):
   --split-asr-autoencoder FILE  its autoencoder.pth (SPLIT_ASR_AE); default: train one on the demo train split
   --split-codec NAME      the low-bit codec of the split precision/timing rows (SPLIT_CODEC, default klt-ans;
                           q4-ans where no training split is there to fit the KLT on)
-  SPLIT_ASR_TRAIN_OPTS="--epochs 15 --limit 600"  options of the demo split ASR model's training
+  SPLIT_ASR_TRAIN_OPTS="--epochs 15 --spread 600" options of the demo split ASR model's training
   --families "a b"        which families to run (FAMILIES, default "deepspeech2 wav2vec2 split_asr")
   --work DIR              caches and intermediate files (WORK_DIR, default: work/)
   --results DIR           where the tables go (RESULTS_DIR, default: results/)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.cli_types import io_threads, out_dir, positive_int
-from core.corpora import DatasetError, read_an4_raw, read_ds_manifest, read_librispeech
+from core.corpora import DatasetError, read_an4_raw, read_ds_manifest, read_librispeech, spread_evenly
 from core.fsio import OutDirError, describe_os_error
 from core.guide import guide_batch_size, guide_profile
 from core.ray_cluster import ClusterError, add_ray_arguments
@@ -138,8 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             utts = utts[: args.limit]
             source["limit"] = args.limit
         if args.spread and args.spread < len(utts):
-            step = len(utts) / args.spread
-            utts = [utts[int(i * step)] for i in range(args.spread)]
+            utts = spread_evenly(utts, args.spread)
             source["spread"] = args.spread
         opts = BuildOptions(layout="modelzoo" if args.modelzoo else "default", pad_to=args.pad_to,
                             sample_rate=int(card.feature.sample_rate), raw_rate=args.raw_rate,

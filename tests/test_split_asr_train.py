@@ -107,3 +107,16 @@ def test_spec_augment_masks_within_bounds() -> None:
     zero_cols = (out[0, 0] == 0).all(dim=0).sum()
     assert zero_rows < 10 and zero_cols < 20 and torch.equal(out[0], out[1])
     assert torch.equal(spec_augment(spec, 0, 0, torch.Generator()), spec)
+
+
+def test_spread_trains_on_utterances_from_the_whole_split(tmp_path: Path, tiny_corpus: Path) -> None:
+    # --limit takes the first N (a few speakers of a split in reading order); --spread N steps over all of it.
+    from core.corpora import spread_evenly
+    from demo.__main__ import main
+
+    assert spread_evenly(list(range(10)), 4) == [0, 2, 5, 7] and spread_evenly([1, 2], 5) == [1, 2]
+    out = tmp_path / "model.pth"
+    assert main(["train", "split_asr", "--librispeech", str(tiny_corpus / "LibriSpeech" / "train-demo"),
+                 "--out", str(out), *TINY, "--spread", "4"]) == 0
+    record = json.loads(out.with_name("model.train.json").read_text())
+    assert record["train_utterances"] + record["val_utterances"] == 4 and record["options"]["spread"] == 4

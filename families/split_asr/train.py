@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from core.audio import load_audio
-from core.corpora import read_librispeech
+from core.corpora import read_librispeech, spread_evenly
 from families.registry import extract
 from core.text import to_labels
 from core.training import (
@@ -95,15 +95,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--seed", type=int, default=7, help="the original seeds torch with 7")
     t.add_argument("--val-fraction", type=float, default=0.05, help="training utterances held out to pick the epoch")
     t.add_argument("--limit", type=int, help="use only the first N training utterances (tests)")
+    t.add_argument("--spread", type=int, metavar="N",
+                   help="use N training utterances spread evenly over the split (every speaker, unlike --limit)")
     add_numerics_arguments(t, bf16=False)
     t.add_argument("--force", action="store_true", help="retrain even if --out already holds a usable file")
 
 
-def load_items(split_dir: Path, n_feats: int, limit: int | None) -> list[Item]:
+def load_items(split_dir: Path, n_feats: int, limit: int | None, spread: int | None = None) -> list[Item]:
     cfg = feature_config(n_feats)
     utts = read_librispeech(split_dir)
     if limit:
         utts = utts[:limit]
+    if spread:
+        utts = spread_evenly(utts, spread)
     items: list[Item] = []
     for u in tqdm(utts, desc="features", unit="utt"):
         text, _ = to_labels(u.transcript, L.LABELS, blank=L.LABELS[L.BLANK_INDEX], word_delimiter=L.WORD_DELIMITER)
@@ -161,7 +165,7 @@ def _one_cycle(opt: torch.optim.Optimizer, lr: float, steps: int, epochs: int) -
 def train_model(args: argparse.Namespace) -> tuple[SpeechRecognitionModel, dict[str, Any]]:
     rng = seed_everything(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
-    train_items, val = split_validation(load_items(args.librispeech, args.n_feats, args.limit), args.val_fraction, rng)
+    train_items, val = split_validation(load_items(args.librispeech, args.n_feats, args.limit, args.spread), args.val_fraction, rng)
     cfg = SplitASRConfig(n_cnn_layers=args.n_cnn, n_rnn_layers=args.n_rnn, rnn_dim=args.rnn_dim, n_class=L.N_CLASS,
                          n_feats=args.n_feats, dropout=args.dropout)
     model = SpeechRecognitionModel(cfg)
@@ -208,7 +212,7 @@ def train_autoencoder(args: argparse.Namespace) -> tuple[AutoEncoderDecoder, dic
         raise ValueError("--autoencoder needs --checkpoint (the trained model.pth whose Head it compresses)")
     model, cfg = load_model(args.checkpoint)
     rng = seed_everything(args.seed)
-    train_items, val = split_validation(load_items(args.librispeech, cfg.n_feats, args.limit), args.val_fraction, rng)
+    train_items, val = split_validation(load_items(args.librispeech, cfg.n_feats, args.limit, args.spread), args.val_fraction, rng)
     ae = AutoEncoderDecoder(AutoencoderConfig(input_size=cfg.rnn_dim, hidden_size=args.ae_hidden,
                                               bottleneck=args.ae_bottleneck))
     log.info("autoencoder %s on the Head of %s; %d train / %d val utterances", ae.cfg.to_dict(), args.checkpoint,
