@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from core.ctc import greedy_decode_batch
-from core.fsio import atomic_write_json
+from core.fsio import atomic_write_json, sha256_file
 from core.machine import cpu_has_native_bf16
 from core.metrics import corpus_scores
 from core.numerics import TRAIN_THREADS, numerics_record
@@ -180,27 +180,47 @@ def write_record(path: Path, record: dict[str, Any], args: argparse.Namespace | 
 
 
 def training_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The options that decide what a trainer makes: its scalar options. Paths say where the corpus and the
-    model are, not what is trained (a moved work dir must not retrain an hour-long model); --force says
-    whether, not what."""
-    return {k: v for k, v in sorted(vars(args).items())
-            if k != "force" and (v is None or isinstance(v, (bool, int, float, str)))}
+    """The options that decide what a trainer makes: its scalar options, and the content (sha256) of each file
+    it reads (the checkpoint an autoencoder is trained on: retrained, it makes another autoencoder). Folders
+    say where the corpus is, not what is trained (a moved work dir must not retrain an hour-long model);
+    --force says whether, not what."""
+    options: dict[str, Any] = {}
+    for key, value in sorted(vars(args).items()):
+        if key in ("force", "out"):
+            continue
+        if isinstance(value, Path):
+            if value.is_file():
+                options[key] = {"sha256": sha256_file(value)}
+        elif value is None or isinstance(value, (bool, int, float, str)):
+            options[key] = value
+    return options
 
 
 def already_trained(out: Path, holds_model: bool, record: Path, args: argparse.Namespace) -> bool:
     """Whether a trainer may leave the model at `out` as it is: it holds one, --force is not given, and its
-    training record says it was made with these options. A changed option (more epochs, another loss) trains
-    again, and says which; a record from before options were recorded is taken at its word."""
+    training record says it was made with these options. A changed option (more epochs, another loss, a
+    retrained checkpoint under it) trains again, and says which; so does a record without options (from
+    before they were recorded: nothing says what it was trained with)."""
     if not holds_model or args.force:
         return False
     try:
         old = json.loads(Path(record).read_text()).get("options")
     except (OSError, ValueError, AttributeError):
         old = None
+    if not isinstance(old, dict):
+        log.info("%s has no record of the options it was trained with (%s); training it again", out, record)
+        return False
     new = training_options(args)
-    changed = [f"{k} {old[k]!r} -> {new[k]!r}" for k in new if isinstance(old, dict) and k in old and old[k] != new[k]]
+    changed = [f"{k} {_shown(old.get(k))} -> {_shown(new[k])}" for k in new if k in old and old[k] != new[k]]
     if changed:
         log.info("%s was trained with other options (%s); training it again", out, ", ".join(changed))
         return False
     log.info("%s already holds a model trained with these options; not retraining (--force to retrain)", out)
     return True
+
+
+def _shown(value: Any) -> str:
+    """An option as the log shows it: a file by the start of its digest."""
+    if isinstance(value, dict) and "sha256" in value:
+        return f"file sha256 {str(value['sha256'])[:12]}"
+    return repr(value)

@@ -40,7 +40,8 @@ def training_section(train: dict[str, Any]) -> str:
     return text + ". The test speakers never appear in training.\n"
 
 
-def remembered(results: Path, names: list[str], trainings: list[Path], replace: bool = False) -> tuple[list[str], list[Path]]:
+def remembered(results: Path, names: list[str], trainings: list[Path],
+               replace: bool = False) -> tuple[list[str], list[Path]]:
     """`names` and `trainings` after those results/readme.json already lists (in their order, each once), and
     the index rewritten with them; `replace` forgets what it listed."""
     path = results / INDEX

@@ -97,9 +97,14 @@ def test_a_model_is_kept_only_when_trained_with_the_same_options(tmp_path) -> No
     import argparse
     from pathlib import Path
 
-    args = argparse.Namespace(corpus=Path("a"), out=tmp_path / "m.pt", epochs=3, lr=1e-3, limit=None, force=False)
+    checkpoint = tmp_path / "model.pth"
+    checkpoint.write_bytes(b"first")
+    args = argparse.Namespace(corpus=tmp_path, checkpoint=checkpoint, out=tmp_path / "m.pt", epochs=3, lr=1e-3,
+                              limit=None, force=False)
     record = tmp_path / "m.train.json"
-    assert training_options(args) == {"epochs": 3, "limit": None, "lr": 1e-3}  # paths and --force are not options
+    options = training_options(args)
+    # a folder (the corpus) and --out/--force are not options; a file it reads counts by its content
+    assert options == {"checkpoint": {"sha256": options["checkpoint"]["sha256"]}, "epochs": 3, "limit": None, "lr": 1e-3}
     assert not already_trained(args.out, False, record, args)  # nothing there yet
     write_record(record, {"threads": 1}, args)
     assert already_trained(args.out, True, record, args)
@@ -107,5 +112,7 @@ def test_a_model_is_kept_only_when_trained_with_the_same_options(tmp_path) -> No
     assert already_trained(args.out, True, record, moved)  # a moved corpus is the same training
     assert not already_trained(args.out, True, record, argparse.Namespace(**{**vars(args), "epochs": 4}))
     assert not already_trained(args.out, True, record, argparse.Namespace(**{**vars(args), "force": True}))
-    record.write_text('{"threads": 1}')  # a record from before options were recorded: taken at its word
-    assert already_trained(args.out, True, record, argparse.Namespace(**{**vars(args), "epochs": 4}))
+    checkpoint.write_bytes(b"retrained")  # the model under an autoencoder was trained again
+    assert not already_trained(args.out, True, record, args)
+    record.write_text('{"threads": 1}')  # a record from before options were recorded says nothing: train again
+    assert not already_trained(args.out, True, record, args)

@@ -65,6 +65,8 @@ def test_rerun_keeps_the_trained_file(trained: tuple[Path, Path], tiny_corpus: P
                  "--out", str(trained[0]), *TINY]) == 0
     assert trained[0].stat().st_mtime_ns == before
     assert json.loads(trained[0].with_name("model.train.json").read_text())["options"]["rnn_dim"] == 8
+    ae_options = json.loads(trained[1].with_name("autoencoder.train.json").read_text())["options"]
+    assert set(ae_options["checkpoint"]) == {"sha256"}  # the model under it, by content
 
 
 def test_rerun_with_other_options_trains_again(trained: tuple[Path, Path], tiny_corpus: Path, tmp_path: Path,
@@ -80,7 +82,8 @@ def test_rerun_with_other_options_trains_again(trained: tuple[Path, Path], tiny_
     shutil.copy(trained[1], out)
     shutil.copy(trained[1].with_name("autoencoder.train.json"), tmp_path / "autoencoder.train.json")
     args = ["train", "split_asr", "--autoencoder", "--checkpoint", str(trained[0]), "--librispeech",
-            str(tiny_corpus / "LibriSpeech" / "train-demo"), "--out", str(out), "--ae-hidden", "6", "--ae-bottleneck", "2"]
+            str(tiny_corpus / "LibriSpeech" / "train-demo"), "--out", str(out), "--ae-hidden", "6",
+            "--ae-bottleneck", "2"]
     before = out.stat().st_mtime_ns
     assert main([*args, *TINY]) == 0 and out.stat().st_mtime_ns == before
     assert main([*args, *TINY, "--seed", "8"]) == 0

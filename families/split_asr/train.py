@@ -165,7 +165,8 @@ def _one_cycle(opt: torch.optim.Optimizer, lr: float, steps: int, epochs: int) -
 def train_model(args: argparse.Namespace) -> tuple[SpeechRecognitionModel, dict[str, Any]]:
     rng = seed_everything(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
-    train_items, val = split_validation(load_items(args.librispeech, args.n_feats, args.limit, args.spread), args.val_fraction, rng)
+    items = load_items(args.librispeech, args.n_feats, args.limit, args.spread)
+    train_items, val = split_validation(items, args.val_fraction, rng)
     cfg = SplitASRConfig(n_cnn_layers=args.n_cnn, n_rnn_layers=args.n_rnn, rnn_dim=args.rnn_dim, n_class=L.N_CLASS,
                          n_feats=args.n_feats, dropout=args.dropout)
     model = SpeechRecognitionModel(cfg)
@@ -212,7 +213,8 @@ def train_autoencoder(args: argparse.Namespace) -> tuple[AutoEncoderDecoder, dic
         raise ValueError("--autoencoder needs --checkpoint (the trained model.pth whose Head it compresses)")
     model, cfg = load_model(args.checkpoint)
     rng = seed_everything(args.seed)
-    train_items, val = split_validation(load_items(args.librispeech, cfg.n_feats, args.limit, args.spread), args.val_fraction, rng)
+    items = load_items(args.librispeech, cfg.n_feats, args.limit, args.spread)
+    train_items, val = split_validation(items, args.val_fraction, rng)
     ae = AutoEncoderDecoder(AutoencoderConfig(input_size=cfg.rnn_dim, hidden_size=args.ae_hidden,
                                               bottleneck=args.ae_bottleneck))
     log.info("autoencoder %s on the Head of %s; %d train / %d val utterances", ae.cfg.to_dict(), args.checkpoint,
